@@ -1,0 +1,46 @@
+"""Gray normalization of Cho et al. 2017: Pillow's ITU-R 601-2 luma, bit for bit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Pillow's integer luma weights, ``L = (R*299 + G*587 + B*114) / 1000``.
+LUMA_WEIGHTS = (299, 587, 114)
+
+
+def gray_normalize(rgb: np.ndarray) -> np.ndarray:
+    """Convert RGB to gray exactly as ``PIL.Image.convert("L")`` does.
+
+    Pillow computes ``(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`` in integers, its fixed-point
+    form of ``L = R*299/1000 + G*587/1000 + B*114/1000`` rounded to nearest; this function uses the
+    same integer arithmetic, so the result is identical on every uint8 input.
+
+    Parameters
+    ----------
+    rgb : ndarray of shape (..., 3), dtype uint8
+        RGB image or batch of images.
+
+    Returns
+    -------
+    ndarray of shape (...), dtype uint8
+        Gray levels.
+
+    Raises
+    ------
+    ValueError
+        If the last axis is not 3 or the dtype is not uint8.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gray_normalize(np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8))
+    array([ 76, 150,  29], dtype=uint8)
+    """
+    rgb = np.asarray(rgb)
+    if rgb.shape[-1:] != (3,):
+        raise ValueError(f"rgb: expected shape (..., 3), got {rgb.shape}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"rgb: expected dtype uint8, got {rgb.dtype}")
+    wide = rgb.astype(np.uint32)
+    luma = wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000
+    return (luma >> 16).astype(np.uint8)

@@ -1,0 +1,55 @@
+"""Gray normalization as an estimator: the first stage of stain-style transfer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from stainstyle._validation import Tiles
+from stainstyle.base import StainNormalizer
+from stainstyle.color.gray import gray_normalize
+
+
+class GrayNormalizer(StainNormalizer):
+    """Replace colour by Pillow's gray level, replicated to three channels.
+
+    Removes stain colour entirely; the gray image is what the stain-style transfer generator
+    re-colours. Stateless: ``fit`` only validates its input.
+
+    Parameters
+    ----------
+    background : {"passthrough", "raise"}, default="passthrough"
+        Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
+    batch_size : int, default=32
+        Tiles processed at once.
+
+    Attributes
+    ----------
+    n_tiles_fit_ : int
+        Number of tiles seen by ``fit``.
+
+    See Also
+    --------
+    stainstyle.color.gray_normalize : The function twin, returning one channel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tile = np.full((32, 32, 3), (150, 60, 160), dtype=np.uint8)
+    >>> GrayNormalizer().fit(tile).transform(tile)[0, 0]
+    array([98, 98, 98], dtype=uint8)
+    """
+
+    def __init__(self, *, background: str = "passthrough", batch_size: int = 32):
+        self.background = background
+        self.batch_size = batch_size
+
+    def _fit(self, tiles: Tiles, y: Any) -> None:
+        self.n_tiles_fit_ = len(tiles)
+
+    def _transform_batch(
+        self, batch: np.ndarray, tissue: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        gray = gray_normalize(batch)
+        return np.repeat(gray[..., None], 3, axis=-1), np.zeros(len(batch), dtype=bool)

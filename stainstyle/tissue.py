@@ -1,0 +1,104 @@
+"""Tissue detection shared by every method: which pixels hold stain, and which tiles hold enough.
+
+A pixel is tissue when its optical density is at least :data:`TISSUE_OD_THRESHOLD` in every
+channel, with ``OD_c = -ln((I_c + 1) / 240)`` (the Macenko reference transform). On uint8 data
+that is the same as ``I_c <= 205`` in every channel, which is how it is computed here: one
+integer comparison per pixel, no logarithm.
+
+A tile is *background* when it has fewer than ``max(100, 0.5 % of its pixels)`` tissue pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+#: Blank-field intensity of the optical-density transform (Macenko reference code).
+IO_DEFAULT = 240.0
+
+#: Minimum optical density, in every channel, of a tissue pixel (Macenko's beta).
+TISSUE_OD_THRESHOLD = 0.15
+
+#: Absolute floor of tissue pixels for a tile to count as tissue.
+MIN_TISSUE_PIXELS = 100
+
+#: Fraction of a tile's pixels that must be tissue for it to count as tissue.
+MIN_TISSUE_FRACTION = 0.005
+
+
+def max_tissue_intensity(io: float = IO_DEFAULT, od_threshold: float = TISSUE_OD_THRESHOLD) -> int:
+    """Largest uint8 intensity whose optical density reaches ``od_threshold``.
+
+    Parameters
+    ----------
+    io : float
+        Blank-field intensity of ``OD = -ln((I + 1) / io)``.
+    od_threshold : float
+        Minimum optical density.
+
+    Returns
+    -------
+    int
+        ``floor(io * exp(-od_threshold) - 1)``, clipped to [-1, 255]; 205 for the defaults.
+    """
+    return int(min(255, max(-1, math.floor(io * math.exp(-od_threshold) - 1.0))))
+
+
+def tissue_mask(
+    tiles: np.ndarray, io: float = IO_DEFAULT, od_threshold: float = TISSUE_OD_THRESHOLD
+) -> np.ndarray:
+    """Boolean mask of tissue pixels.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (..., H, W, 3), dtype uint8
+        RGB tiles.
+    io, od_threshold : float
+        Optical-density transform and threshold (see module docstring).
+
+    Returns
+    -------
+    ndarray of shape (..., H, W), dtype bool
+        True where every channel has ``-ln((I + 1) / io) >= od_threshold``.
+    """
+    limit = max_tissue_intensity(io, od_threshold)
+    if limit < 0:
+        return np.zeros(tiles.shape[:-1], dtype=bool)
+    flat = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
+    mask = cv2.inRange(flat, (0, 0, 0), (limit, limit, limit))
+    return mask.reshape(tiles.shape[:-1]) > 0
+
+
+def min_tissue_pixels(height: int, width: int) -> int:
+    """Number of tissue pixels a tile needs to be normalized, ``max(100, 0.5 % of H*W)``.
+
+    Parameters
+    ----------
+    height, width : int
+        Tile size in pixels.
+
+    Returns
+    -------
+    int
+        The threshold.
+    """
+    return max(MIN_TISSUE_PIXELS, math.ceil(MIN_TISSUE_FRACTION * height * width))
+
+
+def is_background(tissue: np.ndarray) -> np.ndarray:
+    """Which tiles have too little tissue to be normalized.
+
+    Parameters
+    ----------
+    tissue : ndarray of shape (N, H, W), dtype bool
+        Tissue masks from :func:`tissue_mask`.
+
+    Returns
+    -------
+    ndarray of shape (N,), dtype bool
+        True for tiles with fewer than :func:`min_tissue_pixels` tissue pixels.
+    """
+    counts = np.count_nonzero(tissue.reshape(len(tissue), -1), axis=1)
+    return counts < min_tissue_pixels(*tissue.shape[1:3])
