@@ -25,6 +25,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
+from stainstyle.hub import NormalizerHubMixin
 from stainstyle.tissue import is_background, min_tissue_pixels, tissue_mask
 
 #: Per-tile status: the tile was normalized.
@@ -88,7 +89,9 @@ def _caller_stacklevel() -> int:
     return level
 
 
-class StainNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+class StainNormalizer(
+    TransformerMixin, BaseEstimator, NormalizerHubMixin, auto_wrap_output_keys=None
+):
     """Base class of every stain normalizer: validation, background policy and batching.
 
     Subclasses declare their own ``__init__`` (keyword-only, storing each argument unchanged, and
