@@ -143,13 +143,16 @@ class StainNormalizer(
         self._fit(tiles, y)
         return self
 
-    def transform(self, X: Any) -> Any:
+    def transform(self, X: Any, groups: Any = None) -> Any:
         """Map tiles into the learned target stain style.
 
         Parameters
         ----------
         X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
             Tiles to normalize, uint8 or float in [0, 1].
+        groups : array-like of shape (N,), optional
+            Group id per tile (e.g. the slide id), for methods that pool source statistics per
+            group; methods that do not raise ``ValueError`` when it is given.
 
         Returns
         -------
@@ -162,7 +165,7 @@ class StainNormalizer(
             Once per call, when some tiles were passed through unchanged.
         """
         tiles = as_tiles(X)
-        results, status = self._normalize(tiles, produce_output=True)
+        results, status = self._normalize(tiles, produce_output=True, groups=groups)
         self._apply_background_policy(status, tiles)
         return tiles.restore(results)
 
@@ -174,6 +177,18 @@ class StainNormalizer(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _group_context(self, tiles: Tiles, members: np.ndarray) -> Any:
+        """Source statistics pooled over the tiles ``members`` of one group.
+
+        Only methods supporting ``transform(X, groups=...)`` override this; their
+        ``_transform_batch(batch, tissue, context)`` then receives the returned object for every
+        batch of the group.
+        """
+        raise ValueError(
+            f"groups: {type(self).__name__} does not pool statistics over groups of tiles; "
+            "call transform(X) without groups"
+        )
 
     # ------------------------------------------------------------------ shared machinery
     def _fit_batches(self, tiles: Tiles):
@@ -188,9 +203,9 @@ class StainNormalizer(
             yield batch, tissue_mask(batch)
 
     def _normalize(
-        self, tiles: Tiles, produce_output: bool
+        self, tiles: Tiles, produce_output: bool, groups: Any = None
     ) -> tuple[list[np.ndarray | None], np.ndarray]:
-        """Run the method over all tissue tiles.
+        """Run the method over all tissue tiles, group by group when ``groups`` is given.
 
         Returns per-tile results (None means unchanged) and the per-tile status.
         """
@@ -198,20 +213,22 @@ class StainNormalizer(
         self._validate_params()
         status = np.full(len(tiles), STATUS_OK, dtype=object)
         results: list[np.ndarray | None] = [None] * len(tiles)
-        for indices, batch in tiles.batches(self.batch_size):
-            tissue = tissue_mask(batch)
-            background = is_background(tissue)
-            status[indices[background]] = STATUS_BACKGROUND
-            keep = ~background
-            if not keep.any():
-                continue
-            mapped, degenerate = self._transform_batch(batch[keep], tissue[keep])
-            kept = indices[keep]
-            status[kept[degenerate]] = STATUS_DEGENERATE
-            if produce_output:
-                for j, i in enumerate(kept):
-                    if not degenerate[j]:
-                        results[i] = mapped[j]
+        for members in _group_members(groups, len(tiles)):
+            context = () if groups is None else (self._group_context(tiles, members),)
+            for indices, batch in tiles.batches(self.batch_size, members):
+                tissue = tissue_mask(batch)
+                background = is_background(tissue)
+                status[indices[background]] = STATUS_BACKGROUND
+                keep = ~background
+                if not keep.any():
+                    continue
+                mapped, degenerate = self._transform_batch(batch[keep], tissue[keep], *context)
+                kept = indices[keep]
+                status[kept[degenerate]] = STATUS_DEGENERATE
+                if produce_output:
+                    for j, i in enumerate(kept):
+                        if not degenerate[j]:
+                            results[i] = mapped[j]
         return results, status.astype(str)
 
     def _apply_background_policy(self, status: np.ndarray, tiles: Tiles) -> None:
@@ -233,7 +250,27 @@ class StainNormalizer(
         warnings.warn(message, BackgroundTileWarning, stacklevel=_caller_stacklevel())
 
 
-def tile_status(normalizer: StainNormalizer, X: Any) -> np.ndarray:
+def _group_members(groups: Any, n_tiles: int) -> list[np.ndarray | None]:
+    """Tile indices per group, in order of first appearance; ``[None]`` (all tiles) without groups.
+
+    Raises
+    ------
+    ValueError
+        If ``groups`` does not hold one id per tile.
+    """
+    if groups is None:
+        return [None]
+    ids = np.asarray(groups)
+    if ids.shape != (n_tiles,):
+        raise ValueError(
+            f"groups: expected one group id per tile, shape ({n_tiles},), got shape {ids.shape}"
+        )
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    return [np.flatnonzero(inverse.ravel() == g) for g in order]
+
+
+def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.ndarray:
     """Report, per tile, whether a fitted normalizer would normalize it or pass it through.
 
     The estimator is not changed and no warning is emitted.
@@ -244,6 +281,8 @@ def tile_status(normalizer: StainNormalizer, X: Any) -> np.ndarray:
         A fitted normalizer.
     X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
         Tiles, uint8 or float in [0, 1].
+    groups : array-like of shape (N,), optional
+        Group ids, as for ``normalizer.transform(X, groups)``.
 
     Returns
     -------
@@ -251,7 +290,7 @@ def tile_status(normalizer: StainNormalizer, X: Any) -> np.ndarray:
         ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile (N = 1
         for a single tile).
     """
-    _, status = normalizer._normalize(as_tiles(X), produce_output=False)
+    _, status = normalizer._normalize(as_tiles(X), produce_output=False, groups=groups)
     return status
 
 
