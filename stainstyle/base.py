@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
-from stainstyle.tissue import is_background, min_tissue_pixels, tissue_mask
+from stainstyle.tissue import MIN_TISSUE_PIXELS, is_background, min_tissue_pixels, tissue_mask
 
 #: Per-tile status: the tile was normalized.
 STATUS_OK = "ok"
@@ -294,17 +294,17 @@ def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.n
     return status
 
 
-def require_tissue(n_pixels: int, needed: int, what: str) -> None:
+def require_tissue(n_pixels: int, what: str, needed: int = MIN_TISSUE_PIXELS) -> None:
     """Raise a clear error when fitting data holds too little tissue.
 
     Parameters
     ----------
     n_pixels : int
         Tissue pixels found.
-    needed : int
-        Tissue pixels required.
     what : str
         What was being fitted, for the message.
+    needed : int, default=100
+        Tissue pixels required.
 
     Raises
     ------

@@ -1,0 +1,129 @@
+"""Histogram specification: match each RGB channel's distribution to the target's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+from sklearn.utils._param_validation import StrOptions
+
+from stainstyle._validation import Tiles
+from stainstyle.base import StainNormalizer, require_tissue
+from stainstyle.color.quantize import float_to_uint8
+
+
+def channel_histograms(tiles: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pixel counts of each uint8 value per channel.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (..., H, W, 3), dtype uint8
+        Images.
+    mask : ndarray of shape (..., H, W), bool, optional
+        Pixels to count; all when None.
+
+    Returns
+    -------
+    ndarray of shape (3, 256), dtype int64
+    """
+    image = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
+    mask8 = None if mask is None else np.ascontiguousarray(mask).reshape(-1, 1).view(np.uint8)
+    return np.stack(
+        [cv2.calcHist([image], [c], mask8, [256], [0, 256]).ravel() for c in range(3)]
+    ).astype(np.int64)
+
+
+def match_cdf_lut(source_counts: np.ndarray, target_counts: np.ndarray) -> np.ndarray:
+    """Lookup table mapping source values to target values with equal cumulative frequency.
+
+    For each source value ``v``, ``f(v) = interp(q_s(v), q_t, v_t)``, where ``q_s`` is the
+    source CDF and ``(q_t, v_t)`` the target CDF at the values the target contains, as
+    scikit-image's ``_match_cumulative_cdf``; rounded (not truncated) to uint8.
+
+    Parameters
+    ----------
+    source_counts, target_counts : ndarray of shape (256,), int
+        Histograms of one channel. The target must not be empty.
+
+    Returns
+    -------
+    ndarray of shape (256,), dtype uint8
+    """
+    source_quantiles = np.cumsum(source_counts) / max(source_counts.sum(), 1)
+    present = np.flatnonzero(target_counts)
+    target_quantiles = np.cumsum(target_counts[present]) / target_counts.sum()
+    mapped = np.interp(source_quantiles, target_quantiles, present.astype(np.float64))
+    return float_to_uint8(mapped)
+
+
+class HistogramSpecification(StainNormalizer):
+    """Histogram specification (matching) of each RGB channel to a pooled target histogram.
+
+    Parameters
+    ----------
+    mask : {"none", "tissue"}, default="none"
+        ``"none"`` builds both histograms from every pixel, as ``skimage.exposure.
+        match_histograms`` does. ``"tissue"`` uses tissue pixels only and returns background
+        pixels unchanged, so that a mostly-background tile does not get over-stained tissue.
+    background : {"passthrough", "raise"}, default="passthrough"
+        Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
+    batch_size : int, default=32
+        Tiles processed at once.
+
+    Attributes
+    ----------
+    target_counts_ : ndarray of shape (3, 256), dtype int64
+        Pooled target histogram per channel (the sum over target tiles, which equals the
+        histogram of all target pixels together).
+
+    See Also
+    --------
+    match_cdf_lut : The per-channel mapping, as a function.
+    skimage.exposure.match_histograms : The single-reference equivalent (which truncates).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> target = rng.integers(80, 220, size=(4, 32, 32, 3), dtype=np.uint8)
+    >>> source = rng.integers(20, 160, size=(32, 32, 3), dtype=np.uint8)
+    >>> out = HistogramSpecification().fit(target).transform(source)
+    >>> bool(out.mean() > source.mean())
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **StainNormalizer._parameter_constraints,
+        "mask": [StrOptions({"none", "tissue"})],
+    }
+
+    def __init__(
+        self, *, mask: str = "none", background: str = "passthrough", batch_size: int = 32
+    ):
+        self.mask = mask
+        self.background = background
+        self.batch_size = batch_size
+
+    def _fit(self, tiles: Tiles, y: Any) -> None:
+        counts = np.zeros((3, 256), dtype=np.int64)
+        for batch, tissue in self._fit_batches(tiles):
+            counts += channel_histograms(batch, tissue if self.mask == "tissue" else None)
+        if self.mask == "tissue":
+            require_tissue(int(counts[0].sum()), type(self).__name__)
+        self.target_counts_ = counts
+
+    def _transform_batch(
+        self, batch: np.ndarray, tissue: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        out = np.empty_like(batch)
+        for i, tile in enumerate(batch):
+            mask = tissue[i] if self.mask == "tissue" else None
+            counts = channel_histograms(tile, mask)
+            lut = np.stack(
+                [match_cdf_lut(counts[c], self.target_counts_[c]) for c in range(3)], axis=-1
+            )
+            out[i] = cv2.LUT(tile, lut[None])
+            if mask is not None:
+                out[i][~mask] = tile[~mask]
+        return out, np.zeros(len(batch), dtype=bool)
