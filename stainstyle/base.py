@@ -26,7 +26,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
-from stainstyle.tissue import MIN_TISSUE_PIXELS, is_background, min_tissue_pixels, tissue_mask
+from stainstyle.tissue import (
+    MIN_TISSUE_PIXELS,
+    is_background,
+    is_uniform,
+    min_tissue_pixels,
+    tissue_mask,
+)
 
 #: Per-tile status: the tile was normalized.
 STATUS_OK = "ok"
@@ -218,11 +224,15 @@ class StainNormalizer(
             for indices, batch in tiles.batches(self.batch_size, members):
                 tissue = tissue_mask(batch)
                 background = is_background(tissue)
+                uniform = ~background & is_uniform(batch, tissue)
                 status[indices[background]] = STATUS_BACKGROUND
-                keep = ~background
+                status[indices[uniform]] = STATUS_DEGENERATE
+                keep = ~(background | uniform)
                 if not keep.any():
                     continue
-                mapped, degenerate = self._transform_batch(batch[keep], tissue[keep], *context)
+                if not keep.all():
+                    batch, tissue = batch[keep], tissue[keep]
+                mapped, degenerate = self._transform_batch(batch, tissue, *context)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
                 if produce_output:
@@ -241,7 +251,8 @@ class StainNormalizer(
         message = (
             f"{type(self).__name__}: {n_background + n_degenerate} of {len(status)} tiles "
             f"passed through unchanged ({n_background} with too little tissue, i.e. fewer "
-            f"tissue pixels than {needed}; {n_degenerate} the method could not model). "
+            f"tissue pixels than {needed}; {n_degenerate} without colour variation or that "
+            "the method could not model). "
             "Use stainstyle.tile_status(normalizer, X) to see which."
         )
         if self.background == "raise":

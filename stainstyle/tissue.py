@@ -5,7 +5,13 @@ channel, with ``OD_c = -ln((I_c + 1) / 240)`` (the Macenko reference transform).
 that is the same as ``I_c <= 205`` in every channel, which is how it is computed here: one
 integer comparison per pixel, no logarithm.
 
-A tile is *background* when it has fewer than ``max(100, 0.5 % of its pixels)`` tissue pixels.
+Black pixels (every channel <= :data:`BLACK_MAX_INTENSITY`) are not tissue either: they are the
+padding of crops at a slide border or ink, and their optical density would otherwise count as
+the darkest stain. (WSICS likewise treats ``D > 5.5`` as background.)
+
+A tile is *background* when it has fewer than ``max(100, 0.5 % of its pixels)`` tissue pixels,
+and *uniform* when its tissue pixels have no colour variation (a standard deviation of at most
+:data:`UNIFORM_MAX_STD` gray levels in every channel): no method can estimate stains from it.
 """
 
 from __future__ import annotations
@@ -20,6 +26,12 @@ IO_DEFAULT = 240.0
 
 #: Minimum optical density, in every channel, of a tissue pixel (Macenko's beta).
 TISSUE_OD_THRESHOLD = 0.15
+
+#: Pixels this dark in every channel are padding or ink, not tissue.
+BLACK_MAX_INTENSITY = 8
+
+#: Tissue with at most this standard deviation (gray levels) in every channel is uniform.
+UNIFORM_MAX_STD = 0.5
 
 #: Absolute floor of tissue pixels for a tile to count as tissue.
 MIN_TISSUE_PIXELS = 100
@@ -61,14 +73,16 @@ def tissue_mask(
     Returns
     -------
     ndarray of shape (..., H, W), dtype bool
-        True where every channel has ``-ln((I + 1) / io) >= od_threshold``.
+        True where every channel has ``-ln((I + 1) / io) >= od_threshold`` and some channel is
+        brighter than :data:`BLACK_MAX_INTENSITY`.
     """
     limit = max_tissue_intensity(io, od_threshold)
     if limit < 0:
         return np.zeros(tiles.shape[:-1], dtype=bool)
     flat = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
-    mask = cv2.inRange(flat, (0, 0, 0), (limit, limit, limit))
-    return mask.reshape(tiles.shape[:-1]) > 0
+    stained = cv2.inRange(flat, (0, 0, 0), (limit, limit, limit))
+    black = cv2.inRange(flat, (0, 0, 0), (BLACK_MAX_INTENSITY,) * 3)
+    return cv2.subtract(stained, black).reshape(tiles.shape[:-1]) > 0
 
 
 def min_tissue_pixels(height: int, width: int) -> int:
@@ -102,3 +116,27 @@ def is_background(tissue: np.ndarray) -> np.ndarray:
     """
     counts = np.count_nonzero(tissue.reshape(len(tissue), -1), axis=1)
     return counts < min_tissue_pixels(*tissue.shape[1:3])
+
+
+def is_uniform(tiles: np.ndarray, tissue: np.ndarray) -> np.ndarray:
+    """Which tiles have no colour variation over their tissue pixels.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (N, H, W, 3), dtype uint8
+        RGB tiles.
+    tissue : ndarray of shape (N, H, W), dtype bool
+        Tissue masks from :func:`tissue_mask`.
+
+    Returns
+    -------
+    ndarray of shape (N,), dtype bool
+        True where the standard deviation over tissue pixels is at most
+        :data:`UNIFORM_MAX_STD` in every channel (or there is no tissue).
+    """
+    uniform = np.ones(len(tiles), dtype=bool)
+    for i, (tile, mask) in enumerate(zip(tiles, tissue, strict=True)):
+        if mask.any():
+            _, std = cv2.meanStdDev(np.ascontiguousarray(tile), mask=mask.view(np.uint8))
+            uniform[i] = bool(np.all(std <= UNIFORM_MAX_STD))
+    return uniform

@@ -41,3 +41,35 @@ def read_rgb(path: Path) -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def he_tiles(n: int = 4, size: int = 64, seed: int = 0) -> np.ndarray:
+    """Small H&E-like tiles by Beer-Lambert: smooth random H and E concentration fields.
+
+    Returns uint8 (n, size, size, 3), each tile with tissue, some background and both stains.
+    """
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])  # Ruifrok & Johnston H, E
+    fields = rng.random((n, 2, size // 8, size // 8))
+    tiles = np.empty((n, size, size, 3), dtype=np.uint8)
+    for i in range(n):
+        h = cv2.resize(fields[i, 0], (size, size), interpolation=cv2.INTER_CUBIC) * 1.2
+        e = cv2.resize(fields[i, 1], (size, size), interpolation=cv2.INTER_CUBIC) * 0.8
+        h[: size // 4] = 0.0  # a band of background
+        e[: size // 4] = 0.0
+        od = np.clip(h, 0, None)[..., None] * stains[0] + np.clip(e, 0, None)[..., None] * stains[1]
+        noise = rng.normal(0, 2, (size, size, 3))
+        tiles[i] = np.clip(np.rint(240 * np.exp(-od) + noise), 0, 255).astype(np.uint8)
+    return tiles
+
+
+@pytest.fixture
+def target_tiles() -> np.ndarray:
+    return he_tiles(4, 64, seed=1)
+
+
+@pytest.fixture
+def source_tiles() -> np.ndarray:
+    return he_tiles(3, 64, seed=2)

@@ -1,0 +1,28 @@
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from stainstyle import GrayNormalizer, gray_normalize
+
+
+def test_equals_pillow_on_every_colour():
+    levels = np.arange(256, dtype=np.uint8)
+    every = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(4096, 4096, 3)
+    expected = np.asarray(Image.fromarray(every).convert("L"))
+    np.testing.assert_array_equal(gray_normalize(every), expected)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 2**32 - 1))
+def test_equals_pillow_on_random_tiles(height, width, seed):
+    tile = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        gray_normalize(tile), np.asarray(Image.fromarray(tile).convert("L"))
+    )
+
+
+def test_estimator_replicates_gray(target_tiles):
+    out = GrayNormalizer().fit(target_tiles).transform(target_tiles)
+    np.testing.assert_array_equal(out[..., 0], gray_normalize(target_tiles))
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+from skimage.color import lab2rgb, rgb2lab
+
+from stainstyle.color import (
+    float_to_uint8,
+    lab_cie_to_rgb,
+    lab_ruderman_to_rgb,
+    od_to_rgb,
+    rgb_to_lab_cie,
+    rgb_to_lab_ruderman,
+    rgb_to_od,
+)
+from stainstyle.color.od import od_lut
+
+
+def test_od_known_values_and_lut():
+    np.testing.assert_allclose(rgb_to_od(np.array([239, 119, 0])), [0.0, np.log(2), np.log(240)])
+    np.testing.assert_allclose(od_lut(240.0, np.float64), rgb_to_od(np.arange(256)))
+
+
+def test_od_round_trip_within_one_level(rng):
+    rgb = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    back = od_to_rgb(-np.log(np.maximum(rgb, 1) / 240.0))
+    assert np.abs(back.astype(int) - np.minimum(np.maximum(rgb, 1), 255)).max() <= 1
+
+
+def test_ruderman_round_trip_and_known_axes(rng):
+    rgb = rng.integers(1, 256, (16, 16, 3)).astype(float)
+    np.testing.assert_allclose(lab_ruderman_to_rgb(rgb_to_lab_ruderman(rgb)), rgb, rtol=1e-9)
+    gray = rgb_to_lab_ruderman(np.array([128.0, 128.0, 128.0]))
+    assert abs(gray[2]) < 1e-3  # beta (red-green) vanishes on grey, up to the matrix's rounding
+
+
+def test_cie_equals_skimage(rng):
+    rgb = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    np.testing.assert_allclose(rgb_to_lab_cie(rgb), rgb2lab(rgb / 255.0))
+    lab = rgb_to_lab_cie(rgb)
+    np.testing.assert_allclose(lab_cie_to_rgb(lab), lab2rgb(lab) * 255.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_to_uint8_clips_rounds_and_cleans(dtype):
+    values = np.array([[-3, 0.5, 1.5, 2.5, 254.6, 300, np.nan, np.inf, -np.inf]], dtype=dtype)
+    np.testing.assert_array_equal(float_to_uint8(values), [[0, 0, 2, 2, 255, 255, 0, 255, 0]])

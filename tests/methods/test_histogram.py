@@ -1,0 +1,41 @@
+import numpy as np
+from conftest import read_rgb, require_data
+from skimage.exposure import match_histograms
+
+from stainstyle import HistogramSpecification
+from stainstyle.methods.histogram import channel_histograms, match_cdf_lut
+from stainstyle.tissue import tissue_mask
+
+
+def test_matches_skimage_match_histograms_after_rounding():
+    folder = require_data("reference", "torchstain")
+    source, target = read_rgb(folder / "source.png"), read_rgb(folder / "target.png")
+    expected = np.rint(
+        match_histograms(source.astype(float), target.astype(float), channel_axis=-1)
+    )
+    out = HistogramSpecification().fit(target).transform(source)
+    assert np.abs(out - expected).mean() <= 1.0
+
+
+def test_pooled_histogram_equals_concatenated_pixels(target_tiles, source_tiles):
+    normalizer = HistogramSpecification().fit(target_tiles)
+    pooled = np.concatenate([t.reshape(-1, 3) for t in target_tiles])[None]
+    expected = np.rint(
+        match_histograms(source_tiles[0].astype(float), pooled.astype(float), channel_axis=-1)
+    )
+    assert np.abs(normalizer.transform(source_tiles[0]) - expected).max() <= 1
+
+
+def test_lut_is_monotone_and_identity_on_same_histogram(target_tiles):
+    counts = channel_histograms(target_tiles)
+    assert counts.shape == (3, 256) and counts[0].sum() == target_tiles[..., 0].size
+    lut = match_cdf_lut(counts[1], counts[1])
+    present = counts[1] > 0
+    np.testing.assert_array_equal(lut[present], np.flatnonzero(present))
+    assert np.all(np.diff(match_cdf_lut(counts[0], counts[2]).astype(int)) >= 0)
+
+
+def test_tissue_mask_mode_keeps_background(target_tiles, source_tiles):
+    out = HistogramSpecification(mask="tissue").fit(target_tiles).transform(source_tiles)
+    background = ~tissue_mask(source_tiles)
+    np.testing.assert_array_equal(out[background], source_tiles[background])

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+from conftest import he_tiles, read_rgb, require_data
+
+from stainstyle import MacenkoNormalizer, tile_status
+from stainstyle.color import rgb_to_od
+from stainstyle.methods.macenko import (
+    HE_REFERENCE,
+    MAX_CONCENTRATIONS_REFERENCE,
+    _angle_percentiles,
+    _sorted_percentiles,
+    macenko_stain_matrix,
+)
+
+
+def _reference_macenko(image, he_ref, maxc_ref, io=240.0, beta=0.15, alpha=1.0):
+    """Float64 transcription of Veta's normalizeStaining.m (rounding instead of truncation)."""
+    od = rgb_to_od(image.reshape(-1, 3), io)
+    od_hat = od[~np.any(od < beta, axis=1)]
+    _, vectors = np.linalg.eigh(np.cov(od_hat.T))
+    plane = vectors[:, 1:3]
+    plane *= np.where(od_hat.mean(0) @ plane < 0, -1, 1)
+    projected = od_hat @ plane
+    phi = np.arctan2(projected[:, 1], projected[:, 0])
+    lo, hi = np.percentile(phi, alpha), np.percentile(phi, 100 - alpha)
+    v_min = plane @ [np.cos(lo), np.sin(lo)]
+    v_max = plane @ [np.cos(hi), np.sin(hi)]
+    he = np.array([v_min, v_max] if v_min[0] > v_max[0] else [v_max, v_min]).T
+    concentrations = np.linalg.lstsq(he, od.T, rcond=None)[0]
+    max_c = np.percentile(concentrations, 99, axis=1)
+    normalized = io * np.exp(-he_ref @ (concentrations * (maxc_ref / max_c)[:, None]))
+    return np.rint(np.clip(normalized.T, 0, 255)).reshape(image.shape).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", ["example1", "example2"])
+def test_reference_normalizer_reproduces_henorm_outputs(name):
+    folder = require_data("reference", "henorm")
+    image = read_rgb(folder / f"{name}.png")
+    expected = read_rgb(folder / f"norm{name[-1]}.png")
+    out = MacenkoNormalizer.from_reference().transform(image)
+    assert np.abs(out.astype(int) - expected).mean(axis=(0, 1)).max() <= 1.0
+
+
+def test_float32_path_matches_float64_reference(source_tiles):
+    normalizer = MacenkoNormalizer.from_reference()
+    for tile in source_tiles:
+        expected = _reference_macenko(tile, HE_REFERENCE, MAX_CONCENTRATIONS_REFERENCE)
+        diff = np.abs(normalizer.transform(tile).astype(int) - expected)
+        assert diff.mean() < 0.05 and diff.max() <= 2
+
+
+def test_fit_recovers_the_stains_it_was_rendered_with():
+    tiles = he_tiles(6, 64, seed=4)
+    stains = MacenkoNormalizer().fit(tiles).stain_matrix_
+    h = np.array([0.65, 0.70, 0.29])
+    e = np.array([0.07, 0.99, 0.11])
+    assert stains[:, 0] @ (h / np.linalg.norm(h)) > 0.97
+    assert stains[:, 1] @ (e / np.linalg.norm(e)) > 0.97
+
+
+def test_fit_pools_targets_and_from_reference_validates(target_tiles):
+    normalizer = MacenkoNormalizer().fit(target_tiles)
+    assert normalizer.stain_matrix_.shape == (3, 2) and normalizer.max_concentrations_.shape == (2,)
+    assert np.all(normalizer.stain_matrix_ > 0)
+    with pytest.raises(ValueError, match="stain_matrix"):
+        MacenkoNormalizer.from_reference(stain_matrix=np.ones((2, 3)))
+    with pytest.raises(ValueError, match="max_concentrations"):
+        MacenkoNormalizer.from_reference(max_concentrations=[1.0, -1.0])
+
+
+def test_single_stain_tile_is_degenerate():
+    tile = np.empty((64, 64, 3), np.uint8)
+    tile[:] = np.rint(240 * np.exp(-np.linspace(0.3, 1.5, 64)[:, None, None] * [0.65, 0.70, 0.29]))
+    normalizer = MacenkoNormalizer.from_reference()
+    assert tile_status(normalizer, tile).tolist() == ["passthrough_degenerate"]
+    with pytest.warns(UserWarning, match="could not model"):
+        np.testing.assert_array_equal(normalizer.transform(tile), tile)
+
+
+def test_degenerate_single_stain_target_raises():
+    tile = np.empty((64, 64, 3), np.uint8)
+    tile[:] = np.rint(240 * np.exp(-np.linspace(0.3, 1.5, 64)[:, None, None] * [0.65, 0.70, 0.29]))
+    with pytest.raises(ValueError, match="single stain"):
+        MacenkoNormalizer().fit(tile)
+
+
+def test_eigenvector_sign_does_not_matter(source_tiles):
+    od = rgb_to_od(source_tiles[0].reshape(-1, 3))
+    od = od[np.all(od >= 0.15, axis=1)]
+    stains, degenerate = macenko_stain_matrix(od)
+    assert not degenerate and np.all(stains.sum(axis=0) > 0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 300_000])
+def test_fast_percentiles_equal_numpy(n):
+    rng = np.random.default_rng(n)
+    values = rng.normal(size=n).astype(np.float32)
+    q = [0.0, 1.0, 50.0, 99.0, 100.0]
+    np.testing.assert_allclose(_sorted_percentiles(values, q), np.percentile(values, q), atol=1e-6)
+    points = rng.normal(size=(n, 2)).astype(np.float32)
+    angles = np.arctan2(points[:, 1].astype(float), points[:, 0].astype(float))
+    np.testing.assert_allclose(_angle_percentiles(points, q), np.percentile(angles, q), atol=1e-6)

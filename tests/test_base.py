@@ -1,0 +1,197 @@
+"""The estimator contract shared by every method: containers, errors, background, scikit-learn."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from conftest import he_tiles
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import stainstyle
+from stainstyle import BackgroundTileWarning, tile_status
+
+CLASSIC = [
+    stainstyle.ReinhardNormalizer,
+    stainstyle.MacenkoNormalizer,
+    stainstyle.HistogramSpecification,
+    stainstyle.GrayNormalizer,
+]
+
+
+@pytest.fixture(params=CLASSIC, ids=lambda c: c.__name__)
+def fitted(request, target_tiles):
+    return request.param().fit(target_tiles)
+
+
+def test_fit_returns_self_and_not_fitted_error(target_tiles):
+    for cls in CLASSIC:
+        estimator = cls()
+        with pytest.raises(NotFittedError):
+            estimator.transform(target_tiles)
+        assert estimator.fit(target_tiles) is estimator
+
+
+def test_one_tile_batch_and_list_agree(fitted, source_tiles):
+    batch = fitted.transform(source_tiles)
+    assert batch.shape == source_tiles.shape and batch.dtype == np.uint8
+    single = fitted.transform(source_tiles[1])
+    assert single.shape == source_tiles[1].shape
+    np.testing.assert_array_equal(single, batch[1])
+    listed = fitted.transform(list(source_tiles))
+    assert isinstance(listed, list) and len(listed) == len(source_tiles)
+    np.testing.assert_array_equal(listed[2], batch[2])
+
+
+def test_list_of_different_sizes(fitted, source_tiles):
+    tiles = [source_tiles[0], source_tiles[1][:40, :50], source_tiles[2][:, :33]]
+    out = fitted.transform(tiles)
+    assert [o.shape for o in out] == [t.shape for t in tiles]
+
+
+def test_float_input_keeps_dtype_and_scale(fitted, source_tiles):
+    as_float = source_tiles.astype(np.float32) / 255
+    out = fitted.transform(as_float)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    np.testing.assert_allclose(out * 255, fitted.transform(source_tiles), atol=1e-3)
+    assert fitted.transform(source_tiles.astype(np.float64) / 255).dtype == np.float64
+
+
+def test_torch_tensor_in_tensor_out(fitted, source_tiles):
+    tensor = torch.from_numpy(source_tiles)
+    out = fitted.transform(tensor)
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.uint8
+    assert out.device == tensor.device
+    np.testing.assert_array_equal(out.numpy(), fitted.transform(source_tiles))
+    out_float = fitted.transform(tensor.float() / 255)
+    assert out_float.dtype == torch.float32 and out_float.shape == tensor.shape
+
+
+def test_opaque_rgba_accepted_transparent_rejected(fitted, source_tiles):
+    rgba = np.concatenate(
+        [source_tiles, np.full(source_tiles.shape[:-1] + (1,), 255, np.uint8)], -1
+    )
+    np.testing.assert_array_equal(fitted.transform(rgba), fitted.transform(source_tiles))
+    rgba[0, 0, 0, 3] = 10
+    with pytest.raises(ValueError, match="alpha"):
+        fitted.transform(rgba)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.zeros((8, 8), np.uint8), "expected one tile"),
+        (np.zeros((2, 2, 8, 8, 3), np.uint8), "got shape"),
+        (np.zeros((8, 8, 2), np.uint8), "channels"),
+        (np.zeros((0, 8, 8, 3), np.uint8), "empty"),
+        ([], "empty"),
+        (np.zeros((8, 8, 3), np.int64), "dtype"),
+        (np.zeros((8, 8, 3), bool), "dtype"),
+        (np.full((8, 8, 3), np.nan, np.float32), "NaN"),
+        (np.full((8, 8, 3), np.inf, np.float64), "infinite"),
+        (np.full((8, 8, 3), 2.0, np.float32), r"\[0, 1\]"),
+        (np.full((8, 8, 3), -0.5, np.float32), r"\[0, 1\]"),
+        ("tile.png", "expected a numpy array"),
+        ([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)], r"X\[1\]"),
+    ],
+)
+def test_bad_input_gives_clear_value_error(fitted, bad, message):
+    with pytest.raises(ValueError, match=message):
+        fitted.transform(bad)
+    with pytest.raises(ValueError, match=message):
+        clone(fitted).fit(bad)
+
+
+def test_background_tiles_pass_through_with_one_warning(fitted, source_tiles):
+    tiles = source_tiles.copy()
+    tiles[0] = 255
+    tiles[2] = (230, 230, 240)
+    with pytest.warns(BackgroundTileWarning, match="2 of 3 tiles") as record:
+        out = fitted.transform(tiles)
+    assert len([w for w in record if issubclass(w.category, BackgroundTileWarning)]) == 1
+    np.testing.assert_array_equal(out[0], tiles[0])
+    np.testing.assert_array_equal(out[2], tiles[2])
+    status = tile_status(fitted, tiles)
+    assert status.tolist() == ["passthrough_background", "ok", "passthrough_background"]
+
+
+def test_background_raise_policy(fitted):
+    fitted.set_params(background="raise")
+    with pytest.raises(ValueError, match="background='raise'"):
+        fitted.transform(np.full((16, 16, 3), 255, np.uint8))
+
+
+def test_tile_status_does_not_change_estimator_or_warn(fitted, source_tiles):
+    before = {k: v for k, v in vars(fitted).items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status = tile_status(fitted, np.full((2, 16, 16, 3), 255, np.uint8))
+    assert status.tolist() == ["passthrough_background"] * 2
+    assert vars(fitted).keys() == before.keys()
+
+
+def test_fit_raises_on_blank_targets():
+    for cls in (stainstyle.ReinhardNormalizer, stainstyle.MacenkoNormalizer):
+        with pytest.raises(ValueError, match="tissue pixels"):
+            cls().fit(np.full((2, 32, 32, 3), 250, np.uint8))
+
+
+def test_invalid_parameter_is_reported_at_fit(target_tiles):
+    with pytest.raises(ValueError, match="batch_size"):
+        stainstyle.ReinhardNormalizer(batch_size=0).fit(target_tiles)
+    with pytest.raises(ValueError, match="background"):
+        stainstyle.MacenkoNormalizer(background="ignore").fit(target_tiles)
+
+
+def test_fit_never_mutates_input_and_is_deterministic(fitted, target_tiles, source_tiles):
+    copy = target_tiles.copy()
+    again = clone(fitted).fit(target_tiles)
+    np.testing.assert_array_equal(target_tiles, copy)
+    np.testing.assert_array_equal(again.transform(source_tiles), fitted.transform(source_tiles))
+
+
+def test_batch_size_does_not_change_results(fitted, source_tiles):
+    reference = fitted.transform(source_tiles)
+    np.testing.assert_array_equal(
+        clone(fitted).set_params(batch_size=1).fit(he_tiles(4, 64, seed=1)).transform(source_tiles),
+        reference,
+    )
+
+
+def test_clone_get_set_params_and_pickle(fitted, source_tiles):
+    params = fitted.get_params()
+    assert clone(fitted).get_params() == params
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(restored.transform(source_tiles), fitted.transform(source_tiles))
+
+
+def _flatten(tiles):
+    return np.asarray(tiles, dtype=np.float32).reshape(len(tiles), -1).mean(axis=1, keepdims=True)
+
+
+def test_pipeline_and_grid_search():
+    tiles = he_tiles(12, 32, seed=3)
+    labels = np.arange(12) % 2
+    tiles[labels == 1] = (tiles[labels == 1] * 0.9).astype(np.uint8)
+    pipeline = Pipeline(
+        [
+            ("normalize", stainstyle.ReinhardNormalizer()),
+            ("features", FunctionTransformer(_flatten)),
+            ("classify", LogisticRegression()),
+        ]
+    )
+    pipeline.fit(tiles, labels)
+    assert pipeline.predict(tiles).shape == (12,)
+    search = GridSearchCV(
+        pipeline, {"normalize__space": ["lab_ruderman", "lab_cie"]}, cv=2, error_score="raise"
+    )
+    search.fit(tiles, labels)
+    assert search.best_params_["normalize__space"] in {"lab_ruderman", "lab_cie"}
