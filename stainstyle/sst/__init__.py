@@ -5,5 +5,22 @@ loss, and the tile classifier that loss uses.
 """
 
 from stainstyle.sst.classifier import TileClassifier, TileNet
+from stainstyle.sst.discriminator import DCGANDiscriminator
+from stainstyle.sst.estimator import FeatureLossDisabledWarning, StainStyleTransfer
+from stainstyle.sst.fusionnet import FusionNet
+from stainstyle.sst.losses import FeaturePreservingLoss, GANLoss
+from stainstyle.sst.presets import PRESETS
+from stainstyle.sst.train import TrainConfig
 
-__all__ = ["TileClassifier", "TileNet"]
+__all__ = [
+    "PRESETS",
+    "DCGANDiscriminator",
+    "FeatureLossDisabledWarning",
+    "FeaturePreservingLoss",
+    "FusionNet",
+    "GANLoss",
+    "StainStyleTransfer",
+    "TileClassifier",
+    "TileNet",
+    "TrainConfig",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -67,7 +67,7 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
         yield
 
 
-def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def random_dihedral(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     """Apply one random flip and 90-degree rotation per image (the 8 symmetries of a square).
 
     Parameters
@@ -75,14 +75,14 @@ def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.T
     images : torch.Tensor of shape (N, C, H, W)
         Images; several aligned images (e.g. gray and colour) can be concatenated along C so
         that they receive the same transform. H must equal W.
-    generator : torch.Generator
-        Source of randomness (on the CPU).
+    rng : numpy.random.Generator
+        Source of randomness.
 
     Returns
     -------
     torch.Tensor of shape (N, C, H, W)
     """
-    codes = torch.randint(0, 8, (len(images),), generator=generator).tolist()
+    codes = rng.integers(0, 8, len(images)).tolist()
     out = []
     for image, code in zip(images, codes, strict=True):
         if code & 4:
@@ -91,13 +91,13 @@ def random_dihedral(images: torch.Tensor, generator: torch.Generator) -> torch.T
     return torch.stack(out)
 
 
-def random_crops(images: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+def random_crops(images: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
     """Cut one random square crop per image.
 
     Parameters
     ----------
-    images : ndarray of shape (N, H, W, ...)
-        Images at least ``size`` pixels high and wide.
+    images : sequence of ndarray of shape (H_i, W_i, ...)
+        Images at least ``size`` pixels high and wide; sizes may differ.
     size : int
         Side of the crop.
     rng : numpy.random.Generator
@@ -107,13 +107,14 @@ def random_crops(images: np.ndarray, size: int, rng: np.random.Generator) -> np.
     -------
     ndarray of shape (N, size, size, ...)
     """
-    n, height, width = images.shape[:3]
-    if height < size or width < size:
-        raise ValueError(
-            f"crop_size: {size} is larger than the tiles, got tiles of {height}x{width}"
-        )
-    top = rng.integers(0, height - size + 1, n)
-    left = rng.integers(0, width - size + 1, n)
-    return np.stack(
-        [img[t : t + size, s : s + size] for img, t, s in zip(images, top, left, strict=True)]
-    )
+    crops = []
+    for image in images:
+        height, width = image.shape[:2]
+        if height < size or width < size:
+            raise ValueError(
+                f"crop_size: {size} is larger than the tiles, got a tile of {height}x{width}"
+            )
+        top = int(rng.integers(0, height - size + 1))
+        left = int(rng.integers(0, width - size + 1))
+        crops.append(image[top : top + size, left : left + size])
+    return np.stack(crops)

@@ -319,7 +319,6 @@ def _train_classifier(
 ) -> list[float]:
     """Cross-entropy training with AdamW; returns the mean loss per epoch."""
     rng = np.random.default_rng(options["seed"])
-    generator = torch.Generator().manual_seed(options["seed"])
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=options["lr"], weight_decay=options["weight_decay"]
     )
@@ -340,7 +339,7 @@ def _train_classifier(
                 batch = random_crops(batch, options["crop_size"], rng)
             x = to_tensor(batch)
             if options["augment"] and x.shape[-1] == x.shape[-2]:
-                x = random_dihedral(x, generator)
+                x = random_dihedral(x, rng)
             x = x.to(device)
             t = torch.from_numpy(targets[index]).long().to(device)
             loss = criterion(model(x), t)

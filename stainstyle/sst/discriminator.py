@@ -30,7 +30,7 @@ class DCGANDiscriminator(nn.Module):
     Examples
     --------
     >>> import torch
-    >>> DCGANDiscriminator(16, width=8)(torch.zeros(2, 4, 16, 16)).shape
+    >>> DCGANDiscriminator(16, width=8)(torch.zeros(2, 1, 16, 16), torch.zeros(2, 3, 16, 16)).shape
     torch.Size([2])
     """
 

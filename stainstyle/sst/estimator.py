@@ -1,0 +1,406 @@
+"""StainStyleTransfer: the stain-style transfer GAN of Cho et al. 2017 as a stain normalizer."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from stainstyle._validation import Tiles, as_tiles
+from stainstyle.base import StainNormalizer, resolve_device
+from stainstyle.color.gray import gray_normalize
+from stainstyle.sst._torch import seeded
+from stainstyle.sst.classifier import TileClassifier
+from stainstyle.sst.discriminator import DCGANDiscriminator
+from stainstyle.sst.fusionnet import FusionNet
+from stainstyle.sst.inference import colorize
+from stainstyle.sst.losses import FeaturePreservingLoss
+from stainstyle.sst.presets import PRESETS
+from stainstyle.sst.train import (
+    TrainConfig,
+    TrainState,
+    load_checkpoint,
+    make_modules,
+    make_pairs,
+    train,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class FeatureLossDisabledWarning(UserWarning):
+    """The feature-preserving loss is off because no classifier and no labels were given."""
+
+
+class StainStyleTransfer(StainNormalizer):
+    """Stain-style transfer (Cho et al. 2017): gray normalization, then a learned colouring.
+
+    ``fit`` trains a FusionNet generator G on target-style tiles to colour their gray
+    levels back, as a conditional GAN (DCGAN discriminator on (gray, colour) pairs) with an L1
+    reconstruction loss and a feature-preserving loss on a frozen tile classifier.
+    ``transform`` gray-normalizes any tile and colours it with G, so tiles from any lab come out
+    in the target style.
+
+    Parameters
+    ----------
+    preset : {"cpu", "paper"}, default="cpu"
+        Defaults of the sizes below. ``"paper"``: width 64, 256 px crops, ResNet-34 classifier,
+        made for a GPU. ``"cpu"``: width 16, 64 px crops, ResNet-18, trains on 2 CPU cores in
+        minutes.
+    width, depth : int or None, default=None
+        FusionNet width and pooling levels; None takes the preset's.
+    crop_size : int or None, default=None
+        Side of the training crops, a power of two, and of the inference windows; None takes
+        the preset's. Reduced to the largest power of two that fits in the smallest tile.
+    train_batch_size : int or None, default=None
+        Crops per training step; None takes the preset's.
+    max_epochs : int or None, default=None
+        Epochs per ``fit`` (``partial_fit`` trains one); None takes the preset's. An epoch is
+        ``n_tiles // train_batch_size`` steps.
+    time_budget : float or None, default=None
+        Stop training after this many seconds; None for no limit.
+    lr : float, default=2e-4
+        Adam learning rate (betas 0.5, 0.999) of G and D.
+    lambda_l1 : float, default=100.0
+        Weight of the L1 reconstruction loss (the adversarial loss has weight 1).
+    lambda_fp : float, default=1.0
+        Weight of the feature-preserving loss; 0 switches it off.
+    fp_mode : {"gap_mse", "softmax_kl"}, default="gap_mse"
+        Distance of the feature-preserving loss (ALGORITHMS.md section 7).
+    classifier : TileClassifier or None, default=None
+        A fitted classifier whose features the feature-preserving loss compares. If None and
+        ``fit`` gets labels ``y``, one is trained on ``(X, y)`` first; if neither, the loss is off
+        (with a :class:`FeatureLossDisabledWarning`). ``transform`` never needs it.
+    gray_jitter : float, default=0.1
+        Strength of the random brightness, contrast and gamma changes of G's gray input during
+        training (applied to half the crops), which make G robust to other labs' gray levels.
+    validation_fraction : float, default=0.1
+        Share of the tiles held out to report the reconstruction PSNR after every epoch.
+    window_size : int or None, default=None
+        Inference window; tiles larger than it are coloured in overlapping windows, blended.
+        None uses the training crop size.
+    checkpoint_dir : str or None, default=None
+        Folder for a checkpoint after every epoch (safetensors + JSON).
+    resume : bool, default=False
+        Continue from the checkpoint in ``checkpoint_dir`` when there is one, up to
+        ``max_epochs`` epochs in total.
+    warm_start : bool, default=False
+        Make ``fit`` continue training the fitted networks for ``max_epochs`` more epochs.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or a torch device string.
+    random_state : int, default=0
+        Seed of the initialization, validation split, sampling and augmentation; same seed,
+        same device, same result.
+    verbose : bool, default=False
+        Progress bar with running losses, and a line per epoch.
+    background : {"passthrough", "raise"}, default="passthrough"
+        Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
+    batch_size : int, default=32
+        Inference windows per forward pass.
+
+    Attributes
+    ----------
+    generator_ : FusionNet
+        The trained generator, in eval mode.
+    discriminator_ : DCGANDiscriminator
+        The trained discriminator (needed only to continue training).
+    width_, depth_, crop_size_, disc_width_ : int
+        Sizes of the networks.
+    epoch_ : int
+        Epochs trained so far.
+    history_ : list of dict
+        Per epoch: mean losses (``d``, ``gan``, ``l1``, ``fp``, ``g``), ``val_psnr`` (dB),
+        ``steps`` and ``seconds``.
+    feature_loss_ : bool
+        Whether the feature-preserving loss was used.
+    classifier_ : TileClassifier or None
+        The classifier trained on ``(X, y)`` when ``fit`` got labels and no ``classifier``.
+    n_tiles_fit_ : int
+        Tiles seen by the last ``fit``.
+
+    See Also
+    --------
+    stainstyle.sst.TileClassifier : The classifier of the feature-preserving loss.
+    stainstyle.methods.GrayNormalizer : The gray normalization alone.
+
+    References
+    ----------
+    .. [1] H. Cho, S. Lim, G. Choi, H. Min, "Neural stain-style transfer learning using GAN for
+       histopathological images", arXiv:1710.08543, 2017.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> target = rng.integers(60, 200, (4, 32, 32, 3), dtype=np.uint8)
+    >>> sst = StainStyleTransfer(
+    ...     width=4, depth=2, crop_size=16, max_epochs=1, lambda_fp=0, device="cpu"
+    ... )
+    >>> sst.fit(target).transform(target[:1]).shape
+    (1, 32, 32, 3)
+    """
+
+    _parameter_constraints: dict = {
+        **StainNormalizer._parameter_constraints,
+        "preset": [StrOptions(set(PRESETS))],
+        "width": [None, Interval(Integral, 1, None, closed="left")],
+        "depth": [None, Interval(Integral, 1, None, closed="left")],
+        "crop_size": [None, Interval(Integral, 8, None, closed="left")],
+        "train_batch_size": [None, Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [None, Interval(Integral, 1, None, closed="left")],
+        "time_budget": [None, Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lambda_l1": [Interval(Real, 0, None, closed="left")],
+        "lambda_fp": [Interval(Real, 0, None, closed="left")],
+        "fp_mode": [StrOptions({"gap_mse", "softmax_kl"})],
+        "classifier": [None, HasMethods(["features", "predict_proba"])],
+        "gray_jitter": [Interval(Real, 0, 0.5, closed="both")],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "window_size": [None, Interval(Integral, 8, None, closed="left")],
+        "checkpoint_dir": [None, str],
+        "resume": ["boolean"],
+        "warm_start": ["boolean"],
+        "device": [str],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        preset: str = "cpu",
+        width: int | None = None,
+        depth: int | None = None,
+        crop_size: int | None = None,
+        train_batch_size: int | None = None,
+        max_epochs: int | None = None,
+        time_budget: float | None = None,
+        lr: float = 2e-4,
+        lambda_l1: float = 100.0,
+        lambda_fp: float = 1.0,
+        fp_mode: str = "gap_mse",
+        classifier: TileClassifier | None = None,
+        gray_jitter: float = 0.1,
+        validation_fraction: float = 0.1,
+        window_size: int | None = None,
+        checkpoint_dir: str | None = None,
+        resume: bool = False,
+        warm_start: bool = False,
+        device: str = "auto",
+        random_state: int = 0,
+        verbose: bool = False,
+        background: str = "passthrough",
+        batch_size: int = 32,
+    ):
+        self.preset = preset
+        self.width = width
+        self.depth = depth
+        self.crop_size = crop_size
+        self.train_batch_size = train_batch_size
+        self.max_epochs = max_epochs
+        self.time_budget = time_budget
+        self.lr = lr
+        self.lambda_l1 = lambda_l1
+        self.lambda_fp = lambda_fp
+        self.fp_mode = fp_mode
+        self.classifier = classifier
+        self.gray_jitter = gray_jitter
+        self.validation_fraction = validation_fraction
+        self.window_size = window_size
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.warm_start = warm_start
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        self.background = background
+        self.batch_size = batch_size
+
+    # ------------------------------------------------------------------ persistence contract
+    def _build_modules(self) -> dict[str, nn.Module]:
+        """Freshly initialized networks keyed by fitted attribute name.
+
+        Their architecture follows from the JSON-able fitted attributes ``width_``, ``depth_``,
+        ``crop_size_`` and ``disc_width_``, so saved ``state_dict`` s can be loaded into them.
+
+        Returns
+        -------
+        dict of str to torch.nn.Module
+            ``{"generator_": FusionNet, "discriminator_": DCGANDiscriminator}``.
+        """
+        return {
+            "generator_": FusionNet(1, 3, width=self.width_, depth=self.depth_),
+            "discriminator_": DCGANDiscriminator(self.crop_size_, 4, width=self.disc_width_),
+        }
+
+    # ------------------------------------------------------------------ fitting
+    def partial_fit(self, X: Any, y: Any = None) -> StainStyleTransfer:
+        """Train for one more epoch (starting a model if none is fitted).
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of tiles
+            Target-style tiles, uint8 or float in [0, 1].
+        y : array-like of shape (N,), optional
+            Tile labels, used only to train a classifier when none is available yet.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        self._train(as_tiles(X), y, extra_epochs=1)
+        return self
+
+    def _fit(self, tiles: Tiles, y: Any) -> None:
+        if self.warm_start and hasattr(self, "generator_"):
+            self._train(tiles, y, extra_epochs=self._preset_value("max_epochs"))
+        else:
+            self._reset()
+            self._train(tiles, y, extra_epochs=None)
+
+    def _reset(self) -> None:
+        for name in ("generator_", "discriminator_", "classifier_", "_modules", "_state"):
+            if hasattr(self, name):
+                delattr(self, name)
+
+    def _preset_value(self, name: str) -> Any:
+        value = getattr(self, name)
+        return getattr(PRESETS[self.preset], name) if value is None else value
+
+    def _train(self, tiles: Tiles, y: Any, extra_epochs: int | None) -> None:
+        """Train; ``extra_epochs=None`` means up to ``max_epochs`` in total (fresh or resumed)."""
+        device = resolve_device(self.device)
+        preset = PRESETS[self.preset]
+        if preset.needs_gpu and device.type != "cuda":
+            message = (
+                f"preset={self.preset!r} is sized for a GPU (FusionNet width "
+                f"{preset.width}, {preset.crop_size} px crops) but training runs on {device}; "
+                "expect hours per epoch. Use preset='cpu' on a machine without CUDA."
+            )
+            logger.warning(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
+        continuing = hasattr(self, "generator_")
+        if not continuing:
+            min_side = min(min(img.shape[:2]) for img in tiles.images)
+            crop = min(self._preset_value("crop_size"), min_side)
+            if crop < 8:
+                raise ValueError(f"X: tiles must be at least 8x8 pixels, got a side of {min_side}")
+            self.width_ = self._preset_value("width")
+            self.depth_ = self._preset_value("depth")
+            self.crop_size_ = 2 ** int(np.floor(np.log2(crop)))
+            self.disc_width_ = preset.disc_width
+        config = self._train_config()
+        images = list(tiles.images)
+        pairs = make_pairs(images, [gray_normalize(img) for img in images])
+        split = np.random.default_rng(self.random_state).permutation(len(pairs))
+        n_val = int(round(self.validation_fraction * len(pairs))) if len(pairs) > 1 else 0
+        n_val = min(n_val, len(pairs) - 1)
+        validation = [pairs[i] for i in split[:n_val]]
+        training = [pairs[i] for i in split[n_val:]]
+        feature_loss = self._feature_loss(tiles, y, device)
+
+        if continuing:
+            modules = self._modules
+            modules.feature_loss = feature_loss
+            state = self._state
+        else:
+            with seeded(self.random_state, device):
+                built = self._build_modules()
+            modules = make_modules(
+                built["generator_"], built["discriminator_"], feature_loss, config, device
+            )
+            state = TrainState.start(self.random_state)
+            if self.resume and self.checkpoint_dir is not None:
+                restored = load_checkpoint(self.checkpoint_dir, modules, device)
+                if restored is not None:
+                    logger.info("resuming from epoch %d in %s", restored.epoch, self.checkpoint_dir)
+                    state = restored
+        end_epoch = (
+            self._preset_value("max_epochs") if extra_epochs is None else state.epoch + extra_epochs
+        )
+        train(modules, training, config, state, end_epoch, device=device, validation=validation)
+        modules.feature_loss = None  # keep no classifier copy on the fitted estimator
+        self._modules, self._state = modules, state
+        self.generator_ = modules.generator.eval()
+        self.discriminator_ = modules.discriminator.eval()
+        self.epoch_ = state.epoch
+        self.history_ = list(state.history)
+        self.n_tiles_fit_ = len(tiles)
+
+    def _train_config(self) -> TrainConfig:
+        return TrainConfig(
+            crop_size=self.crop_size_,
+            batch_size=self._preset_value("train_batch_size"),
+            lr=self.lr,
+            lambda_l1=self.lambda_l1,
+            lambda_fp=self.lambda_fp,
+            gray_jitter=self.gray_jitter,
+            time_budget=self.time_budget,
+            seed=self.random_state,
+            verbose=bool(self.verbose),
+            checkpoint_dir=self.checkpoint_dir,
+        )
+
+    def _feature_loss(self, tiles: Tiles, y: Any, device) -> FeaturePreservingLoss | None:
+        """The feature-preserving loss from ``classifier``, ``classifier_`` or ``(X, y)``."""
+        self.feature_loss_ = False
+        if self.lambda_fp == 0:
+            return None
+        classifier = self.classifier
+        if classifier is None and getattr(self, "classifier_", None) is not None:
+            classifier = self.classifier_
+        if classifier is None and y is not None:
+            preset = PRESETS[self.preset]
+            logger.info(
+                "training a %s classifier for the feature-preserving loss", preset.classifier_arch
+            )
+            classifier = TileClassifier(
+                arch=preset.classifier_arch,
+                epochs=preset.classifier_epochs,
+                crop_size=None,
+                device=self.device,
+                random_state=self.random_state,
+                verbose=self.verbose,
+            ).fit([np.asarray(img) for img in tiles.images], y)
+            self.classifier_ = classifier
+        if classifier is None:
+            warnings.warn(
+                "StainStyleTransfer: no classifier and no labels y were given, so the "
+                "feature-preserving loss is off (only the adversarial and L1 losses train the "
+                "generator). Pass classifier=TileClassifier(...).fit(X, y), call fit(X, y), or "
+                "set lambda_fp=0 to silence this warning.",
+                FeatureLossDisabledWarning,
+                stacklevel=4,
+            )
+            self.classifier_ = None
+            return None
+        check_is_fitted(classifier)
+        if not hasattr(self, "classifier_"):
+            self.classifier_ = None
+        self.feature_loss_ = True
+        return FeaturePreservingLoss(classifier.model_, mode=self.fp_mode).to(device)
+
+    # ------------------------------------------------------------------ transform
+    def _transform_batch(
+        self, batch: np.ndarray, tissue: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        device = resolve_device(self.device)
+        generator = self.generator_.to(device).eval()
+        window = self.window_size if self.window_size is not None else self.crop_size_
+        out = colorize(
+            generator,
+            gray_normalize(batch),
+            window=window,
+            overlap=window // 4,
+            device=device,
+            batch_size=self.batch_size,
+            autocast=device.type == "cuda",
+        )
+        return out, np.zeros(len(batch), dtype=bool)

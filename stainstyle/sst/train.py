@@ -1,0 +1,629 @@
+"""Training loop of stain-style transfer: one discriminator step, then one generator step.
+
+The generator G maps a gray tile to colour; the discriminator D judges (gray, colour) pairs. Per
+batch of target-style tiles (ALGORITHMS.md sections 6 and 7):
+
+- D step: ``L_D = (BCE(D(g, y), 1) + BCE(D(g, G(g)), 0)) / 2`` on the detached fake.
+- G step, D frozen: ``L_G = lambda_gan * BCE(D(g, G(g)), 1) + lambda_l1 * |y - G(g)|_1
+  + lambda_fp * L_fp(y, G(g))``.
+
+Here ``y`` is a random crop of a target tile (flipped and rotated), ``g`` its gray level with
+random brightness, contrast and gamma jitter, so that G also colours the gray levels of other
+labs. Checkpoints are safetensors plus JSON, written atomically, and a run resumes from them
+exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from stainstyle.sst._torch import random_crops, random_dihedral, to_tensor
+from stainstyle.sst.discriminator import DCGANDiscriminator
+from stainstyle.sst.inference import colorize
+from stainstyle.sst.losses import FeaturePreservingLoss, GANLoss
+
+logger = logging.getLogger(__name__)
+
+#: Name of the JSON file that commits a checkpoint; it names its tensor file.
+CHECKPOINT_JSON = "checkpoint.json"
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run.
+
+    Parameters
+    ----------
+    crop_size : int
+        Side of the random square training crops (a power of two, for the discriminator).
+    batch_size : int
+        Crops per step.
+    lr : float
+        Adam learning rate of both networks.
+    betas : tuple of 2 float
+        Adam betas.
+    lambda_gan, lambda_l1, lambda_fp : float
+        Weights of the adversarial, L1 reconstruction and feature-preserving losses.
+    augment : bool
+        Random flips and 90-degree rotations of the crops.
+    gray_jitter : float
+        Strength ``s`` of the generator-input jitter: brightness shift in ``[-s, s]``, contrast
+        factor in ``[1 - 2s, 1 + 2s]``, gamma in ``[exp(-2s), exp(2s)]``; 0 disables it.
+    jitter_prob : float
+        Probability that a crop's gray input is jittered.
+    time_budget : float or None
+        Stop after this many seconds (checked after every step); None for no limit.
+    seed : int
+        Seed of the batch order, crops and augmentations.
+    verbose : bool
+        Show a tqdm progress bar with the running losses.
+    checkpoint_dir : str or None
+        Folder for checkpoints, written after every epoch; None for none.
+    amp : bool
+        Use bfloat16 autocast when training on CUDA (ignored on the CPU).
+    """
+
+    crop_size: int = 64
+    batch_size: int = 16
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    lambda_gan: float = 1.0
+    lambda_l1: float = 100.0
+    lambda_fp: float = 1.0
+    augment: bool = True
+    gray_jitter: float = 0.1
+    jitter_prob: float = 0.5
+    time_budget: float | None = None
+    seed: int = 0
+    verbose: bool = False
+    checkpoint_dir: str | None = None
+    amp: bool = True
+
+
+@dataclass
+class GANModules:
+    """The networks, losses and optimizers of a run.
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+        Gray (n, 1, h, w) in [-1, 1] to colour (n, 3, h, w) in [-1, 1].
+    discriminator : DCGANDiscriminator
+        Logits for (gray, colour) pairs.
+    gan_loss : GANLoss
+        Adversarial criterion.
+    feature_loss : FeaturePreservingLoss or None
+        Frozen-classifier loss; None switches it off.
+    opt_g, opt_d : torch.optim.Optimizer
+        Optimizers of the generator and the discriminator.
+    """
+
+    generator: nn.Module
+    discriminator: DCGANDiscriminator
+    gan_loss: GANLoss
+    feature_loss: FeaturePreservingLoss | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+
+
+def make_modules(
+    generator: nn.Module,
+    discriminator: DCGANDiscriminator,
+    feature_loss: FeaturePreservingLoss | None,
+    config: TrainConfig,
+    device: torch.device,
+) -> GANModules:
+    """Move networks to ``device`` and create the loss and Adam optimizers.
+
+    Parameters
+    ----------
+    generator, discriminator : torch.nn.Module
+        The networks.
+    feature_loss : FeaturePreservingLoss or None
+        The feature-preserving loss, or None.
+    config : TrainConfig
+        Supplies ``lr`` and ``betas``.
+    device : torch.device
+        Training device.
+
+    Returns
+    -------
+    GANModules
+    """
+    generator.to(device)
+    discriminator.to(device)
+    if feature_loss is not None:
+        feature_loss.to(device)
+    betas = tuple(config.betas)
+    return GANModules(
+        generator=generator,
+        discriminator=discriminator,
+        gan_loss=GANLoss().to(device),
+        feature_loss=feature_loss,
+        opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
+        opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
+    )
+
+
+@dataclass
+class TrainState:
+    """Progress of a run: what a checkpoint restores besides the weights.
+
+    Attributes
+    ----------
+    epoch : int
+        Completed epochs.
+    step : int
+        Completed optimization steps.
+    history : list of dict
+        Per epoch: mean losses, validation PSNR, steps and seconds.
+    rng : numpy.random.Generator
+        Source of all sampling (order, crops, augmentation, jitter).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    rng: np.random.Generator = field(default_factory=np.random.default_rng)
+
+    @classmethod
+    def start(cls, seed: int) -> TrainState:
+        """A fresh state whose sampling is seeded with ``seed``."""
+        return cls(rng=np.random.default_rng(seed))
+
+
+def jitter_gray(gray: torch.Tensor, strength: float, prob: float, rng: np.random.Generator):
+    """Random brightness, contrast and gamma changes of gray images in [0, 1].
+
+    Parameters
+    ----------
+    gray : torch.Tensor of shape (N, 1, H, W)
+        Gray levels in [0, 1].
+    strength : float
+        ``s``: brightness shift in ``[-s, s]``, contrast in ``[1 - 2s, 1 + 2s]`` around the image
+        mean, gamma in ``[exp(-2s), exp(2s)]``.
+    prob : float
+        Probability per image of being jittered.
+    rng : numpy.random.Generator
+        Source of randomness.
+
+    Returns
+    -------
+    torch.Tensor of shape (N, 1, H, W)
+        Jittered gray levels, clipped to [0, 1].
+    """
+    n = len(gray)
+    draws = rng.uniform(-1.0, 1.0, (3, n))
+    active = rng.random(n) < prob
+    if strength <= 0 or not active.any():
+        return gray
+
+    def per_image(values: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(values, dtype=gray.dtype, device=gray.device).view(n, 1, 1, 1)
+
+    gamma = per_image(np.where(active, np.exp(2 * strength * draws[0]), 1.0))
+    contrast = per_image(np.where(active, 1 + 2 * strength * draws[1], 1.0))
+    brightness = per_image(np.where(active, strength * draws[2], 0.0))
+    out = gray.clamp_min(1e-6) ** gamma
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    return ((out - mean) * contrast + mean + brightness).clamp(0.0, 1.0)
+
+
+def sample_batch(
+    pairs: Sequence[np.ndarray], index: np.ndarray, config: TrainConfig, rng, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Crops, augmentations and gray jitter for one batch.
+
+    Parameters
+    ----------
+    pairs : sequence of ndarray of shape (H_i, W_i, 4), dtype uint8
+        Per tile: gray level, then R, G, B.
+    index : ndarray of int
+        Tiles of the batch.
+    config : TrainConfig
+        Crop size and augmentation settings.
+    rng : numpy.random.Generator
+        Source of randomness.
+    device : torch.device
+        Where the tensors go.
+
+    Returns
+    -------
+    gray : torch.Tensor of shape (n, 1, S, S)
+        Generator input in [-1, 1] (jittered).
+    color : torch.Tensor of shape (n, 3, S, S)
+        Target colour in [-1, 1].
+    """
+    x = to_tensor(random_crops([pairs[i] for i in index], config.crop_size, rng))
+    if config.augment:
+        x = random_dihedral(x, rng)
+    x = x.to(device)
+    gray = jitter_gray(x[:, :1], config.gray_jitter, config.jitter_prob, rng)
+    return gray * 2 - 1, x[:, 1:] * 2 - 1
+
+
+def train_step(
+    modules: GANModules, gray: torch.Tensor, color: torch.Tensor, config: TrainConfig
+) -> dict[str, float]:
+    """One discriminator step, then one generator step with the discriminator frozen.
+
+    Parameters
+    ----------
+    modules : GANModules
+        Networks, losses and optimizers (the networks in train mode).
+    gray : torch.Tensor of shape (n, 1, S, S)
+        Generator input (the condition) in [-1, 1].
+    color : torch.Tensor of shape (n, 3, S, S)
+        Real colour in [-1, 1].
+    config : TrainConfig
+        Loss weights and AMP setting.
+
+    Returns
+    -------
+    dict of str to float
+        ``d`` (discriminator loss), ``gan``, ``l1``, ``fp`` (0 when off) and ``g`` (total).
+    """
+    G, D, criterion = modules.generator, modules.discriminator, modules.gan_loss
+    autocast = torch.autocast(
+        device_type=gray.device.type,
+        dtype=torch.bfloat16,
+        enabled=config.amp and gray.device.type == "cuda",
+    )
+    with autocast:
+        fake = G(gray)
+        # Discriminator step on the detached fake.
+        D.requires_grad_(True)
+        loss_d = 0.5 * (criterion(D(gray, color), True) + criterion(D(gray, fake.detach()), False))
+    modules.opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    modules.opt_d.step()
+
+    # Generator step through the frozen discriminator.
+    D.requires_grad_(False)
+    with autocast:
+        loss_gan = criterion(D(gray, fake), True)
+        loss_l1 = (color - fake.float()).abs().mean()
+    loss_fp = torch.zeros((), device=gray.device)
+    if modules.feature_loss is not None and config.lambda_fp > 0:
+        loss_fp = modules.feature_loss((color + 1) / 2, (fake.float() + 1) / 2)
+    loss_g = config.lambda_gan * loss_gan + config.lambda_l1 * loss_l1 + config.lambda_fp * loss_fp
+    modules.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    modules.opt_g.step()
+    D.requires_grad_(True)
+    return {
+        "d": loss_d.item(),
+        "gan": loss_gan.item(),
+        "l1": loss_l1.item(),
+        "fp": loss_fp.item(),
+        "g": loss_g.item(),
+    }
+
+
+def reconstruction_psnr(
+    generator: nn.Module,
+    pairs: Sequence[np.ndarray],
+    *,
+    window: int,
+    device: torch.device,
+    batch_size: int = 32,
+) -> float:
+    """PSNR of colour reconstructed from gray against the real colour, all tiles pooled.
+
+    Parameters
+    ----------
+    generator : torch.nn.Module
+        Run in eval mode; its previous mode is restored.
+    pairs : sequence of ndarray of shape (H_i, W_i, 4), dtype uint8
+        Gray level then RGB per tile.
+    window : int
+        Inference window (see :func:`stainstyle.sst.inference.colorize`).
+    device : torch.device
+        Where the generator lives.
+    batch_size : int, default=32
+        Windows per forward pass.
+
+    Returns
+    -------
+    float
+        PSNR in dB over all pixels of all tiles.
+    """
+    was_training = generator.training
+    generator.eval()
+    squared, count = 0.0, 0
+    for shape in sorted({p.shape for p in pairs}):
+        group = np.stack([p for p in pairs if p.shape == shape])
+        out = colorize(
+            generator,
+            group[..., 0],
+            window=window,
+            overlap=window // 4,
+            device=device,
+            batch_size=batch_size,
+        )
+        squared += float(np.sum((out.astype(np.float64) - group[..., 1:]) ** 2))
+        count += out.size
+    generator.train(was_training)
+    mse = squared / max(count, 1)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def train(
+    modules: GANModules,
+    pairs: Sequence[np.ndarray],
+    config: TrainConfig,
+    state: TrainState,
+    end_epoch: int,
+    *,
+    device: torch.device,
+    validation: Sequence[np.ndarray] = (),
+    on_epoch_end: Callable[[TrainState], None] | None = None,
+) -> TrainState:
+    """Train until ``state.epoch == end_epoch`` or the time budget runs out.
+
+    Parameters
+    ----------
+    modules : GANModules
+        Networks, losses and optimizers.
+    pairs : sequence of ndarray of shape (H_i, W_i, 4), dtype uint8
+        Training tiles: gray level, then R, G, B (see :func:`make_pairs`).
+    config : TrainConfig
+        Settings.
+    state : TrainState
+        Progress so far (updated in place and returned).
+    end_epoch : int
+        Total number of epochs to have completed when returning.
+    device : torch.device
+        Training device.
+    validation : sequence of ndarray of shape (H_i, W_i, 4), dtype uint8
+        Held-out tiles; their reconstruction PSNR is logged after every epoch.
+    on_epoch_end : callable, optional
+        Called with the state after each epoch (after the checkpoint is written).
+
+    Returns
+    -------
+    TrainState
+    """
+    if len(pairs) == 0:
+        raise ValueError("pairs: expected at least one training tile, got none")
+    started = time.monotonic()
+    batch_size = min(config.batch_size, len(pairs))
+    steps_per_epoch = max(1, len(pairs) // batch_size)
+    modules.generator.train()
+    modules.discriminator.train()
+    while state.epoch < end_epoch:
+        epoch_start = time.monotonic()
+        order = state.rng.permutation(len(pairs))
+        sums: dict[str, float] = {}
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"StainStyleTransfer epoch {state.epoch + 1}/{end_epoch}",
+            disable=not config.verbose,
+            leave=False,
+        )
+        steps = 0
+        out_of_time = False
+        for i in bar:
+            index = order[i * batch_size : (i + 1) * batch_size]
+            gray, color = sample_batch(pairs, index, config, state.rng, device)
+            losses = train_step(modules, gray, color, config)
+            steps += 1
+            state.step += 1
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix({k: f"{v / steps:.3g}" for k, v in sums.items()})
+            elapsed = time.monotonic() - started
+            if config.time_budget is not None and elapsed > config.time_budget:
+                out_of_time = True
+                break
+        bar.close()
+        state.epoch += 1
+        record: dict[str, Any] = {"epoch": state.epoch, "steps": steps}
+        record.update({k: v / steps for k, v in sums.items()})
+        if len(validation):
+            record["val_psnr"] = reconstruction_psnr(
+                modules.generator, validation, window=config.crop_size, device=device
+            )
+        record["seconds"] = time.monotonic() - epoch_start
+        state.history.append(record)
+        logger.info(
+            "epoch %d/%d: %s",
+            state.epoch,
+            end_epoch,
+            ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
+        )
+        if config.verbose:
+            tqdm.write(
+                f"epoch {state.epoch}/{end_epoch}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+            )
+        if config.checkpoint_dir is not None:
+            save_checkpoint(config.checkpoint_dir, modules, state, config)
+        if on_epoch_end is not None:
+            on_epoch_end(state)
+        if out_of_time:
+            logger.info(
+                "time budget of %.0f s reached after %d epochs", config.time_budget, state.epoch
+            )
+            break
+    modules.generator.eval()
+    modules.discriminator.eval()
+    return state
+
+
+def make_pairs(tiles: Sequence[np.ndarray], gray: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Stack each tile's gray level in front of its RGB channels.
+
+    Parameters
+    ----------
+    tiles : sequence of ndarray of shape (H_i, W_i, 3), dtype uint8
+        RGB tiles.
+    gray : sequence of ndarray of shape (H_i, W_i), dtype uint8
+        Their gray levels.
+
+    Returns
+    -------
+    list of ndarray of shape (H_i, W_i, 4), dtype uint8
+    """
+    return [np.concatenate([g[..., None], t], axis=-1) for t, g in zip(tiles, gray, strict=True)]
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for index, values in optimizer.state_dict()["state"].items():
+        for key, value in values.items():
+            tensors[f"{prefix}.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return tensors
+
+
+def _load_optimizer(
+    optimizer: torch.optim.Optimizer, prefix: str, tensors: dict, groups: list
+) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(prefix + "."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the same folder, then rename it over ``path``."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    directory: str | os.PathLike, modules: GANModules, state: TrainState, config: TrainConfig
+) -> Path:
+    """Write the networks, optimizers and progress of a run, atomically.
+
+    Tensors go to ``state-epochNNNNN.safetensors``, everything else to ``checkpoint.json``, which
+    names the tensor file and is written last: a crash at any point leaves the previous
+    checkpoint intact. Nothing is pickled.
+
+    Parameters
+    ----------
+    directory : str or path
+        Checkpoint folder (created if needed).
+    modules : GANModules
+        Networks and optimizers.
+    state : TrainState
+        Progress.
+    config : TrainConfig
+        Recorded for reference.
+
+    Returns
+    -------
+    pathlib.Path
+        The JSON file.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"generator.{k}": v.detach().cpu().contiguous()
+        for k, v in modules.generator.state_dict().items()
+    }
+    tensors.update(
+        {
+            f"discriminator.{k}": v.detach().cpu().contiguous()
+            for k, v in modules.discriminator.state_dict().items()
+        }
+    )
+    tensors.update(_optimizer_tensors("opt_g", modules.opt_g))
+    tensors.update(_optimizer_tensors("opt_d", modules.opt_d))
+    tensor_file = f"state-epoch{state.epoch:05d}.safetensors"
+    _atomic_write(folder / tensor_file, lambda p: save_file(tensors, p))
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "tensors": tensor_file,
+        "epoch": state.epoch,
+        "step": state.step,
+        "history": state.history,
+        "rng": state.rng.bit_generator.state,
+        "opt_g_groups": modules.opt_g.state_dict()["param_groups"],
+        "opt_d_groups": modules.opt_d.state_dict()["param_groups"],
+        "config": asdict(config),
+    }
+
+    def write_json(path: str) -> None:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=1)
+
+    _atomic_write(folder / CHECKPOINT_JSON, write_json)
+    for old in folder.glob("state-epoch*.safetensors"):
+        if old.name != tensor_file:
+            old.unlink(missing_ok=True)
+    return folder / CHECKPOINT_JSON
+
+
+def load_checkpoint(
+    directory: str | os.PathLike, modules: GANModules, device: torch.device
+) -> TrainState | None:
+    """Restore a run written by :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    directory : str or path
+        Checkpoint folder.
+    modules : GANModules
+        Networks and optimizers of the same architecture; loaded in place (strictly).
+    device : torch.device
+        Where the tensors go.
+
+    Returns
+    -------
+    TrainState or None
+        The saved progress, or None when the folder holds no checkpoint.
+
+    Raises
+    ------
+    ValueError
+        If the checkpoint does not match the networks' architecture.
+    """
+    meta_path = Path(directory) / CHECKPOINT_JSON
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{meta_path}: unknown checkpoint format {meta.get('format')!r}")
+    tensors = load_file(meta_path.parent / meta["tensors"], device=str(device))
+
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+    try:
+        modules.generator.load_state_dict(part("generator"), strict=True)
+        modules.discriminator.load_state_dict(part("discriminator"), strict=True)
+    except RuntimeError as error:
+        raise ValueError(
+            f"checkpoint_dir: the checkpoint in {meta_path.parent} was written for other network "
+            f"sizes than the current ones: {error}"
+        ) from error
+    _load_optimizer(modules.opt_g, "opt_g", tensors, meta["opt_g_groups"])
+    _load_optimizer(modules.opt_d, "opt_d", tensors, meta["opt_d_groups"])
+    rng = np.random.default_rng()
+    rng.bit_generator.state = meta["rng"]
+    return TrainState(epoch=meta["epoch"], step=meta["step"], history=meta["history"], rng=rng)
