@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._modelcard import render_model_card
 from stainstyle._version import __version__
+
+logger = logging.getLogger(__name__)
 
 #: Names of the files of a saved model.
 CONFIG_NAME = constants.CONFIG_NAME
@@ -247,11 +250,11 @@ def fitted_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     tensors : dict of str to torch.Tensor
         Contiguous CPU tensors for ``model.safetensors``.
 
-    Raises
-    ------
-    TypeError
-        If a fitted attribute is neither JSON-able, an ndarray of numbers or booleans, a
-        tensor nor a ``torch.nn.Module``.
+    Notes
+    -----
+    A parameter or fitted attribute that is none of JSON-able, a numeric or boolean ndarray, a
+    tensor or a ``torch.nn.Module`` (e.g. a fitted classifier object) is recorded as null, with
+    a note under ``"unsaved"`` in the config and a logged warning.
     """
     import torch
 
@@ -269,16 +272,24 @@ def fitted_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             kind, tensor = "tensor", value.detach().cpu().contiguous().clone()
         elif isinstance(value, (np.ndarray, np.generic)) and value.dtype.kind in _TENSOR_KINDS:
             kind = "ndarray" if isinstance(value, np.ndarray) else "numpy_scalar"
-            array = np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("="))
-            tensor = torch.from_numpy(array.copy())
+            array = np.array(value, dtype=value.dtype.newbyteorder("="), order="C", copy=True)
+            tensor = torch.from_numpy(array)
         else:
             try:
                 fitted[name] = _to_json(value)
             except _NotJSONable as err:
-                raise TypeError(
-                    f"{type(estimator).__name__}.{name}: cannot be saved, got a {err}; fitted "
-                    "attributes must be JSON-able, numeric ndarrays, tensors or torch modules"
-                ) from None
+                fitted[name] = None
+                unsaved[name] = (
+                    f"not JSON-serializable ({err}), not an ndarray, tensor or torch module; "
+                    "saved as null"
+                )
+                logger.warning(
+                    "%s.%s (%s) is not saved: only JSON-able values, numeric ndarrays, tensors "
+                    "and torch modules are; it is null in the saved model",
+                    type(estimator).__name__,
+                    name,
+                    err,
+                )
             continue
         dtype = str(value.dtype)
         arrays[name] = {"kind": kind, "dtype": dtype, "shape": list(tensor.shape)}
@@ -288,7 +299,7 @@ def fitted_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         "stainstyle_version": __version__,
         "class": type(estimator).__name__,
         "params": params,
-        "unsaved_params": unsaved,
+        "unsaved": unsaved,
         "fitted": fitted,
         "arrays": arrays,
         "modules": modules,
@@ -505,8 +516,6 @@ class NormalizerHubMixin(ModelHubMixin):
         ------
         sklearn.exceptions.NotFittedError
             If the normalizer is not fitted.
-        TypeError
-            If a fitted attribute cannot be stored (see :func:`fitted_state`).
         """
         check_is_fitted(self)
         (Path(save_directory) / CARD_NAME).unlink(missing_ok=True)
