@@ -768,7 +768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler.setFormatter(logging.Formatter("stainstyle: %(message)s"))
     package_logger = logging.getLogger("stainstyle")
     package_logger.addHandler(handler)
-    package_logger.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    package_logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
         if args.command == "normalize" and args.method is not None and not args.target:
             raise UsageError("--method needs --target: the images whose style to learn")

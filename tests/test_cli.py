@@ -1,0 +1,270 @@
+"""The ``stainstyle`` command line, run as a subprocess on real tiles and in-process for errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import huggingface_hub
+import numpy as np
+import pytest
+from conftest import read_rgb, require_data
+from PIL import Image
+
+from stainstyle.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, read_labels
+from stainstyle.hub import load
+
+
+def run_cli(*args: str | Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m stainstyle.cli ARGS`` in a fresh process."""
+    return subprocess.run(
+        [sys.executable, "-m", "stainstyle.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="module")
+def tiles(tmp_path_factory) -> dict[str, Path]:
+    """Real CAMELYON17 tiles copied at test time: a target folder and an input folder.
+
+    The input folder holds three PNG tiles (one in a subfolder), a JPEG, a white tile (too
+    little tissue) and a corrupt file.
+    """
+    root = require_data("camelyon17_tiles")
+    base = tmp_path_factory.mktemp("cli")
+    target, inputs = base / "target", base / "inputs"
+    target.mkdir()
+    (inputs / "sub").mkdir(parents=True)
+    for path in sorted((root / "center_0").glob("*.png"))[:2]:
+        shutil.copy(path, target / path.name)
+    sources = sorted((root / "center_2").glob("*.png"))[:4]
+    for path in sources[:2]:
+        shutil.copy(path, inputs / path.name)
+    shutil.copy(sources[2], inputs / "sub" / sources[2].name)
+    Image.open(sources[3]).convert("RGB").save(inputs / "tile.jpg", quality=92)
+    Image.fromarray(np.full((256, 256, 3), 250, np.uint8)).save(inputs / "white.png")
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    return {"base": base, "target": target, "inputs": inputs}
+
+
+@pytest.fixture(scope="module")
+def macenko_model(tiles) -> Path:
+    out = tiles["base"] / "macenko-model"
+    result = run_cli("fit", "--method", "macenko", "--target", tiles["target"], "--out", out)
+    assert result.returncode == EXIT_OK, result.stderr
+    return out
+
+
+def _outputs(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+# --------------------------------------------------------------------- subprocess, real tiles
+def test_fit_writes_a_model_folder(macenko_model):
+    assert _outputs(macenko_model) == {"config.json", "model.safetensors", "README.md"}
+    assert json.loads((macenko_model / "config.json").read_text())["class"] == "MacenkoNormalizer"
+    assert "2 tiles from `target`" in (macenko_model / "README.md").read_text()
+
+
+@pytest.mark.filterwarnings("ignore::stainstyle.base.BackgroundTileWarning")
+def test_normalize_keeps_names_and_formats_and_skips_a_corrupt_file(tiles, macenko_model):
+    inputs, out = tiles["inputs"], tiles["base"] / "normalized"
+    result = run_cli("normalize", "--model", macenko_model, inputs, "--out", out)
+
+    assert result.returncode == EXIT_FAILED
+    assert f"{inputs / 'broken.png'}: UnidentifiedImageError" in result.stderr
+    assert "normalized 5 of 6 files" in result.stderr
+    assert "1 passed through unchanged (1 with too little tissue" in result.stderr
+    expected = {p.relative_to(inputs).as_posix() for p in inputs.rglob("*.*")} - {"broken.png"}
+    assert _outputs(out) == expected  # same names, no temporary files left behind
+
+    normalizer = load(macenko_model)
+    for name in sorted(expected):
+        source, written = inputs / name, out / name
+        with Image.open(source) as a, Image.open(written) as b:
+            assert (a.format, a.size) == (b.format, b.size), name
+        if name.endswith(".png"):  # lossless: exactly what the library computes
+            np.testing.assert_array_equal(read_rgb(written), normalizer.transform(read_rgb(source)))
+    assert not np.array_equal(read_rgb(out / "tile.jpg"), read_rgb(inputs / "tile.jpg"))
+    np.testing.assert_array_equal(read_rgb(out / "white.png"), read_rgb(inputs / "white.png"))
+
+
+def test_normalize_refuses_to_write_into_its_input_folder(tiles, macenko_model, capsys):
+    inputs = tiles["inputs"]
+    before = _outputs(inputs)
+    result = run_cli("normalize", "--model", macenko_model, inputs, "--out", inputs / "normalized")
+    assert result.returncode == EXIT_USAGE
+    assert "never written into an input folder" in result.stderr
+    assert (
+        main(["normalize", "--model", str(macenko_model), str(inputs), "--out", str(inputs)]) == 2
+    )
+    assert "never written into an input folder" in capsys.readouterr().err
+    assert _outputs(inputs) == before
+
+
+def test_console_script_is_installed():
+    script = shutil.which("stainstyle", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the stainstyle console script is not installed in this environment")
+    result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == EXIT_OK
+    assert "Exit codes: 0 success, 1 some files failed, 2 usage error." in result.stdout
+
+
+# ------------------------------------------------------------------------------- in-process
+def test_one_step_normalize_matches_the_library(tiles, tmp_path, capsys):
+    from stainstyle.methods.reinhard import ReinhardNormalizer
+
+    source = sorted(tiles["inputs"].glob("*.png"))[0]
+    code = main(
+        ["normalize", "--method", "reinhard", "--target", str(tiles["target"]), str(source),
+         "--out", str(tmp_path), "--batch-size", "2"]
+    )  # fmt: skip
+    assert code == EXIT_OK
+    targets = [read_rgb(p) for p in sorted(tiles["target"].glob("*.png"))]
+    expected = ReinhardNormalizer().fit(targets).transform(read_rgb(source))
+    np.testing.assert_array_equal(read_rgb(tmp_path / source.name), expected)
+    assert "normalized 1 of 1 files" in capsys.readouterr().err
+
+
+def test_model_from_an_offline_hub_cache(tiles, macenko_model, tmp_path, monkeypatch):
+    commit = "c" * 40
+    repo = tmp_path / "cache" / "models--lab--macenko"
+    shutil.copytree(macenko_model, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    source = sorted(tiles["inputs"].glob("*.png"))[0]
+    out = tmp_path / "out"
+    assert main(["normalize", "--model", "lab/macenko", str(source), "--out", str(out)]) == 0
+    expected = load(macenko_model).transform(read_rgb(source))
+    np.testing.assert_array_equal(read_rgb(out / source.name), expected)
+
+
+def test_on_error_stop_stops_at_the_first_failure(tiles, macenko_model, tmp_path, capsys):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    first = sorted(tiles["inputs"].glob("*.png"))[0]
+    shutil.copy(first, inputs / "a.png")
+    (inputs / "b.png").write_bytes(b"garbage")
+    shutil.copy(first, inputs / "c.png")
+    out = tmp_path / "out"
+    args = ["normalize", "--model", str(macenko_model), str(inputs), "--out", str(out)]
+    assert main([*args, "--on-error", "stop", "--batch-size", "1"]) == EXIT_FAILED
+    assert _outputs(out) == {"a.png"}
+    assert f"{inputs / 'b.png'}" in capsys.readouterr().err
+    assert main([*args, "--batch-size", "1"]) == EXIT_FAILED  # skip: the rest continue
+    assert _outputs(out) == {"a.png", "c.png"}
+
+
+def test_refuses_to_overwrite_an_input_file_given_directly(tiles, macenko_model, tmp_path):
+    source = tmp_path / "tile.png"
+    shutil.copy(sorted(tiles["inputs"].glob("*.png"))[0], source)
+    before = source.read_bytes()
+    args = ["normalize", "--model", str(macenko_model), str(source), "--out", str(tmp_path)]
+    assert main(args) == EXIT_USAGE
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["normalize", "--method", "reinhard", "x.png", "--out", "o"], "--method needs --target"),
+        (["normalize", "--model", "m", "no/such/file.png", "--out", "o"], "no such file"),
+        (["fit", "--method", "reinhard", "--target", "{tile}", "--out", "o", "--param", "nope=1"],
+         "['nope'] not parameters of ReinhardNormalizer"),
+        (["fit", "--method", "reinhard", "--target", "{tile}", "--out", "o", "--param", "x"],
+         "expected KEY=VALUE"),
+        (["normalize", "--model", "./missing-model", "{tile}", "--out", "{out}"],
+         "no such model folder"),
+        (["benchmark", "no_such_benchmark"], "no_such_benchmark.py not found"),
+    ],
+)  # fmt: skip
+def test_usage_errors_exit_2(argv, message, tiles, tmp_path, capsys):
+    tile = str(sorted(tiles["inputs"].glob("*.png"))[0])
+    argv = [a.format(tile=tile, out=tmp_path / "out") for a in argv]
+    assert main(argv) == EXIT_USAGE
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["fit"],
+        ["normalize", "--out", "o", "x.png"],
+        ["normalize", "--model", "m", "--method", "gray", "x.png", "--out", "o"],
+        ["train-sst", "--target", "t", "--out", "o", "--preset", "huge"],
+    ],
+)
+def test_argument_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == EXIT_USAGE
+
+
+@pytest.mark.parametrize("command", [[], ["fit"], ["normalize"], ["train-sst"], ["benchmark"]])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--help"])
+    assert exit_.value.code == EXIT_OK
+    assert "usage: stainstyle" in capsys.readouterr().out
+
+
+def test_device_is_ignored_with_a_warning_by_numpy_methods(tiles, tmp_path, capsys):
+    source = sorted(tiles["inputs"].glob("*.png"))[0]
+    argv = ["normalize", "--method", "gray", "--target", str(source), str(source),
+            "--out", str(tmp_path), "--device", "cuda"]  # fmt: skip
+    assert main(argv) == EXIT_OK
+    assert "--device cuda is ignored" in capsys.readouterr().err
+
+
+def test_corrupt_model_is_a_failure_naming_the_file(tiles, macenko_model, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(macenko_model, model)
+    (model / "model.safetensors").write_bytes(b"\x00" * 16)
+    source = str(sorted(tiles["inputs"].glob("*.png"))[0])
+    assert main(["normalize", "--model", str(model), source, "--out", str(tmp_path / "o")]) == 1
+    assert f"{model / 'model.safetensors'}: its SHA-256 does not match" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- train-sst
+def test_labels_csv_is_matched_by_relative_path_or_name(tmp_path):
+    from stainstyle.cli import ImageFile
+
+    images = [
+        ImageFile(tmp_path / "a" / "x.png", Path("a/x.png")),
+        ImageFile(tmp_path / "y.png", Path("y.png")),
+    ]
+    csv_path = tmp_path / "labels.csv"
+    csv_path.write_text("file,label,scanner\na/x.png,1,s1\nother/y.png,0,s2\ny.png,0,s2\n")
+    assert read_labels(csv_path, images) == ["1", "0"]
+    csv_path.write_text("file,label\na/x.png,1\n")
+    with pytest.raises(Exception, match="no label for 1 images"):
+        read_labels(csv_path, images)
+
+
+@pytest.mark.slow
+def test_train_sst_saves_a_model_and_resumes(tiles, tmp_path):
+    pytest.importorskip("stainstyle.sst.estimator")
+    small = tmp_path / "small"
+    small.mkdir()
+    for path in sorted(tiles["target"].glob("*.png")):
+        Image.open(path).crop((0, 0, 64, 64)).save(small / path.name)
+    out = tmp_path / "sst"
+    tiny = ["--param", "width=4", "--param", "depth=2", "--param", "crop_size=16",
+            "--param", "lambda_fp=0", "--device", "cpu", "-q"]  # fmt: skip
+    argv = ["train-sst", "--target", str(small), "--out", str(out), *tiny]
+    assert main([*argv, "--max-epochs", "1"]) == EXIT_OK
+    assert load(out).epoch_ == 1
+    assert (tmp_path / "sst-checkpoints").is_dir()
+    assert main([*argv, "--max-epochs", "2", "--resume"]) == EXIT_OK
+    assert load(out).epoch_ == 2
