@@ -8,8 +8,8 @@ chromaticity
 ``c_x = D_R / D - 1``,  ``c_y = (D_G - D_B) / (sqrt(3) * D)``
 
 is always defined. Grey has chromaticity (0, 0); ``atan2(c_y, c_x)`` is the hue and
-``hypot(c_x, c_y)`` the saturation. The inverse is exact:
-``D_R = D (c_x + 1)``, ``D_G = D (2 - c_x + sqrt(3) c_y) / 2``, ``D_B = D (2 - c_x - sqrt(3) c_y) / 2``.
+``hypot(c_x, c_y)`` the saturation. The inverse is exact: ``D_R = D (c_x + 1)``,
+``D_G = D (2 - c_x + sqrt(3) c_y) / 2`` and ``D_B = D (2 - c_x - sqrt(3) c_y) / 2``.
 
 References
 ----------
