@@ -7,7 +7,8 @@ the same way. A saved model is a folder with three files:
 ``config.json``
     The class name, the constructor parameters (``get_params(deep=False)``), the stainstyle
     version, the JSON-able fitted attributes, and a manifest of the tensors in
-    ``model.safetensors`` with the file's SHA-256.
+    ``model.safetensors`` with the file's SHA-256. A value that fits none of the kinds below
+    (a fitted classifier object, say) is recorded as null with a note under ``"unsaved"``.
 ``model.safetensors``
     Every fitted ``numpy.ndarray`` (and numpy scalar) attribute under its own name, every fitted
     ``torch.Tensor``, and the ``state_dict`` of every fitted ``torch.nn.Module`` with keys
@@ -250,6 +251,11 @@ def fitted_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     tensors : dict of str to torch.Tensor
         Contiguous CPU tensors for ``model.safetensors``.
 
+    Raises
+    ------
+    TypeError
+        If the estimator has fitted torch modules but no ``_build_modules()`` hook.
+
     Notes
     -----
     A parameter or fitted attribute that is none of JSON-able, a numeric or boolean ndarray, a
@@ -294,6 +300,11 @@ def fitted_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         dtype = str(value.dtype)
         arrays[name] = {"kind": kind, "dtype": dtype, "shape": list(tensor.shape)}
         tensors[name] = tensor
+    if modules and not hasattr(estimator, "_build_modules"):
+        raise TypeError(
+            f"{type(estimator).__name__}: has fitted torch modules {sorted(modules)} but no "
+            "_build_modules() method to rebuild them when loading"
+        )
     config = {
         "stainstyle_format": FORMAT_VERSION,
         "stainstyle_version": __version__,
@@ -320,6 +331,9 @@ def _pickle_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
 
 
+_CONFIG_KEYS = frozenset({"class", "params", "fitted", "arrays", "modules", "weights_sha256"})
+
+
 def _read_config(folder: Path) -> dict:
     path = folder / CONFIG_NAME
     if not path.is_file():
@@ -334,6 +348,9 @@ def _read_config(folder: Path) -> dict:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     if not isinstance(config, dict) or "stainstyle_format" not in config:
         raise ValueError(f"{path}: not written by stainstyle's save_pretrained")
+    missing = sorted(_CONFIG_KEYS - set(config))
+    if missing:
+        raise ValueError(f"{path}: incomplete, lacks the keys {missing}")
     if config["stainstyle_format"] != FORMAT_VERSION:
         raise ValueError(
             f"{path}: folder format {config['stainstyle_format']!r} (stainstyle "

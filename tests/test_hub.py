@@ -493,3 +493,20 @@ def test_registry_refuses_a_second_class_with_a_builtin_name():
 def test_load_folder_is_the_shared_loading_path(saved_toy, toy_tiles):
     loaded = load_folder(saved_toy)
     assert isinstance(loaded, ToyNetNormalizer)
+
+
+def test_incomplete_config_is_named(saved_toy):
+    config = json.loads((saved_toy / CONFIG_NAME).read_text())
+    del config["arrays"]
+    (saved_toy / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(
+        ValueError, match=rf"{CONFIG_NAME}: incomplete, lacks the keys \['arrays'\]"
+    ):
+        load(saved_toy)
+
+
+def test_fitted_module_without_a_rebuild_hook_is_refused_when_saving(toy_tiles, tmp_path):
+    estimator = GrayNormalizer().fit(toy_tiles)
+    estimator.net_ = torch.nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="no _build_modules"):
+        estimator.save_pretrained(tmp_path)
