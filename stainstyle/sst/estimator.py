@@ -51,7 +51,7 @@ class StainStyleTransfer(StainNormalizer):
     ----------
     preset : {"cpu", "paper"}, default="cpu"
         Defaults of the sizes below. ``"paper"``: width 64, 256 px crops, ResNet-34 classifier,
-        made for a GPU. ``"cpu"``: width 16, 64 px crops, ResNet-18, trains on 2 CPU cores in
+        made for a GPU. ``"cpu"``: width 16, 32 px crops, ResNet-18, trains on 2 CPU cores in
         minutes.
     width, depth : int or None, default=None
         FusionNet width and pooling levels; None takes the preset's.

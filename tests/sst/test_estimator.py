@@ -123,8 +123,10 @@ def test_paper_preset_without_gpu_says_so(tiles):
 def test_presets_resolve_sizes(tiles):
     sst = StainStyleTransfer(preset="cpu", max_epochs=1, lambda_fp=0, device="cpu")
     sst.fit(tiles[:4])
-    # The cpu preset's 64 px crop shrinks to the 32 px tiles.
     assert (sst.width_, sst.depth_, sst.crop_size_, sst.disc_width_) == (16, 4, 32, 32)
+    # A crop larger than the tiles shrinks to the largest power of two that fits.
+    sst = StainStyleTransfer(crop_size=64, max_epochs=1, lambda_fp=0, device="cpu")
+    assert sst.fit(tiles[:4, :24, :30]).crop_size_ == 16
 
 
 def test_build_modules_rebuilds_the_networks(tiles):
