@@ -170,18 +170,21 @@ def fit_naive_bayes(features: np.ndarray, classes: np.ndarray) -> NaiveBayesTabl
     width = (features.max(axis=0) - minimum) / n_bins
     scale = np.where(width > 0, 1.0 / np.where(width > 0, width, 1.0), 0.0)
     priors = np.bincount(classes, minlength=3) / len(classes)
-    offsets = np.arange(-int(2.5 * sigma) - 1, int(2.5 * sigma) + 2)
+    reach = 2.5 * sigma
     posterior = np.zeros((3, n_bins, 3))
     for f in range(3):
         position = (features[:, f] - minimum[f]) * scale[f]
-        bins = np.floor(position).astype(np.intp)[:, None] + offsets
-        # The bins the reference code visits: int(f - 2.5 sigma) <= j < int(f + 2.5 sigma + 1).
-        low = np.maximum(0, (position - 2.5 * sigma).astype(np.intp))[:, None]
-        high = np.minimum(n_bins, (position + 2.5 * sigma + 1).astype(np.intp))[:, None]
-        valid = (bins >= low) & (bins < high)
-        weight = np.exp(-(((bins - position[:, None]) / sigma) ** 2))
-        flat = (bins * 3 + classes[:, None])[valid]
-        histogram = np.bincount(flat, weights=weight[valid], minlength=n_bins * 3)
+        # The bins the reference code visits: int(f - 2.5 sigma) <= j < int(f + 2.5 sigma + 1),
+        # clipped to [0, n_bins); one vectorized pass per offset from the first of them.
+        first = np.maximum(0, (position - reach).astype(np.intp))
+        stop = np.minimum(n_bins, (position + reach + 1).astype(np.intp))
+        histogram = np.zeros(n_bins * 3)
+        for offset in range(int(2 * reach) + 2):
+            bins = first + offset
+            valid = bins < stop
+            weight = np.exp(-(((bins - position) / sigma) ** 2)) * valid
+            index = np.minimum(bins, n_bins - 1) * 3 + classes
+            histogram += np.bincount(index, weights=weight, minlength=n_bins * 3)
         histogram = histogram.reshape(n_bins, 3)
         total = histogram.sum(axis=1)
         total = total / total.sum() if total.sum() > 0 else total

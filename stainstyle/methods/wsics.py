@@ -49,8 +49,8 @@ logger = logging.getLogger(__name__)
 MAX_TRAINING_PIXELS = 20_000_000
 CLASS_QUOTAS = (0.45, 0.45, 0.10)
 
-#: Most pixels the naive-Bayes histograms are built from; a regular stride picks them.
-MAX_NAIVE_BAYES_SAMPLES = 1_000_000
+#: Fewest pixels the naive-Bayes histograms are built from, when the pool has them.
+NAIVE_BAYES_MIN_SAMPLES = 10_000
 
 _LABELS = (LABEL_HEMATOXYLIN, LABEL_EOSIN, LABEL_BACKGROUND)
 
@@ -146,9 +146,9 @@ def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> _SourceMo
     statistics = class_statistics(pool.samples)
     hsd = np.concatenate(pool.samples)
     classes = np.repeat(np.arange(3), [len(s) for s in pool.samples])
-    # The reference code trains on every 20th to 50th sample of its slide-level pool; tiles
-    # give far fewer pixels, so all are used up to MAX_NAIVE_BAYES_SAMPLES.
-    stride = max(1, -(-len(hsd) // MAX_NAIVE_BAYES_SAMPLES))
+    # The reference code trains the weighting on every 20th to 50th pixel of its slide-level
+    # pool; here every 20th at most, and never fewer than NAIVE_BAYES_MIN_SAMPLES when available.
+    stride = max(1, min(20, len(hsd) // NAIVE_BAYES_MIN_SAMPLES))
     tables = fit_naive_bayes(naive_bayes_features(hsd[::stride]), classes[::stride])
     return _SourceModel(statistics=statistics, tables=tables)
 

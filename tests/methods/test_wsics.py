@@ -192,6 +192,31 @@ def test_naive_bayes_weights_are_a_partition(rng):
     assert np.mean(np.argmax(weights[:150], axis=1) == np.repeat(np.arange(3), 50)) > 0.95
 
 
+def _reference_naive_bayes_table(values, classes, bins=100, sigma=3.0):
+    """One feature's p(class | x) table, transcribed loop by loop from the reference C++."""
+    low, high = values.min(), values.max()
+    scale = bins / (high - low)
+    table, px = np.zeros((bins, 3)), np.zeros(bins)
+    priors = np.bincount(classes, minlength=3) / len(values)
+    for value, k in zip(values, classes, strict=True):
+        f = (value - low) * scale
+        for j in range(max(0, int(f - 2.5 * sigma)), min(bins, int(f + 2.5 * sigma + 1))):
+            table[j, k] += np.exp(-(((j - f) / sigma) ** 2))
+            px[j] += np.exp(-(((j - f) / sigma) ** 2))
+    px /= px.sum()
+    table /= table.sum(axis=0)
+    return np.where(px[:, None] > 0, table * priors / np.where(px > 0, px, 1)[:, None], table)
+
+
+def test_naive_bayes_tables_match_the_reference_loop(rng):
+    features = rng.normal(size=(300, 3)) * (0.2, 0.1, 0.5)
+    classes = rng.integers(0, 3, 300)
+    tables = fit_naive_bayes(features, classes)
+    for f in range(3):
+        expected = _reference_naive_bayes_table(features[:, f], classes)
+        np.testing.assert_allclose(tables.posterior[f], expected, rtol=1e-10, atol=1e-12)
+
+
 def test_unique_colour_mapping_equals_per_pixel_mapping(fitted):
     tile = nuclei_tile(5, size=48)
     model = wsics_source_model(wsics_pool([tile], 0.5), 100)
