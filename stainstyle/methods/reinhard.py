@@ -43,6 +43,31 @@ def reinhard_stats(lab: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.
     return pixels.mean(axis=0), pixels.std(axis=0)
 
 
+def pool_stats(
+    counts: np.ndarray, means: np.ndarray, stds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the union of several pixel sets, from their statistics.
+
+    Equal to :func:`reinhard_stats` on the concatenated pixels (so the spread includes the
+    variation between tiles), without holding them in memory.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (K,), int
+        Pixels in each set.
+    means, stds : ndarray of shape (K, 3), float
+        Per-set mean and standard deviation (ddof=0).
+
+    Returns
+    -------
+    mean, std : ndarray of shape (3,), dtype float64
+    """
+    weights = counts[:, None] / counts.sum()
+    mean = (weights * means).sum(axis=0)
+    second_moment = (weights * (stds**2 + means**2)).sum(axis=0)
+    return mean, np.sqrt(np.maximum(second_moment - mean**2, 0.0))
+
+
 def reinhard_scale(source_std: np.ndarray, target_std: np.ndarray) -> np.ndarray:
     """Per-channel scale ``target_std / source_std``, 1 where the source is flat.
 
@@ -184,14 +209,19 @@ class ReinhardNormalizer(StainNormalizer):
         self.batch_size = batch_size
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
-        chunks, n_tissue = [], 0
+        counts, means, stds = [], [], []
         for batch, tissue in self._fit_batches(tiles):
-            n_tissue += int(np.count_nonzero(tissue))
-            lab = np.stack([_SPACES[self.space](tile).lab for tile in batch])
-            chunks.append(lab[tissue] if self.tissue_mask else lab.reshape(-1, 3))
-        if self.tissue_mask:
-            require_tissue(n_tissue, type(self).__name__)
-        self.target_means_, self.target_stds_ = reinhard_stats(np.concatenate(chunks))
+            for tile, mask in zip(batch, tissue, strict=True):
+                count = int(np.count_nonzero(mask)) if self.tissue_mask else mask.size
+                if count:
+                    mean, std = _SPACES[self.space](tile).stats(mask if self.tissue_mask else None)
+                    counts.append(count)
+                    means.append(mean)
+                    stds.append(std)
+        require_tissue(sum(counts), type(self).__name__)
+        self.target_means_, self.target_stds_ = pool_stats(
+            np.array(counts), np.array(means), np.array(stds)
+        )
 
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
