@@ -1,8 +1,17 @@
 """stainstyle: stain normalization and neural stain-style transfer for H&E tiles.
 
 Every method is a scikit-learn transformer: ``fit(target_tiles)`` learns the target stain style
-and ``transform(tiles)`` maps tiles into it.
+and ``transform(tiles)`` maps tiles into it::
+
+    from stainstyle import StainStyleTransfer
+    normalized = StainStyleTransfer().fit(radboud_tiles).transform(utrecht_tiles)
+
+The torch-based names (:class:`StainStyleTransfer`, :class:`TileClassifier`) and :func:`load`
+are imported on first use, so that the classic methods load without importing torch.
 """
+
+from importlib import import_module
+from typing import Any
 
 from stainstyle._version import __version__
 from stainstyle.base import BackgroundTileWarning, StainNormalizer, tile_status
@@ -13,7 +22,21 @@ from stainstyle.methods import (
     HistogramSpecification,
     MacenkoNormalizer,
     ReinhardNormalizer,
+    WSICSNormalizer,
 )
+
+_LAZY = {
+    "StainStyleTransfer": "stainstyle.sst.estimator",
+    "TileClassifier": "stainstyle.sst.classifier",
+    "load": "stainstyle.hub",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'stainstyle' has no attribute {name!r}")
+
 
 __all__ = [
     "METHODS",
@@ -23,7 +46,11 @@ __all__ = [
     "MacenkoNormalizer",
     "ReinhardNormalizer",
     "StainNormalizer",
+    "StainStyleTransfer",
+    "TileClassifier",
+    "WSICSNormalizer",
     "__version__",
     "gray_normalize",
+    "load",
     "tile_status",
 ]

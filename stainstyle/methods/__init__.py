@@ -4,6 +4,7 @@ from stainstyle.methods.gray import GrayNormalizer
 from stainstyle.methods.histogram import HistogramSpecification
 from stainstyle.methods.macenko import MacenkoNormalizer
 from stainstyle.methods.reinhard import ReinhardNormalizer
+from stainstyle.methods.wsics import WSICSNormalizer
 
 #: Short method names (as used by the command line and benchmarks) to classes.
 METHODS = {
@@ -11,6 +12,7 @@ METHODS = {
     "histogram": HistogramSpecification,
     "macenko": MacenkoNormalizer,
     "reinhard": ReinhardNormalizer,
+    "wsics": WSICSNormalizer,
 }
 
 __all__ = [
@@ -19,4 +21,5 @@ __all__ = [
     "HistogramSpecification",
     "MacenkoNormalizer",
     "ReinhardNormalizer",
+    "WSICSNormalizer",
 ]
