@@ -383,3 +383,13 @@ def test_beats_raw_on_scanner_pairs():
     raw = ciede2000_lowpass(source, reference).mean()
     wsics = ciede2000_lowpass(out, reference).mean()
     assert wsics < raw - 1.0, (raw, wsics)
+
+
+def test_save_and_load_round_trip(fitted, tmp_path):
+    from stainstyle.hub import load
+
+    fitted.save_pretrained(tmp_path / "wsics")
+    loaded = load(tmp_path / "wsics")
+    assert isinstance(loaded, WSICSNormalizer)
+    tile = nuclei_tile(30)
+    np.testing.assert_array_equal(loaded.transform(tile), fitted.transform(tile))
