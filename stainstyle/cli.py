@@ -331,10 +331,11 @@ def configure_runtime(estimator, device: str | None, batch_size: int | None) -> 
 
 @dataclass
 class Report:
-    """Outcome of a run over files: counts per tile status and the files that failed."""
+    """Outcome of a run over files: counts per tile status, files passed through and failed."""
 
     statuses: Counter = field(default_factory=Counter)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    passed_through: list[Path] = field(default_factory=list)
 
     def fail(self, path: Path, error: BaseException) -> None:
         """Record and log a failed file."""
@@ -450,14 +451,14 @@ def _normalize_chunk(normalizer, loaded: list[tuple[ImageFile, LoadedImage]], re
     try:
         outputs, status = normalize_images(normalizer, [image.rgb for _, image in loaded])
         return list(zip(loaded, outputs, status, strict=True))
-    except Exception:  # noqa: BLE001 - isolated per file below, where each error is reported
+    except Exception:  # isolated per file below, where each error is reported
         if len(loaded) == 1:
             raise
     done = []
     for item in loaded:
         try:
             done.extend(_normalize_chunk(normalizer, [item], report))
-        except Exception as err:  # noqa: BLE001 - reported by file name, the run continues
+        except Exception as err:  # reported by file name, the run continues
             report.fail(item[0].source, err)
     return done
 
@@ -476,6 +477,8 @@ def run_normalize(args: argparse.Namespace) -> int:
         try:
             normalizer = load(args.model, revision=args.revision)
         except FileNotFoundError as err:
+            if os.path.exists(args.model):
+                raise  # a damaged model folder: a failure (exit 1), not a usage error
             raise UsageError(f"--model: {err}") from err
         configure_runtime(normalizer, args.device, args.batch_size)
     else:
@@ -500,6 +503,8 @@ def run_normalize(args: argparse.Namespace) -> int:
                     )
                     write_image_atomic(args.out / image.relative, result, args.jpeg_quality)
                     report.statuses[str(status)] += 1
+                    if status != "ok":
+                        report.passed_through.append(image.source)
                 except (OSError, ValueError) as err:
                     report.fail(image.source, err)
             bar.update(len(chunk))
@@ -517,6 +522,12 @@ def run_normalize(args: argparse.Namespace) -> int:
         counts["passthrough_background"],
         counts["passthrough_degenerate"],
     )
+    if report.passed_through:
+        shown = ", ".join(str(p) for p in report.passed_through[:10])
+        more = len(report.passed_through) - 10
+        logger.info(
+            "passed through unchanged: %s%s", shown, f" and {more} more" if more > 0 else ""
+        )
     return _finish(report)
 
 

@@ -82,6 +82,7 @@ def test_normalize_keeps_names_and_formats_and_skips_a_corrupt_file(tiles, macen
     assert f"{inputs / 'broken.png'}: UnidentifiedImageError" in result.stderr
     assert "normalized 5 of 6 files" in result.stderr
     assert "1 passed through unchanged (1 with too little tissue" in result.stderr
+    assert f"passed through unchanged: {inputs / 'white.png'}" in result.stderr
     expected = {p.relative_to(inputs).as_posix() for p in inputs.rglob("*.*")} - {"broken.png"}
     assert _outputs(out) == expected  # same names, no temporary files left behind
 

@@ -124,7 +124,7 @@ class ToyNetNormalizer(StainNormalizer):
 
     def _transform_batch(self, batch, tissue):
         with torch.no_grad():
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255
+            x = torch.tensor(batch).permute(0, 3, 1, 2).float() / 255
             y = self.net_(x)[:, :3].permute(0, 2, 3, 1).double().numpy()
         mapped = self.lut_[batch] * self.gain_ + 40 * y + self.offset_.numpy()
         return np.clip(np.rint(mapped), 0, 255).astype(np.uint8), np.zeros(len(batch), bool)
