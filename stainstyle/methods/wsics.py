@@ -56,8 +56,16 @@ _LABELS = (LABEL_HEMATOXYLIN, LABEL_EOSIN, LABEL_BACKGROUND)
 
 
 @dataclass(frozen=True)
-class _SourceModel:
-    """Source statistics and class weighting of one group of tiles."""
+class WSICSSourceModel:
+    """Source statistics and class weighting of one group of tiles.
+
+    Attributes
+    ----------
+    statistics : ClassStatistics
+        Per-class chromatic and density statistics.
+    tables : NaiveBayesTables
+        The soft class weighting of its colours.
+    """
 
     statistics: ClassStatistics
     tables: NaiveBayesTables
@@ -126,7 +134,7 @@ def wsics_pool(
     return LabelledPixels(samples=samples, n_nuclei=n_nuclei, n_tiles=n_tiles)
 
 
-def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> _SourceModel | None:
+def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> WSICSSourceModel | None:
     """Class statistics and naive-Bayes weighting of pooled source pixels.
 
     Parameters
@@ -138,7 +146,7 @@ def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> _SourceMo
 
     Returns
     -------
-    _SourceModel or None
+    WSICSSourceModel or None
         None when the pool has too few hematoxylin or eosin pixels.
     """
     if min(len(pool.samples[HEMATOXYLIN]), len(pool.samples[EOSIN])) < min_class_pixels:
@@ -150,14 +158,14 @@ def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> _SourceMo
     # pool; here every 20th at most, and never fewer than NAIVE_BAYES_MIN_SAMPLES when available.
     stride = max(1, min(20, len(hsd) // NAIVE_BAYES_MIN_SAMPLES))
     tables = fit_naive_bayes(naive_bayes_features(hsd[::stride]), classes[::stride])
-    return _SourceModel(statistics=statistics, tables=tables)
+    return WSICSSourceModel(statistics=statistics, tables=tables)
 
 
 @dataclass(frozen=True)
 class _Group:
     """Context of one group in ``transform(X, groups)``: its source model, or None."""
 
-    model: _SourceModel | None
+    model: WSICSSourceModel | None
 
 
 class WSICSNormalizer(StainNormalizer):
@@ -316,7 +324,7 @@ class WSICSNormalizer(StainNormalizer):
     def _pool(self, tiles: Iterable[np.ndarray]) -> LabelledPixels:
         return wsics_pool(tiles, self.microns_per_pixel, self.random_state)
 
-    def _source_model(self, tiles: Iterable[np.ndarray]) -> _SourceModel | None:
+    def _source_model(self, tiles: Iterable[np.ndarray]) -> WSICSSourceModel | None:
         return wsics_source_model(self._pool(tiles), self.min_class_pixels)
 
     def _template(self) -> ClassStatistics:
@@ -329,7 +337,7 @@ class WSICSNormalizer(StainNormalizer):
             counts=self.class_counts_,
         )
 
-    def _map(self, images: np.ndarray, model: _SourceModel) -> np.ndarray:
+    def _map(self, images: np.ndarray, model: WSICSSourceModel) -> np.ndarray:
         """Map uint8 RGB ``(..., 3)`` through the model, once per distinct colour."""
         packed, inverse = np.unique(pack_rgb(images).ravel(), return_inverse=True)
         colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
@@ -339,4 +347,10 @@ class WSICSNormalizer(StainNormalizer):
         return mapped[inverse.ravel()].reshape(images.shape)
 
 
-__all__ = ["LabelledPixels", "WSICSNormalizer", "wsics_pool", "wsics_source_model"]
+__all__ = [
+    "LabelledPixels",
+    "WSICSNormalizer",
+    "WSICSSourceModel",
+    "wsics_pool",
+    "wsics_source_model",
+]
