@@ -269,3 +269,16 @@ def test_train_sst_saves_a_model_and_resumes(tiles, tmp_path):
     assert (tmp_path / "sst-checkpoints").is_dir()
     assert main([*argv, "--max-epochs", "2", "--resume"]) == EXIT_OK
     assert load(out).epoch_ == 2
+
+
+def test_benchmark_dispatches_to_the_script_with_its_arguments(tmp_path, monkeypatch):
+    script = tmp_path / "demo.py"
+    script.write_text(
+        "import sys\n"
+        "from pathlib import Path\n"
+        "Path(sys.argv[1]).write_text(' '.join(sys.argv[2:]))\n"
+        "sys.exit(3)\n"
+    )
+    monkeypatch.setattr("stainstyle.cli.BENCHMARKS_DIR", tmp_path)
+    assert main(["benchmark", "demo", str(tmp_path / "out.txt"), "--fast", "x"]) == 3
+    assert (tmp_path / "out.txt").read_text() == "--fast x"
