@@ -17,3 +17,18 @@ def smooth_tiles(n, size=32, seed=0):
 @pytest.fixture(scope="session")
 def tiles():
     return smooth_tiles(12)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run these tests' tiny networks on one thread.
+
+    At these sizes OpenMP synchronization costs more than a second thread gains, and much more
+    when other processes share the cores.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
