@@ -71,8 +71,9 @@ def test_same_seed_same_tissue_in_two_styles():
 def test_styles_differ_in_mean_optical_density():
     a, b, _ = render_pair(16, "radboud", "utrecht", size=64, seed=0)
     od_a, od_b = mean_od(a).mean(0), mean_od(b).mean(0)
-    # Utrecht is hematoxylin-heavy and darker, in every channel.
-    assert np.all(od_b > od_a + 0.05)
+    # Utrecht is hematoxylin-heavy: darker overall, much darker in red and green.
+    assert od_b.sum() > od_a.sum() + 0.3
+    assert np.all(od_b[:2] > od_a[:2] + 0.1)
 
 
 def test_background_is_white_and_tissue_is_pink_or_purple():
@@ -138,15 +139,17 @@ def test_stain_style_validation():
     assert set(style.as_dict()) == {f.name for f in dataclasses.fields(StainStyle)}
 
 
-def test_tone_curve_is_monotone_and_not_linear_in_od():
-    style = get_style("utrecht")
+@pytest.mark.parametrize("name", sorted(BUILTIN_STYLES))
+def test_tone_curve_is_monotone_and_not_linear_in_od(name):
+    style = get_style(name)
     light = np.linspace(0, 1, 101)[:, None].repeat(3, 1)
     y = tone_curve(style, light)
     assert np.all(np.diff(y, axis=0) >= 0)
     np.testing.assert_allclose(y[[0, -1]], [[0, 0, 0], [1, 1, 1]])
-    od = -np.log(light[1:, 0])
-    slope = np.diff(np.log(y[1:, 0])) / np.diff(-od)
-    assert np.ptp(slope) > 0.1  # not a constant gain in optical density
+    # A pure gamma is linear in optical density (-ln y = OD / gamma); the S-curve is not.
+    mid = slice(5, 96)
+    ratio = np.log(y[mid]) / np.log(light[mid])
+    assert np.all(np.ptp(ratio, axis=0) / ratio.mean(axis=0) > 0.05)
 
 
 def test_argument_errors():
