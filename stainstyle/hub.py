@@ -535,12 +535,15 @@ class NormalizerHubMixin(ModelHubMixin):
             If the normalizer is not fitted.
         """
         check_is_fitted(self)
-        (Path(save_directory) / CARD_NAME).unlink(missing_ok=True)
-        return super().save_pretrained(
-            save_directory,
+        save_directory = Path(save_directory)
+        (save_directory / CARD_NAME).unlink(missing_ok=True)
+        super().save_pretrained(save_directory, model_card_kwargs=model_card_kwargs)
+        if not push_to_hub:
+            return None
+        # Pushed here rather than by ModelHubMixin, which would pass it a `config` argument.
+        return self.push_to_hub(
+            repo_id or save_directory.name,
             model_card_kwargs=model_card_kwargs,
-            push_to_hub=push_to_hub,
-            repo_id=repo_id,
             **push_to_hub_kwargs,
         )
 

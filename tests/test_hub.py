@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -157,8 +158,6 @@ def offline_hub(tmp_path, monkeypatch) -> Path:
 
 def _rewrite_weights(folder: Path, tensors: dict) -> None:
     """Replace model.safetensors and update the checksum, as a deliberate forger would."""
-    import hashlib
-
     save_file(tensors, folder / WEIGHTS_NAME)
     config = json.loads((folder / CONFIG_NAME).read_text())
     config["weights_sha256"] = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes()).hexdigest()
@@ -312,7 +311,9 @@ def test_missing_folder_is_a_clear_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ pushing
-def test_push_uploads_exactly_the_saved_files(toy_tiles, tmp_path, monkeypatch):
+@pytest.fixture
+def fake_hub(monkeypatch) -> dict:
+    """Replace the network layer at the HfApi boundary; record what would be uploaded."""
     calls = {}
 
     def create_repo(self, repo_id, *, private=None, exist_ok=False, **kwargs):
@@ -326,7 +327,11 @@ def test_push_uploads_exactly_the_saved_files(toy_tiles, tmp_path, monkeypatch):
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return calls
 
+
+def test_push_uploads_exactly_the_saved_files(toy_tiles, tmp_path, fake_hub):
+    calls = fake_hub
     estimator = ToyNetNormalizer().fit(toy_tiles)
     url = estimator.push_to_hub("lab/toy", private=True, commit_message="first model")
 
@@ -341,6 +346,16 @@ def test_push_uploads_exactly_the_saved_files(toy_tiles, tmp_path, monkeypatch):
     np.testing.assert_array_equal(
         load(tmp_path).transform(toy_tiles), estimator.transform(toy_tiles)
     )
+
+
+def test_save_pretrained_can_push_too(toy_tiles, tmp_path, fake_hub):
+    estimator = GrayNormalizer().fit(toy_tiles)
+    estimator.save_pretrained(tmp_path / "gray", push_to_hub=True, repo_id="lab/gray", private=True)
+    assert fake_hub["create_repo"]["private"] is True
+    assert fake_hub["upload_folder"]["repo_id"] == "lab/gray"
+    uploaded = fake_hub["upload_folder"]["files"]
+    assert uploaded[CONFIG_NAME] == (tmp_path / "gray" / CONFIG_NAME).read_bytes()
+    assert uploaded[WEIGHTS_NAME] == (tmp_path / "gray" / WEIGHTS_NAME).read_bytes()
 
 
 def test_unfitted_normalizer_cannot_be_saved_or_pushed(tmp_path):
@@ -380,8 +395,6 @@ def test_tampered_weights_are_rejected(saved_toy):
 def test_corrupt_weights_with_a_matching_checksum_are_rejected(saved_toy):
     (saved_toy / WEIGHTS_NAME).write_bytes(b"\xff" * 64)
     config = json.loads((saved_toy / CONFIG_NAME).read_text())
-    import hashlib
-
     config["weights_sha256"] = hashlib.sha256(b"\xff" * 64).hexdigest()
     (saved_toy / CONFIG_NAME).write_text(json.dumps(config))
     with pytest.raises(ValueError, match=rf"{WEIGHTS_NAME}: not a readable safetensors file"):
