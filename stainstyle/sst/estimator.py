@@ -306,10 +306,19 @@ class StainStyleTransfer(StainNormalizer):
         training = [pairs[i] for i in split[n_val:]]
         feature_loss = self._feature_loss(tiles, y, device)
 
-        if continuing:
-            modules = self._modules
+        if continuing and hasattr(self, "_modules"):
+            modules, state = self._modules, self._state
             modules.feature_loss = feature_loss
-            state = self._state
+        elif continuing:
+            # Loaded from disk: the networks are back, the optimizer moments were not saved.
+            modules = make_modules(
+                self.generator_, self.discriminator_, feature_loss, config, device
+            )
+            state = TrainState(
+                epoch=self.epoch_,
+                history=list(self.history_),
+                rng=np.random.default_rng([self.random_state, self.epoch_]),
+            )
         else:
             with seeded(self.random_state, device):
                 built = self._build_modules()

@@ -86,6 +86,16 @@ def test_warm_start_and_partial_fit(tiles):
     assert fresh.epoch_ == 1
 
 
+def test_continue_training_after_save_and_load(tiles, tmp_path):
+    sst = tiny(max_epochs=1).fit(tiles)
+    sst.save_pretrained(tmp_path / "model")
+    loaded = StainStyleTransfer.from_pretrained(tmp_path / "model")
+    np.testing.assert_array_equal(loaded.transform(tiles[:2]), sst.transform(tiles[:2]))
+    loaded.partial_fit(tiles)
+    assert loaded.epoch_ == 2 and len(loaded.history_) == 2
+    assert loaded.transform(tiles[:2]).shape == (2, 32, 32, 3)
+
+
 def test_feature_loss_off_warns(tiles):
     with pytest.warns(FeatureLossDisabledWarning, match="feature-preserving loss is off"):
         sst = tiny(lambda_fp=1.0, max_epochs=1).fit(tiles)
