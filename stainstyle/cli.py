@@ -314,10 +314,21 @@ def configure_runtime(estimator, device: str | None, batch_size: int | None) -> 
         Torch device string; ignored with a warning by methods that run on numpy.
     batch_size : int or None
         Tiles per batch.
+
+    Raises
+    ------
+    UsageError
+        If ``device`` is not available on this machine.
     """
+    from stainstyle.base import resolve_device
+
     params = estimator.get_params(deep=False)
     if device is not None:
         if "device" in params:
+            try:
+                resolve_device(device)  # fail once here, not once per file
+            except (ValueError, RuntimeError) as err:
+                raise UsageError(f"--device {device}: {err}") from err
             estimator.set_params(device=device)
         else:
             logger.warning(

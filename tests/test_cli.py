@@ -187,6 +187,8 @@ def test_refuses_to_overwrite_an_input_file_given_directly(tiles, macenko_model,
         (["normalize", "--model", "./missing-model", "{tile}", "--out", "{out}"],
          "no such model folder"),
         (["benchmark", "no_such_benchmark"], "no_such_benchmark.py not found"),
+        (["train-sst", "--target", "{tile}", "--out", "{out}", "--device", "nonsense"],
+         "--device nonsense"),
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2(argv, message, tiles, tmp_path, capsys):
