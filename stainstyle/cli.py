@@ -2,11 +2,13 @@
 
 Commands (``stainstyle COMMAND --help`` describes each)::
 
-    stainstyle fit --method macenko --target TARGET... --out MODEL_DIR
+    stainstyle fit --method macenko --target TARGET --out MODEL_DIR
     stainstyle normalize --model MODEL_DIR_OR_REPO INPUT... --out OUT_DIR
-    stainstyle normalize --method reinhard --target TARGET... INPUT... --out OUT_DIR
-    stainstyle train-sst --target DIR... [--labels CSV] --out MODEL_DIR [--preset cpu|paper]
+    stainstyle normalize --method reinhard --target TARGET INPUT... --out OUT_DIR
+    stainstyle train-sst --target DIR [--labels CSV] --out MODEL_DIR [--preset cpu|paper]
     stainstyle benchmark table1 [ARGS...]
+
+``--target`` takes one image or folder and can be repeated.
 
 Images (PNG, JPEG, TIFF, BMP) or folders of them go in, searched recursively. ``normalize``
 writes each output under the same relative name and in the same format, atomically (a
