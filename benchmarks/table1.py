@@ -1,0 +1,842 @@
+"""Table 1 of Cho et al. 2017: a tumour classifier on another lab's tiles, after each method.
+
+A :class:`~stainstyle.sst.TileClassifier` is trained on the target lab's training split (a slide
+is never in two splits), its decision threshold is chosen on the target validation split, and
+it is evaluated on
+
+- **Target**: held-out target tiles (the target test split);
+- **Original**: the source lab's tiles as they are;
+- **SST**, **WSICS**, **HS** (histogram specification), **Macenko**, **Reinhard**: the source
+  tiles mapped to the target style by each method, fitted on the target training tiles only.
+  SST uses the trained classifier for its feature-preserving loss, as in the paper.
+
+Metrics per column: ROC AUC, and at the threshold precision, recall (sensitivity),
+specificity and balanced accuracy of the positive class (label 1). The threshold maximizes
+Youden's J (recall + specificity - 1) on the target validation split; a tile is positive when
+its score is at least the threshold. With ``--seeds K`` (seeds 0..K-1: data split, networks
+and sampling) the table shows mean +- standard deviation over seeds, and a 95% interval of the
+seed-mean AUC from a stratified bootstrap of the test tiles (1000 resamples, percentile).
+
+How each classic method is applied: Reinhard, Macenko and histogram specification take their
+source statistics per tile, as their reference implementations do; WSICS pools them per source
+slide (``transform(X, groups=slide)``), as it is a whole-slide method.
+
+Datasets (``--dataset``):
+
+- ``synthetic`` (default): the built-in generator, target lab ``radboud`` (pinkish), source lab
+  ``utrecht`` (purple), 64 px tiles.
+- ``amibr``: AMi-Br mitosis crops, normal (0) vs atypical (1), one table per source scanner;
+  ``--target HamamatsuXR,HamamatsuS360 --source AperioCS2,TUPAC16``. Tiles are centre-cropped
+  to 96 px (the mitosis is in the centre).
+- ``folder`` (``root/<domain>/<label>/*.png``, labels ``0``/``1`` or mapped with
+  ``--positive``), ``pcam`` (PatchCamelyon HDF5; use ``--domain-pattern`` to read the centre
+  from the slide name) and ``camelyon17`` (CAMELYON17-WILDS, domains ``center_0`` ...
+  ``center_4``).
+
+Outputs under ``--out``: ``table1.md``, ``table1.csv``, ``table1.json`` (configuration, seeds,
+library versions, device, wall time, per-seed numbers) and ``figure4.png`` (the paper's Figure 4:
+target examples, then source tiles as they are and after each method).
+
+    python benchmarks/table1.py                       # synthetic, about 10 minutes on 2 cores
+    python benchmarks/table1.py --quick               # smoke run
+    python benchmarks/table1.py --dataset amibr --data-dir ../shared/data/amibr \
+        --target HamamatsuXR,HamamatsuS360 --source AperioCS2,TUPAC16 --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import logging
+import os
+import platform
+import re
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score, roc_curve
+
+logger = logging.getLogger("table1")
+
+#: Columns of the paper's Table 1, in its order.
+COLUMNS = ("Target", "Original", "SST", "WSICS", "HS", "Macenko", "Reinhard")
+
+#: Rows: metric key and label.
+METRICS = {
+    "auc": "AUC",
+    "precision": "Precision",
+    "recall": "Recall (sensitivity)",
+    "specificity": "Specificity",
+    "balanced_accuracy": "Balanced accuracy",
+}
+
+#: Cho et al. 2017, Table 1 (CAMELYON16, Radboud target, Utrecht source): AUC per column.
+PAPER_AUC = {
+    "Target": 0.9760,
+    "Original": 0.8900,
+    "SST": 0.9185,
+    "WSICS": 0.6408,
+    "HS": 0.4245,
+    "Macenko": 0.7169,
+    "Reinhard": 0.5611,
+}
+
+DATASETS = ("synthetic", "amibr", "folder", "pcam", "camelyon17")
+N_BOOTSTRAP = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and training lengths of one run.
+
+    Attributes
+    ----------
+    n_target, n_source : int
+        Synthetic tiles drawn for the target lab and the source lab.
+    tile_size : int
+        Synthetic tile side (px).
+    max_tiles : int
+        Real data: at most this many tiles per domain (random subset), 0 for all.
+    classifier_arch : str
+        ``"resnet18"`` or ``"resnet34"``.
+    classifier_epochs : int
+        Classifier training epochs.
+    sst_preset : str
+        :class:`~stainstyle.sst.StainStyleTransfer` preset.
+    sst_epochs : int or None
+        SST epochs (None: the preset's).
+    sst_budget : float or None
+        SST training seconds (None: no limit).
+    sst_width : int or None
+        FusionNet width (None: the preset's).
+    """
+
+    n_target: int
+    n_source: int
+    tile_size: int
+    max_tiles: int
+    classifier_arch: str
+    classifier_epochs: int
+    sst_preset: str
+    sst_epochs: int | None
+    sst_budget: float | None
+    sst_width: int | None
+
+
+PRESETS = {
+    "quick": Settings(128, 64, 32, 200, "resnet18", 1, "cpu", 1, 20.0, 8),
+    "cpu": Settings(1200, 384, 64, 0, "resnet18", 3, "cpu", 1000, 210.0, None),
+    "paper": Settings(4000, 1000, 256, 0, "resnet34", 20, "paper", None, None, None),
+}
+
+
+# ---------------------------------------------------------------------------------------- data
+@dataclass
+class Split:
+    """Tiles, labels (0/1) and slide ids of one part of the data."""
+
+    tiles: np.ndarray
+    labels: np.ndarray
+    slides: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class Experiment:
+    """Target train / validation / test splits and one test set per source domain."""
+
+    train: Split
+    val: Split
+    test: Split
+    sources: dict[str, Split]
+    microns_per_pixel: float
+
+
+class DataError(ValueError):
+    """A dataset path, layout or domain selection that cannot be used."""
+
+
+def _names(value: str | None, what: str) -> list[str]:
+    names = [n.strip() for n in (value or "").split(",") if n.strip()]
+    if not names:
+        raise DataError(f"{what}: expected a comma-separated list of domains, got {value!r}")
+    return names
+
+
+def _subset(tiles, index: np.ndarray) -> np.ndarray:
+    """Read (when lazy) and stack the tiles at ``index``."""
+    if isinstance(tiles, np.ndarray):
+        return tiles[index]
+    images = [np.asarray(tiles[int(i)]) for i in index]
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise DataError(f"tiles: expected one tile size per dataset, got sizes {sorted(shapes)}")
+    return np.stack(images)
+
+
+def _centre_crop(tiles: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or size >= min(tiles.shape[1:3]):
+        return tiles
+    y, x = (tiles.shape[1] - size) // 2, (tiles.shape[2] - size) // 2
+    return tiles[:, y : y + size, x : x + size]
+
+
+def synthetic_experiment(settings: Settings, seed: int) -> Experiment:
+    """Target ``radboud`` tiles split by slide, source ``utrecht`` tiles of other tissue."""
+    from stainstyle.data import make_tiles, split_by_slide
+
+    n_slides = max(8, settings.n_target // 32)
+    tiles, labels, slides = make_tiles(
+        settings.n_target,
+        "radboud",
+        size=settings.tile_size,
+        seed=10 * seed,
+        n_slides=n_slides,
+        return_slides=True,
+    )
+    parts = split_by_slide(slides, (0.6, 0.2, 0.2), seed=seed)
+    train, val, test = (Split(tiles[i], labels[i], slides[i].astype(str)) for i in parts)
+    source = make_tiles(
+        settings.n_source,
+        "utrecht",
+        size=settings.tile_size,
+        seed=10 * seed + 1,
+        return_slides=True,
+    )
+    return Experiment(
+        train, val, test, {"utrecht": Split(source[0], source[1], source[2].astype(str))}, 0.5
+    )
+
+
+def load_dataset(args: argparse.Namespace):
+    """``(tiles, labels, groups)`` of a real dataset, with clear errors for wrong paths."""
+    from stainstyle.data import (
+        Groups,
+        load_amibr,
+        load_camelyon17_wilds,
+        load_folder,
+        load_pcam,
+    )
+
+    if args.data_dir is None:
+        raise DataError(f"--data-dir: required with --dataset {args.dataset}")
+    root = Path(args.data_dir)
+    if not root.is_dir():
+        raise DataError(f"--data-dir: {root} is not a folder")
+    expected = {
+        "amibr": "labels.csv and the normal/, atypical/ folders",
+        "folder": "<domain>/<label>/<image files>",
+        "pcam": "camelyonpatch_level_2_split_<split>_{x,y}.h5 (and _meta.csv)",
+        "camelyon17": "metadata.csv and patches/",
+    }[args.dataset]
+    try:
+        if args.dataset == "amibr":
+            tiles, labels, groups = load_amibr(root, lazy=True)
+        elif args.dataset == "folder":
+            label_map = None if args.positive is None else _label_map(root, args.positive)
+            tiles, labels, groups = load_folder(
+                root, slide_pattern=args.slide_pattern, lazy=True, label_map=label_map
+            )
+        elif args.dataset == "pcam":
+            tiles, labels, groups = load_pcam(root, args.pcam_split)
+        else:
+            tiles, labels, groups = load_camelyon17_wilds(root, lazy=True)
+    except (FileNotFoundError, KeyError, ValueError) as error:
+        raise DataError(
+            f"--data-dir: {root} does not hold a {args.dataset} dataset (expected {expected}): "
+            f"{error}"
+        ) from error
+    if args.domain_pattern:
+        regex = re.compile(args.domain_pattern)
+        domains = []
+        for slide in groups.slide:
+            match = regex.search(slide)
+            if match is None or not match.groups():
+                raise DataError(
+                    f"--domain-pattern: {args.domain_pattern!r} has no group matching {slide!r}"
+                )
+            domains.append(match.group(1))
+        groups = Groups(domain=np.asarray(domains), slide=groups.slide)
+    labels = np.asarray(labels)
+    if set(np.unique(labels).tolist()) - {0, 1}:
+        raise DataError(
+            f"labels: expected 0 (negative) and 1 (positive), got {sorted(set(labels.tolist()))}; "
+            "use --positive NAME to name the positive class"
+        )
+    return tiles, labels.astype(np.int64), groups
+
+
+def _label_map(root: Path, positive: str) -> dict[str, int]:
+    labels = {p.name for domain in root.iterdir() if domain.is_dir() for p in domain.iterdir()}
+    if positive not in labels:
+        raise DataError(f"--positive: {positive!r} is not a label folder; found {sorted(labels)}")
+    return {name: int(name == positive) for name in labels}
+
+
+def real_experiment(args: argparse.Namespace, settings: Settings, seed: int, data) -> Experiment:
+    """Target domains split by slide; each source domain whole."""
+    from stainstyle.data import split_by_slide
+
+    tiles, labels, groups = data
+    found = sorted(set(groups.domain.tolist()))
+    targets, sources = _names(args.target, "--target"), _names(args.source, "--source")
+    for name in targets + sources:
+        if name not in found:
+            raise DataError(f"--target/--source: domain {name!r} not found; domains are {found}")
+    rng = np.random.default_rng(seed)
+
+    def take(index: np.ndarray) -> np.ndarray:
+        if settings.max_tiles and len(index) > settings.max_tiles:
+            index = np.sort(rng.choice(index, settings.max_tiles, replace=False))
+        return index
+
+    def split(index: np.ndarray) -> Split:
+        x = _centre_crop(_subset(tiles, index), args.crop)
+        return Split(x, labels[index], groups.slide[index])
+
+    in_target = np.flatnonzero(np.isin(groups.domain, targets))
+    in_target = take(in_target)
+    parts = split_by_slide(groups[in_target], (0.6, 0.2, 0.2), seed=seed)
+    train, val, test = (split(in_target[p]) for p in parts)
+    for part, name in ((train, "train"), (val, "validation"), (test, "test")):
+        if len(np.unique(part.labels)) < 2:
+            raise DataError(f"target {name} split has one class only; use more target slides")
+    return Experiment(
+        train,
+        val,
+        test,
+        {s: split(take(np.flatnonzero(groups.domain == s))) for s in sources},
+        args.microns_per_pixel,
+    )
+
+
+# ------------------------------------------------------------------------------------- metrics
+def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Score threshold maximizing recall + specificity - 1 (Youden's J) on ``(labels, scores)``.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (N,), int
+        0 or 1, both present.
+    scores : ndarray of shape (N,), float
+        Positive-class scores.
+
+    Returns
+    -------
+    float
+        A tile is called positive when its score is >= the threshold.
+    """
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    return float(min(thresholds[int(np.argmax(tpr - fpr))], 1.0))
+
+
+def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
+    """AUC, and precision, recall, specificity, balanced accuracy at ``threshold``.
+
+    Parameters
+    ----------
+    labels : ndarray of shape (N,), int
+        0 or 1, both present.
+    scores : ndarray of shape (N,), float
+        Positive-class scores.
+    threshold : float
+        Decision threshold (positive when ``score >= threshold``).
+
+    Returns
+    -------
+    dict of str to float
+        Keys of :data:`METRICS`; precision is NaN when nothing is called positive.
+    """
+    predicted = scores >= threshold
+    positive = labels == 1
+    tp = np.count_nonzero(predicted & positive)
+    fp = np.count_nonzero(predicted & ~positive)
+    recall = tp / max(np.count_nonzero(positive), 1)
+    specificity = np.count_nonzero(~predicted & ~positive) / max(np.count_nonzero(~positive), 1)
+    return {
+        "auc": float(roc_auc_score(labels, scores)),
+        "precision": float(tp / (tp + fp)) if tp + fp else float("nan"),
+        "recall": float(recall),
+        "specificity": float(specificity),
+        "balanced_accuracy": float((recall + specificity) / 2),
+    }
+
+
+def bootstrap_auc(
+    runs: Sequence[tuple[np.ndarray, np.ndarray]], n: int = N_BOOTSTRAP, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile interval of the mean AUC over runs, by a stratified bootstrap.
+
+    Each replicate resamples every run's positives and negatives with replacement and averages
+    the runs' AUCs (Mann-Whitney form, ties count one half).
+
+    Parameters
+    ----------
+    runs : sequence of (labels, scores)
+        One pair of ndarrays of shape (N_k,) per seed.
+    n : int, default=1000
+        Bootstrap replicates.
+    seed : int, default=0
+        Seed of the resampling.
+
+    Returns
+    -------
+    low, high : float
+        The 2.5th and 97.5th percentiles.
+    """
+    rng = np.random.default_rng(seed)
+    total = np.zeros(n)
+    for labels, scores in runs:
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        sample = np.concatenate(
+            [
+                pos[rng.integers(0, len(pos), (n, len(pos)))],
+                neg[rng.integers(0, len(neg), (n, len(neg)))],
+            ],
+            axis=1,
+        )
+        ranks = rankdata(sample, axis=1)[:, : len(pos)].sum(axis=1)
+        total += (ranks - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+    low, high = np.percentile(total / len(runs), [2.5, 97.5])
+    return float(low), float(high)
+
+
+def summarize(per_seed: list[dict]) -> dict[str, dict]:
+    """Mean, standard deviation (ddof=1; 0 for one seed) and AUC interval per column."""
+    summary = {}
+    for column in COLUMNS:
+        entry = {}
+        for key in METRICS:
+            values = np.array([run["metrics"][column][key] for run in per_seed], dtype=float)
+            entry[key] = {
+                "mean": float(np.nanmean(values)) if np.isfinite(values).any() else float("nan"),
+                "std": float(np.nanstd(values, ddof=1)) if np.isfinite(values).sum() > 1 else 0.0,
+            }
+        runs = [
+            (np.asarray(run["labels"][column]), np.asarray(run["scores"][column]))
+            for run in per_seed
+        ]
+        entry["auc_ci95"] = bootstrap_auc(runs)
+        summary[column] = entry
+    return summary
+
+
+# ---------------------------------------------------------------------------------- experiment
+def make_methods(settings: Settings, args: argparse.Namespace, classifier, seed: int, mpp: float):
+    """Column name -> unfitted normalizer (SST with the classifier's feature-preserving loss)."""
+    from stainstyle.methods import HistogramSpecification, MacenkoNormalizer, ReinhardNormalizer
+    from stainstyle.methods.wsics import WSICSNormalizer
+    from stainstyle.sst import StainStyleTransfer
+
+    sst = StainStyleTransfer(
+        preset=settings.sst_preset,
+        width=settings.sst_width,
+        max_epochs=settings.sst_epochs,
+        time_budget=settings.sst_budget,
+        lambda_fp=args.lambda_fp,
+        classifier=classifier,
+        device=args.device,
+        random_state=seed,
+        verbose=args.verbose,
+    )
+    return {
+        "SST": sst,
+        "WSICS": WSICSNormalizer(microns_per_pixel=mpp, random_state=seed),
+        "HS": HistogramSpecification(),
+        "Macenko": MacenkoNormalizer(),
+        "Reinhard": ReinhardNormalizer(),
+    }
+
+
+def run_seed(args: argparse.Namespace, settings: Settings, seed: int, data) -> dict:
+    """Train, fit and evaluate for one seed; per source, metrics, labels and scores per column."""
+    import torch
+
+    from stainstyle.base import tile_status
+    from stainstyle.sst import TileClassifier
+
+    torch.manual_seed(seed)
+    started = time.monotonic()
+    exp = (
+        synthetic_experiment(settings, seed)
+        if args.dataset == "synthetic"
+        else real_experiment(args, settings, seed, data)
+    )
+    logger.info(
+        "[seed %d] data: target train %d, validation %d, test %d tiles (%d/%d/%d slides); %s",
+        seed,
+        len(exp.train),
+        len(exp.val),
+        len(exp.test),
+        *(len(np.unique(p.slides)) for p in (exp.train, exp.val, exp.test)),
+        ", ".join(f"source {k} {len(v)} tiles" for k, v in exp.sources.items()),
+    )
+    timings = {"data": time.monotonic() - started}
+
+    started = time.monotonic()
+    classifier = TileClassifier(
+        arch=settings.classifier_arch,
+        epochs=settings.classifier_epochs,
+        batch_size=32,
+        device=args.device,
+        random_state=seed,
+        verbose=args.verbose,
+    ).fit(exp.train.tiles, exp.train.labels)
+
+    def scores(tiles: np.ndarray) -> np.ndarray:
+        return classifier.predict_proba(tiles)[:, 1]
+
+    threshold = youden_threshold(exp.val.labels, scores(exp.val.tiles))
+    timings["classifier"] = time.monotonic() - started
+    logger.info(
+        "[seed %d] classifier: %.0f s, threshold %.3f (Youden's J on target validation)",
+        seed,
+        timings["classifier"],
+        threshold,
+    )
+
+    methods = make_methods(settings, args, classifier, seed, exp.microns_per_pixel)
+    for name, method in methods.items():
+        started = time.monotonic()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            method.fit(exp.train.tiles)
+        timings[f"fit {name}"] = time.monotonic() - started
+        logger.info("[seed %d] fit %s on target train: %.0f s", seed, name, timings[f"fit {name}"])
+
+    results = {}
+    for source, split in exp.sources.items():
+        outputs = {"Original": split.tiles}
+        passthrough = {}
+        for name, method in methods.items():
+            started = time.monotonic()
+            groups = split.slides if name == "WSICS" else None
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                outputs[name] = method.transform(split.tiles, groups=groups)
+            passthrough[name] = int(
+                np.count_nonzero(tile_status(method, split.tiles, groups=groups) != "ok")
+            )
+            timings[f"transform {name} {source}"] = time.monotonic() - started
+            logger.info(
+                "[seed %d] %s -> %s: %.0f s, %d of %d tiles passed through unchanged",
+                seed,
+                source,
+                name,
+                timings[f"transform {name} {source}"],
+                passthrough[name],
+                len(split),
+            )
+        evaluated = {"Target": (exp.test.labels, scores(exp.test.tiles))}
+        evaluated.update({c: (split.labels, scores(x)) for c, x in outputs.items()})
+        results[source] = {
+            "metrics": {c: binary_metrics(y, s, threshold) for c, (y, s) in evaluated.items()},
+            "labels": {c: y.tolist() for c, (y, _) in evaluated.items()},
+            "scores": {c: np.round(s, 6).tolist() for c, (_, s) in evaluated.items()},
+            "passthrough": passthrough,
+        }
+        logger.info(
+            "[seed %d] %s AUC: %s",
+            seed,
+            source,
+            ", ".join(f"{c} {results[source]['metrics'][c]['auc']:.3f}" for c in COLUMNS),
+        )
+    figure_tiles = {
+        source: {
+            "target": exp.test.tiles[:4],
+            **{c: outputs_for_figure(methods, c, split) for c in COLUMNS[1:]},
+        }
+        for source, split in exp.sources.items()
+    }
+    return {
+        "seed": seed,
+        "threshold": threshold,
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "sst_epochs": int(methods["SST"].epoch_),
+        "results": results,
+        "figure": figure_tiles,
+    }
+
+
+def outputs_for_figure(methods: dict, column: str, split: Split, n: int = 4) -> np.ndarray:
+    """The first ``n`` source tiles as they are (``Original``) or after a method."""
+    tiles = split.tiles[:n]
+    if column == "Original":
+        return tiles
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # WSICS pools statistics over the whole slide: transform these tiles with their slides'
+        # other tiles, as in the evaluation, and keep the first n.
+        if column == "WSICS":
+            keep = np.isin(split.slides, split.slides[:n])
+            out = methods[column].transform(split.tiles[keep], groups=split.slides[keep])
+            return out[: np.count_nonzero(keep[:n])]
+        return methods[column].transform(tiles)
+
+
+# ------------------------------------------------------------------------------------ reporting
+def _cell(entry: dict, key: str, digits: int = 4) -> str:
+    mean, std = entry[key]["mean"], entry[key]["std"]
+    return "n/a" if not np.isfinite(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(summary: dict, n_seeds: int) -> list[str]:
+    """Rows are metrics, columns the paper's; the paper's AUC in the last row."""
+    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for key, label in METRICS.items():
+        lines.append(f"| {label} | " + " | ".join(_cell(summary[c], key) for c in COLUMNS) + " |")
+    cis = [summary[c]["auc_ci95"] for c in COLUMNS]
+    lines.append("| AUC 95% CI | " + " | ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in cis) + " |")
+    lines.append("| AUC, paper | " + " | ".join(f"{PAPER_AUC[c]:.4f}" for c in COLUMNS) + " |")
+    return lines
+
+
+def write_outputs(out: Path, report: dict) -> None:
+    """``table1.md``, ``table1.csv`` and ``table1.json`` under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    n_seeds = len(report["config"]["seeds"])
+    md = [
+        "# Table 1: tumour classifier on source-lab tiles after stain normalization",
+        "",
+        f"Dataset `{report['config']['dataset']}`, seeds {report['config']['seeds']}, "
+        f"threshold by Youden's J on the target validation split; mean ± std over {n_seeds} "
+        f"seed(s); AUC interval: stratified bootstrap of the test tiles ({N_BOOTSTRAP}×). "
+        f"Paper: Cho et al. 2017, Table 1 (CAMELYON16). Wall time {report['wall_time_s']:.0f} s "
+        f"on {report['device']['description']}.",
+        "",
+    ]
+    rows = []
+    for source, summary in report["summary"].items():
+        md += [f"## Source: {source}", "", *markdown_table(summary, n_seeds), ""]
+        for column in COLUMNS:
+            for key in METRICS:
+                rows.append(
+                    [
+                        source,
+                        column,
+                        key,
+                        summary[column][key]["mean"],
+                        summary[column][key]["std"],
+                        n_seeds,
+                        *(summary[column]["auc_ci95"] if key == "auc" else ("", "")),
+                        PAPER_AUC[column] if key == "auc" else "",
+                    ]
+                )
+    (out / "table1.md").write_text("\n".join(md), encoding="utf-8")
+    with open(out / "table1.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["source", "column", "metric", "mean", "std", "n_seeds", "ci95_low", "ci95_high",
+             "paper"]
+        )  # fmt: skip
+        writer.writerows(rows)
+    with open(out / "table1.json", "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=1)
+
+
+def write_figure(path: Path, figure: dict[str, dict[str, np.ndarray]], tile: int = 96) -> None:
+    """Figure 4 panel: one row per example tile, columns Target, Original, SST, ... Reinhard."""
+    from PIL import Image, ImageDraw
+
+    label_h, gap = 16, 2
+    blocks = []
+    for source, columns in figure.items():
+        n = min(len(v) for v in columns.values())
+        names = ["target", *COLUMNS[1:]]
+        width = len(names) * (tile + gap)
+        block = Image.new("RGB", (width, label_h * 2 + n * (tile + gap)), "white")
+        draw = ImageDraw.Draw(block)
+        draw.text((2, 1), f"source: {source}", fill="black")
+        for j, name in enumerate(names):
+            draw.text((j * (tile + gap) + 2, label_h + 1), name, fill="black")
+            for i in range(n):
+                image = Image.fromarray(np.ascontiguousarray(columns[name][i]))
+                block.paste(
+                    image.resize((tile, tile), Image.NEAREST),
+                    (j * (tile + gap), label_h * 2 + i * (tile + gap)),
+                )
+        blocks.append(block)
+    canvas = Image.new(
+        "RGB", (max(b.width for b in blocks), sum(b.height + 8 for b in blocks)), "white"
+    )
+    y = 0
+    for block in blocks:
+        canvas.paste(block, (0, y))
+        y += block.height + 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+
+
+def print_tables(report: dict) -> None:
+    """The tables in the paper's layout, on stdout."""
+    width = 16
+    for source, summary in report["summary"].items():
+        print(f"\nTable 1, source {source} ({len(report['config']['seeds'])} seed(s))")
+        print(" " * 22 + "".join(c.rjust(width) for c in COLUMNS))
+        for key, label in METRICS.items():
+            print(
+                label.ljust(22) + "".join(_cell(summary[c], key, 3).rjust(width) for c in COLUMNS)
+            )
+        cis = [summary[c]["auc_ci95"] for c in COLUMNS]
+        print("AUC 95% CI".ljust(22) + "".join(f"{lo:.3f}-{hi:.3f}".rjust(width) for lo, hi in cis))
+        print("AUC, paper".ljust(22) + "".join(f"{PAPER_AUC[c]:.4f}".rjust(width) for c in COLUMNS))
+
+
+def environment(device: str) -> tuple[dict, dict]:
+    """Library versions and a description of the device."""
+    import PIL
+    import scipy
+    import skimage
+    import sklearn
+    import torch
+
+    import stainstyle
+    from stainstyle.base import resolve_device
+
+    versions = {
+        "python": platform.python_version(),
+        "stainstyle": stainstyle.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "scikit-image": skimage.__version__,
+        "torch": torch.__version__,
+        "pillow": PIL.__version__,
+    }
+    resolved = str(resolve_device(device))
+    description = (
+        torch.cuda.get_device_name(0)
+        if resolved.startswith("cuda")
+        else f"CPU {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    )
+    return versions, {
+        "device": resolved,
+        "description": description,
+        "platform": platform.platform(),
+    }
+
+
+# ----------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="table1", description=__doc__.splitlines()[0], epilog="See the module docstring."
+    )
+    parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
+    parser.add_argument("--data-dir", default=None, help="dataset folder (real datasets)")
+    parser.add_argument("--target", default=None, help="comma-separated target domains")
+    parser.add_argument("--source", default=None, help="comma-separated source domains")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
+    parser.add_argument("--quick", action="store_true", help="smoke run with tiny settings")
+    parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda", ...')
+    parser.add_argument("--classifier-epochs", type=int, default=None)
+    parser.add_argument("--sst-budget", type=float, default=None, help="SST training seconds")
+    parser.add_argument("--lambda-fp", type=float, default=1.0, help="feature-loss weight")
+    parser.add_argument("--max-tiles", type=int, default=None, help="per domain, 0 for all")
+    parser.add_argument("--crop", type=int, default=None, help="centre crop of real tiles (px)")
+    parser.add_argument("--microns-per-pixel", type=float, default=None, help="for WSICS")
+    parser.add_argument("--slide-pattern", default=None, help="folder: slide regex of file names")
+    parser.add_argument("--domain-pattern", default=None, help="domain regex of slide names")
+    parser.add_argument("--positive", default=None, help="folder: name of the positive label")
+    parser.add_argument("--pcam-split", default="train", choices=("train", "valid", "test"))
+    parser.add_argument("--verbose", action="store_true", help="training progress bars")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
+    real_defaults = {"amibr": (96, 0.25)}.get(args.dataset, (None, 0.5))
+    args.crop = real_defaults[0] if args.crop is None else args.crop
+    if args.microns_per_pixel is None:
+        args.microns_per_pixel = real_defaults[1]
+    if args.dataset != "synthetic" and (args.target is None or args.source is None):
+        parser.error(f"--target and --source: required with --dataset {args.dataset}")
+    return args
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    """The preset, with command-line overrides."""
+    settings = PRESETS["quick" if args.quick else args.preset]
+    overrides = {
+        "classifier_epochs": args.classifier_epochs,
+        "sst_budget": args.sst_budget,
+        "max_tiles": args.max_tiles,
+    }
+    if args.dataset == "amibr" and not args.quick and args.preset == "cpu":
+        # AMi-Br: fewer, larger tiles than the synthetic default; the classifier needs about
+        # 12 epochs there, and SST gets 9 minutes, so that 3 seeds fit in 60 minutes on 2 cores.
+        overrides = {"classifier_epochs": 12, "sst_budget": 540.0} | {
+            k: v for k, v in overrides.items() if v is not None
+        }
+    return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code (2 for a dataset or argument error)."""
+    args = parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%X")
+    logger.setLevel(logging.INFO)
+    settings = settings_for(args)
+    started = time.monotonic()
+    try:
+        data = None if args.dataset == "synthetic" else load_dataset(args)
+        runs = []
+        for seed in range(args.seeds):
+            logger.info("seed %d of %d", seed + 1, args.seeds)
+            runs.append(run_seed(args, settings, seed, data))
+    except DataError as error:
+        print(f"table1: error: {error}", file=sys.stderr)
+        return 2
+    versions, device = environment(args.device)
+    sources = list(runs[0]["results"])
+    report = {
+        "config": {
+            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "settings": dataclasses.asdict(settings),
+            "seeds": list(range(args.seeds)),
+            "threshold_rule": "Youden's J on the target validation split; positive if >= t",
+            "bootstrap": f"stratified, {N_BOOTSTRAP} resamples of the test tiles, percentile",
+            "classic_methods": "Reinhard, Macenko, HS per tile; WSICS pooled per source slide",
+        },
+        "paper_auc": PAPER_AUC,
+        "versions": versions,
+        "device": device,
+        "summary": {s: summarize([r["results"][s] for r in runs]) for s in sources},
+        "per_seed": [
+            {
+                "seed": r["seed"],
+                "threshold": r["threshold"],
+                "timings_s": r["timings_s"],
+                "sst_epochs": r["sst_epochs"],
+                **{
+                    s: {
+                        "metrics": r["results"][s]["metrics"],
+                        "passthrough": r["results"][s]["passthrough"],
+                    }
+                    for s in sources
+                },
+            }  # fmt: skip
+            for r in runs
+        ],
+    }
+    report["wall_time_s"] = round(time.monotonic() - started, 1)
+    write_outputs(args.out, report)
+    write_figure(args.out / "figure4.png", runs[0]["figure"])
+    print_tables(report)
+    print(f"\nwall time {report['wall_time_s']:.0f} s; results in {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""benchmarks/table1.py: metrics, a --quick run end to end, errors, and the CLI dispatch."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT, require_data
+from sklearn.metrics import roc_auc_score
+
+
+@pytest.fixture(scope="module")
+def table1():
+    spec = importlib.util.spec_from_file_location("table1", ROOT / "benchmarks" / "table1.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["table1"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("table1", None)
+
+
+def test_youden_threshold_separates_separable_scores(table1):
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8])
+    threshold = table1.youden_threshold(labels, scores)
+    assert 0.3 < threshold <= 0.6
+    metrics = table1.binary_metrics(labels, scores, threshold)
+    assert metrics == {
+        "auc": 1.0,
+        "precision": 1.0,
+        "recall": 1.0,
+        "specificity": 1.0,
+        "balanced_accuracy": 1.0,
+    }
+
+
+def test_binary_metrics_counts(table1):
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    scores = np.array([0.9, 0.8, 0.4, 0.3, 0.7, 0.2, 0.1, 0.05])
+    m = table1.binary_metrics(labels, scores, 0.5)
+    # Called positive: 0.9, 0.8 (true), 0.7 (false).
+    assert m["precision"] == pytest.approx(2 / 3)
+    assert m["recall"] == pytest.approx(0.5)
+    assert m["specificity"] == pytest.approx(0.75)
+    assert m["balanced_accuracy"] == pytest.approx(0.625)
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert np.isnan(table1.binary_metrics(labels, scores, 2.0)["precision"])
+
+
+def test_bootstrap_interval_contains_auc_and_narrows_with_more_tiles(table1):
+    rng = np.random.default_rng(0)
+
+    def run(n):
+        labels = rng.integers(0, 2, n)
+        return labels, labels + rng.normal(0, 1.0, n)
+
+    small, large = run(60), run(2000)
+    lo_s, hi_s = table1.bootstrap_auc([small])
+    lo_l, hi_l = table1.bootstrap_auc([large])
+    assert lo_s <= roc_auc_score(*small) <= hi_s
+    assert lo_l <= roc_auc_score(*large) <= hi_l
+    assert hi_l - lo_l < hi_s - lo_s
+    # Ties count one half: constant scores give exactly 0.5.
+    labels = np.array([0, 1] * 10)
+    assert table1.bootstrap_auc([(labels, np.zeros(20))]) == (0.5, 0.5)
+
+
+@pytest.mark.slow
+def test_quick_run_end_to_end(table1, tmp_path, capsys):
+    assert table1.main(["--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    for column in table1.COLUMNS:
+        assert column in printed
+    for label in table1.METRICS.values():
+        assert label in printed
+    report = json.loads((tmp_path / "table1.json").read_text())
+    summary = report["summary"]["utrecht"]
+    assert set(summary) == set(table1.COLUMNS)
+    for column in table1.COLUMNS:
+        assert set(table1.METRICS) <= set(summary[column])
+        lo, hi = summary[column]["auc_ci95"]
+        assert 0.0 <= lo <= hi <= 1.0
+    for key in ("config", "versions", "device", "wall_time_s", "per_seed"):
+        assert key in report
+    assert report["config"]["seeds"] == [0]
+    markdown = (tmp_path / "table1.md").read_text()
+    assert "| AUC, paper | 0.9760 | 0.8900 | 0.9185" in markdown
+    rows = (tmp_path / "table1.csv").read_text().splitlines()
+    assert len(rows) == 1 + len(table1.COLUMNS) * len(table1.METRICS)
+    from PIL import Image
+
+    with Image.open(tmp_path / "figure4.png") as figure:
+        assert figure.width > 7 * 64 and figure.height > 4 * 64
+
+
+def test_wrong_data_dir_is_a_clear_error(table1, tmp_path, capsys):
+    code = table1.main(
+        ["--dataset", "amibr", "--data-dir", str(tmp_path / "missing"), "--target", "a",
+         "--source", "b", "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert code == 2
+    assert "is not a folder" in capsys.readouterr().err
+    code = table1.main(
+        ["--dataset", "amibr", "--data-dir", str(tmp_path), "--target", "a", "--source", "b"]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not hold a amibr dataset" in err and "labels.csv" in err
+
+
+def test_unknown_domain_lists_the_domains(table1, tmp_path, capsys):
+    root = require_data("amibr")
+    code = table1.main(
+        ["--dataset", "amibr", "--data-dir", str(root), "--target", "HamamatsuXR",
+         "--source", "Leica", "--out", str(tmp_path)]
+    )  # fmt: skip
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'Leica' not found" in err and "AperioCS2" in err
+
+
+def test_real_dataset_needs_target_and_source(table1):
+    with pytest.raises(SystemExit) as exit_:
+        table1.main(["--dataset", "folder", "--data-dir", "."])
+    assert exit_.value.code == 2
+
+
+def test_cli_dispatches_to_table1(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "stainstyle.cli", "benchmark", "table1", "--dataset", "amibr",
+         "--data-dir", str(tmp_path / "missing"), "--target", "a", "--source", "b"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "is not a folder" in result.stderr
