@@ -623,15 +623,17 @@ def run_benchmark(args: argparse.Namespace) -> int:
             f"benchmark {args.name!r}: {script} not found; benchmarks ship with the source "
             "repository, run this command from a source checkout"
         )
-    saved_argv = sys.argv
+    # As `python benchmarks/NAME.py ARGS` would: its folder first on sys.path, its own argv.
+    saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *args.args]
+    sys.path.insert(0, str(script.parent))
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_FAILED)
     finally:
-        sys.argv = saved_argv
+        sys.argv, sys.path[:] = saved_argv, saved_path
     return EXIT_OK
 
 

@@ -278,9 +278,13 @@ def test_benchmark_dispatches_to_the_script_with_its_arguments(tmp_path, monkeyp
     script.write_text(
         "import sys\n"
         "from pathlib import Path\n"
-        "Path(sys.argv[1]).write_text(' '.join(sys.argv[2:]))\n"
+        "import helper\n"
+        "Path(sys.argv[1]).write_text(' '.join(sys.argv[2:]) + helper.SUFFIX)\n"
         "sys.exit(3)\n"
     )
+    (tmp_path / "helper.py").write_text("SUFFIX = '!'\n")  # a sibling module it imports
     monkeypatch.setattr("stainstyle.cli.BENCHMARKS_DIR", tmp_path)
+    path_before = list(sys.path)
     assert main(["benchmark", "demo", str(tmp_path / "out.txt"), "--fast", "x"]) == 3
-    assert (tmp_path / "out.txt").read_text() == "--fast x"
+    assert (tmp_path / "out.txt").read_text() == "--fast x!"
+    assert sys.path == path_before
