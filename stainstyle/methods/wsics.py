@@ -90,6 +90,22 @@ class LabelledPixels:
     n_tiles: int
 
 
+def _keep_smallest_keys(
+    parts: list[np.ndarray], keys: list[np.ndarray], limit: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Concatenate pixel arrays, keeping the ``limit`` with the smallest random keys.
+
+    Keys drawn uniformly once per pixel make this a uniform sample without replacement of all
+    pixels seen, however often it is applied, so the memory of a large group stays bounded.
+    """
+    values = np.concatenate(parts) if parts else np.empty((0, 3))
+    key = np.concatenate(keys) if keys else np.empty(0)
+    if len(values) > limit:
+        chosen = np.argpartition(key, limit)[:limit]
+        values, key = values[chosen], key[chosen]
+    return [values], [key]
+
+
 def wsics_pool(
     tiles: Iterable[np.ndarray], microns_per_pixel: float, random_state: int | None = 2000
 ) -> LabelledPixels:
@@ -105,13 +121,18 @@ def wsics_pool(
         Pixel size.
     random_state : int or None
         Seed of the eosin-seed subsampling (the same for every tile) and of the quota
-        subsampling.
+        subsampling (a uniform sample of at most 45 %, 45 % and 10 % of
+        :data:`MAX_TRAINING_PIXELS` hematoxylin, eosin and background pixels).
 
     Returns
     -------
     LabelledPixels
     """
+    rng = np.random.default_rng(random_state)
+    limits = [int(quota * MAX_TRAINING_PIXELS) for quota in CLASS_QUOTAS]
     parts: list[list[np.ndarray]] = [[], [], []]
+    keys: list[list[np.ndarray]] = [[], [], []]
+    sizes = [0, 0, 0]
     n_nuclei = n_tiles = 0
     for tile in tiles:
         if is_background(tissue_mask(tile)[None])[0]:
@@ -122,15 +143,17 @@ def wsics_pool(
         n_nuclei += labels.n_nuclei
         n_tiles += 1
         for k, label in enumerate(_LABELS):
-            parts[k].append(labels.hsd[labels.labels == label])
-    rng = np.random.default_rng(random_state)
+            values = labels.hsd[labels.labels == label]
+            parts[k].append(values)
+            keys[k].append(rng.random(len(values)))
+            sizes[k] += len(values)
+            if sizes[k] > 2 * limits[k]:
+                parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
+                sizes[k] = limits[k]
     samples = []
-    for part, quota in zip(parts, CLASS_QUOTAS, strict=True):
-        values = np.concatenate(part) if part else np.empty((0, 3))
-        limit = int(quota * MAX_TRAINING_PIXELS)
-        if len(values) > limit:
-            values = values[rng.choice(len(values), size=limit, replace=False)]
-        samples.append(values)
+    for k in range(3):
+        parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
+        samples.append(parts[k][0])
     return LabelledPixels(samples=samples, n_nuclei=n_nuclei, n_tiles=n_tiles)
 
 

@@ -228,6 +228,21 @@ def test_unique_colour_mapping_equals_per_pixel_mapping(fitted):
     np.testing.assert_array_equal(per_colour.reshape(-1, 3), per_pixel)
 
 
+def test_pool_respects_the_class_quotas(monkeypatch):
+    import stainstyle.methods.wsics as wsics
+
+    tiles = [nuclei_tile(s) for s in range(4)]
+    full = wsics_pool(tiles, 0.5)
+    monkeypatch.setattr(wsics, "MAX_TRAINING_PIXELS", 1000)
+    capped = wsics_pool(tiles, 0.5)
+    assert [len(s) for s in capped.samples] == [
+        min(len(s), limit) for s, limit in zip(full.samples, (450, 450, 100), strict=True)
+    ]
+    assert capped.n_tiles == full.n_tiles == 4
+    # A uniform sample: the capped eosin density mean is close to the full one.
+    assert capped.samples[1][:, 2].mean() == pytest.approx(full.samples[1][:, 2].mean(), rel=0.05)
+
+
 # ---------------------------------------------------------------------- estimator contract
 def test_fit_returns_self_and_sets_attributes():
     normalizer = WSICSNormalizer()
