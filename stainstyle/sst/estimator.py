@@ -15,6 +15,7 @@ from torch import nn
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import StainNormalizer, resolve_device
 from stainstyle.color.gray import gray_normalize
+from stainstyle.methods.histogram import match_cdf_lut
 from stainstyle.sst._torch import seeded
 from stainstyle.sst.classifier import TileClassifier
 from stainstyle.sst.discriminator import DCGANDiscriminator
@@ -77,6 +78,12 @@ class StainStyleTransfer(StainNormalizer):
         A fitted classifier whose features the feature-preserving loss compares. If None and
         ``fit`` gets labels ``y``, one is trained on ``(X, y)`` first; if neither, the loss is off
         (with a :class:`FeatureLossDisabledWarning`). ``transform`` never needs it.
+    gray_matching : {"none", "histogram"}, default="none"
+        ``"none"`` feeds G the plain gray levels, as in Cho et al. ``"histogram"`` first maps the
+        gray levels of the tiles to the target tiles' pooled gray histogram
+        (:func:`~stainstyle.methods.histogram.match_cdf_lut`), per tile, or pooled per group
+        with ``transform(X, groups=slide_ids)``. An extension: it removes the global brightness
+        difference between labs, which G cannot tell from tissue content.
     gray_jitter : float, default=0.1
         Strength of the random brightness, contrast and gamma changes of G's gray input during
         training (applied to half the crops), which make G robust to other labs' gray levels.
@@ -123,6 +130,8 @@ class StainStyleTransfer(StainNormalizer):
         The classifier trained on ``(X, y)`` when ``fit`` got labels and no ``classifier``.
     n_tiles_fit_ : int
         Tiles seen by the last ``fit``.
+    gray_histogram_ : ndarray of shape (256,), dtype int64
+        Gray-level histogram of all target tiles of the last ``fit`` (for ``gray_matching``).
 
     See Also
     --------
@@ -160,6 +169,7 @@ class StainStyleTransfer(StainNormalizer):
         "lambda_fp": [Interval(Real, 0, None, closed="left")],
         "fp_mode": [StrOptions({"gap_mse", "softmax_kl"})],
         "classifier": [None, HasMethods(["features", "predict_proba"])],
+        "gray_matching": [StrOptions({"none", "histogram"})],
         "gray_jitter": [Interval(Real, 0, 0.5, closed="both")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "window_size": [None, Interval(Integral, 8, None, closed="left")],
@@ -186,6 +196,7 @@ class StainStyleTransfer(StainNormalizer):
         lambda_fp: float = 1.0,
         fp_mode: str = "gap_mse",
         classifier: TileClassifier | None = None,
+        gray_matching: str = "none",
         gray_jitter: float = 0.1,
         validation_fraction: float = 0.1,
         window_size: int | None = None,
@@ -210,6 +221,7 @@ class StainStyleTransfer(StainNormalizer):
         self.lambda_fp = lambda_fp
         self.fp_mode = fp_mode
         self.classifier = classifier
+        self.gray_matching = gray_matching
         self.gray_jitter = gray_jitter
         self.validation_fraction = validation_fraction
         self.window_size = window_size
@@ -298,7 +310,8 @@ class StainStyleTransfer(StainNormalizer):
             self.disc_width_ = preset.disc_width
         config = self._train_config()
         images = list(tiles.images)
-        pairs = make_pairs(images, [gray_normalize(img) for img in images])
+        grays = [gray_normalize(img) for img in images]
+        pairs = make_pairs(images, grays)
         split = np.random.default_rng(self.random_state).permutation(len(pairs))
         n_val = int(round(self.validation_fraction * len(pairs))) if len(pairs) > 1 else 0
         n_val = min(n_val, len(pairs) - 1)
@@ -342,6 +355,7 @@ class StainStyleTransfer(StainNormalizer):
         self.epoch_ = state.epoch
         self.history_ = list(state.history)
         self.n_tiles_fit_ = len(tiles)
+        self.gray_histogram_ = _gray_counts(grays)
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -397,15 +411,29 @@ class StainStyleTransfer(StainNormalizer):
         return FeaturePreservingLoss(classifier.model_, mode=self.fp_mode).to(device)
 
     # ------------------------------------------------------------------ transform
+    def _group_context(self, tiles: Tiles, members: np.ndarray) -> np.ndarray:
+        """Gray-level histogram pooled over one group's tiles (``gray_matching="histogram"``)."""
+        if self.gray_matching == "none":
+            return super()._group_context(tiles, members)
+        return _gray_counts(gray_normalize(tiles.images[i]) for i in members)
+
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray, group_counts: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         device = resolve_device(self.device)
         generator = self.generator_.to(device).eval()
         window = self.window_size if self.window_size is not None else self.crop_size_
+        gray = gray_normalize(batch)
+        if self.gray_matching == "histogram":
+            if group_counts is not None:
+                gray = match_cdf_lut(group_counts, self.gray_histogram_)[gray]
+            else:
+                gray = np.stack(
+                    [match_cdf_lut(_gray_counts([g]), self.gray_histogram_)[g] for g in gray]
+                )
         out = colorize(
             generator,
-            gray_normalize(batch),
+            gray,
             window=window,
             overlap=window // 4,
             device=device,
@@ -413,3 +441,11 @@ class StainStyleTransfer(StainNormalizer):
             autocast=device.type == "cuda",
         )
         return out, np.zeros(len(batch), dtype=bool)
+
+
+def _gray_counts(grays) -> np.ndarray:
+    """Pooled 256-bin histogram of uint8 gray images."""
+    counts = np.zeros(256, dtype=np.int64)
+    for gray in grays:
+        counts += np.bincount(gray.ravel(), minlength=256)
+    return counts

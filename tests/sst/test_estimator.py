@@ -182,3 +182,31 @@ def test_background_passes_through(tiles):
     white = np.full((1, 32, 32, 3), 250, np.uint8)
     with pytest.warns(UserWarning, match="passed through unchanged"):
         np.testing.assert_array_equal(sst.transform(white), white)
+
+
+class _GrayToRGB(torch.nn.Module):
+    def forward(self, x):
+        return x.repeat(1, 3, 1, 1)
+
+
+def test_gray_matching(tiles):
+    sst = tiny(max_epochs=1).fit(tiles)
+    assert sst.gray_histogram_.shape == (256,) and sst.gray_histogram_.sum() == tiles[..., 0].size
+    with pytest.raises(ValueError, match="groups"):
+        sst.transform(tiles[:4], groups=[0, 0, 1, 1])
+    # A generator that just shows its gray input reveals what the matching feeds it.
+    sst.generator_ = _GrayToRGB()
+    darker = (tiles * 0.7).astype(np.uint8)  # the same tissue from a darker lab
+    reference = sst.transform(tiles)[..., 0].astype(float)
+    plain = sst.transform(darker)[..., 0]
+    sst.set_params(gray_matching="histogram")
+    per_tile = sst.transform(darker)[..., 0]
+    per_group = sst.transform(darker, groups=[0] * 6 + [1] * 6)[..., 0]
+    whole = sst.transform(darker, groups=[0] * 12)[..., 0]
+
+    def error(out):
+        return np.abs(out - reference).mean()
+
+    assert error(per_tile) < error(plain) / 4 and error(per_group) < error(plain) / 4
+    # Pooled over all tiles, the gray histogram equals the target's: the matching undoes it.
+    assert error(whole) < 2
