@@ -691,9 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
-    from stainstyle.hub import BUILTIN_METHODS
+    from stainstyle.methods import METHODS
 
-    classic = sorted(set(BUILTIN_METHODS) - {"sst"})
+    classic = sorted(METHODS)
     parser = argparse.ArgumentParser(
         prog="stainstyle",
         description="Stain normalization and stain-style transfer for H&E tiles.",
