@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stainstyle.color.hsd import hsd_to_rgb
+from stainstyle.color.quantize import float_to_uint8
 
 #: Rows of the per-class arrays: hematoxylin, eosin, background.
 HEMATOXYLIN, EOSIN, BACKGROUND = 0, 1, 2
@@ -301,5 +302,4 @@ def map_colours(
         Clipped and rounded.
     """
     weights = class_weights(tables, naive_bayes_features(hsd))
-    mapped = hsd_to_rgb(map_hsd(hsd, weights, source, template))
-    return np.rint(mapped).astype(np.uint8)
+    return float_to_uint8(hsd_to_rgb(map_hsd(hsd, weights, source, template)))
