@@ -24,6 +24,7 @@ from stainstyle.methods._wsics_labels import (
     lower_percentile,
     min_nuclei,
     nucleus_radius_range,
+    pack_rgb,
 )
 from stainstyle.methods._wsics_model import (
     class_statistics,
@@ -362,6 +363,19 @@ def test_groups_pool_statistics(fitted):
     # Group order and ids do not matter, only membership.
     np.testing.assert_array_equal(fitted.transform(tiles, groups=[7, 7, 7, 7]), one_group)
     assert list(tile_status(fitted, tiles, groups=[0, 0, 1, 1])) == ["ok"] * 4
+
+
+def test_group_of_tiles_of_different_sizes(fitted):
+    tiles = [nuclei_tile(40, size=96), nuclei_tile(41, size=128), nuclei_tile(42, size=96)]
+    out = fitted.transform(tiles, groups=[0, 0, 0])
+    assert [o.shape for o in out] == [t.shape for t in tiles]
+    # One group, one colour mapping: a colour present in every tile maps alike in every tile.
+    packed = [pack_rgb(t).ravel() for t in tiles]
+    shared = np.intersect1d(np.intersect1d(packed[0], packed[1]), packed[2])[:20]
+    assert len(shared) > 0
+    for colour in shared:
+        mapped = {tuple(o.reshape(-1, 3)[p == colour][0]) for o, p in zip(out, packed, strict=True)}
+        assert len(mapped) == 1
 
 
 def test_degenerate_group_passes_through(fitted):
