@@ -96,7 +96,7 @@ def run(n_train: int, n_test: int, size: int, epochs: int, seed: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=800)
+    parser.add_argument("--n-train", type=int, default=600)
     parser.add_argument("--n-test", type=int, default=300)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=3)

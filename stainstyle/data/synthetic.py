@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from numbers import Integral
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -68,6 +69,20 @@ class Tissue:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+class _Plan(NamedTuple):
+    """Layout of one tile before drawing: regions (bool (size, size)) and nuclei."""
+
+    cells: np.ndarray  # epithelium or tumour cells: cytoplasm eosin
+    stroma: np.ndarray  # fibrous eosin
+    lymphoid: np.ndarray  # packed lymphocytes: pale eosin
+    fibre_angle: float  # direction of the collagen fibres, radians
+    outlines: np.ndarray  # (m, _N_VERTICES, 2) fixed-point nucleus outlines
+    intensity: np.ndarray  # (m,) hematoxylin concentration per nucleus
+    chromatin: float  # relative amplitude of the chromatin texture
+    nucleoli: np.ndarray  # (k, 2) nucleolus centres (x, y)
+    cytoplasm: float  # eosin concentration of the cells' cytoplasm
 
 
 def _check_int(value, name: str, low: int) -> int:
@@ -181,7 +196,7 @@ def _inside(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     return hit
 
 
-def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int):
+def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int) -> _Plan:
     """Lymphoid tissue, glands and stroma, each with its own small, regular nuclei.
 
     A random part of the tile (from none to all of it) is lymphoid: densely packed, small, round,
@@ -262,7 +277,7 @@ def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int):
     intensity = np.choose(
         kinds, [rng.normal(1.0, 0.06, n), rng.normal(1.1, 0.08, n), rng.normal(1.3, 0.08, n)]
     )
-    return dict(
+    return _Plan(
         cells=epithelium,
         stroma=stroma,
         lymphoid=lymphoid,
@@ -275,7 +290,7 @@ def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int):
     )
 
 
-def _tumor_tile(rng: np.random.Generator, tex: _Textures, size: int):
+def _tumor_tile(rng: np.random.Generator, tex: _Textures, size: int) -> _Plan:
     """Sheets of crowded, large, pleomorphic, hyperchromatic nuclei with nucleoli."""
     region = tex.window(rng, tex.smooth)
     cells = region > np.quantile(region, rng.uniform(0.15, 0.5))
@@ -299,7 +314,7 @@ def _tumor_tile(rng: np.random.Generator, tex: _Textures, size: int):
     nucleoli = centers[owner] + np.stack(
         [offset[:, 0] * cos - offset[:, 1] * sin, offset[:, 0] * sin + offset[:, 1] * cos], 1
     )
-    return dict(
+    return _Plan(
         cells=cells,
         stroma=stroma,
         fibre_angle=rng.uniform(0, np.pi),
@@ -316,11 +331,11 @@ def _draw_tile(rng: np.random.Generator, tex: _Textures, size: int, tumor: bool)
     """Concentration maps (hematoxylin, eosin) of one tile, float32 (size, size) each."""
     plan = (_tumor_tile if tumor else _normal_tile)(rng, tex, size)
     hema = np.zeros((size, size), np.float32)
-    _draw_nuclei(hema, plan["outlines"], plan["intensity"])
+    _draw_nuclei(hema, plan.outlines, plan.intensity)
     nuclear = hema > 0
     texture = tex.window(rng, tex.coarse if tumor else tex.fine)
-    hema *= np.clip(1.0 + plan["chromatin"] * texture, 0.3, None)
-    for x, y in plan["nucleoli"]:
+    hema *= np.clip(1.0 + plan.chromatin * texture, 0.3, None)
+    for x, y in plan.nucleoli:
         radius = rng.uniform(1.2, 1.8)
         cv2.circle(
             hema, (int(x * _SCALE), int(y * _SCALE)), int(radius * _SCALE), 2.4, -1, shift=_SHIFT
@@ -328,11 +343,11 @@ def _draw_tile(rng: np.random.Generator, tex: _Textures, size: int, tumor: bool)
     # Section thickness and dye uptake vary from tile to tile, independently of the class.
     hema = cv2.GaussianBlur(hema, (0, 0), 0.6) * np.float32(np.exp(rng.normal(0.0, 0.12)))
 
-    fibers = tex.fibers_at(rng, plan["fibre_angle"])
+    fibers = tex.fibers_at(rng, plan.fibre_angle)
     stroma_e = np.clip(0.42 + 0.22 * fibers, 0.05, None)
-    cytoplasm_e = plan["cytoplasm"] + 0.05 * tex.window(rng, tex.fine)
-    eosin = np.where(plan["cells"], cytoplasm_e, np.where(plan["stroma"], stroma_e, 0.0))
-    eosin = np.where(plan["lymphoid"], 0.36 + 0.05 * tex.window(rng, tex.fine), eosin)
+    cytoplasm_e = plan.cytoplasm + 0.05 * tex.window(rng, tex.fine)
+    eosin = np.where(plan.cells, cytoplasm_e, np.where(plan.stroma, stroma_e, 0.0))
+    eosin = np.where(plan.lymphoid, 0.36 + 0.05 * tex.window(rng, tex.fine), eosin)
     eosin = np.where(nuclear, 0.3 * eosin, eosin).astype(np.float32)
     eosin = cv2.GaussianBlur(eosin, (0, 0), 0.6) * np.float32(np.exp(rng.normal(0.0, 0.15)))
     # Glass: some tiles sit at the tissue edge.
