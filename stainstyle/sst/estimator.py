@@ -13,7 +13,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from stainstyle._validation import Tiles, as_tiles
-from stainstyle.base import StainNormalizer, resolve_device
+from stainstyle.base import StainNormalizer, _caller_stacklevel, resolve_device
 from stainstyle.color.gray import gray_normalize
 from stainstyle.methods.histogram import match_cdf_lut
 from stainstyle.sst._torch import seeded
@@ -297,7 +297,7 @@ class StainStyleTransfer(StainNormalizer):
                 "expect hours per epoch. Use preset='cpu' on a machine without CUDA."
             )
             logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(message, UserWarning, stacklevel=_caller_stacklevel())
         continuing = hasattr(self, "generator_")
         if not continuing:
             min_side = min(min(img.shape[:2]) for img in tiles.images)
@@ -373,26 +373,24 @@ class StainStyleTransfer(StainNormalizer):
 
     def _feature_loss(self, tiles: Tiles, y: Any, device) -> FeaturePreservingLoss | None:
         """The feature-preserving loss from ``classifier``, ``classifier_`` or ``(X, y)``."""
+        if not hasattr(self, "classifier_"):
+            self.classifier_ = None
         self.feature_loss_ = False
         if self.lambda_fp == 0:
             return None
-        classifier = self.classifier
-        if classifier is None and getattr(self, "classifier_", None) is not None:
-            classifier = self.classifier_
+        classifier = self.classifier if self.classifier is not None else self.classifier_
         if classifier is None and y is not None:
             preset = PRESETS[self.preset]
             logger.info(
                 "training a %s classifier for the feature-preserving loss", preset.classifier_arch
             )
-            classifier = TileClassifier(
+            classifier = self.classifier_ = TileClassifier(
                 arch=preset.classifier_arch,
                 epochs=preset.classifier_epochs,
-                crop_size=None,
                 device=self.device,
                 random_state=self.random_state,
                 verbose=self.verbose,
-            ).fit([np.asarray(img) for img in tiles.images], y)
-            self.classifier_ = classifier
+            ).fit(list(tiles.images), y)
         if classifier is None:
             warnings.warn(
                 "StainStyleTransfer: no classifier and no labels y were given, so the "
@@ -400,13 +398,10 @@ class StainStyleTransfer(StainNormalizer):
                 "generator). Pass classifier=TileClassifier(...).fit(X, y), call fit(X, y), or "
                 "set lambda_fp=0 to silence this warning.",
                 FeatureLossDisabledWarning,
-                stacklevel=4,
+                stacklevel=_caller_stacklevel(),
             )
-            self.classifier_ = None
             return None
         check_is_fitted(classifier)
-        if not hasattr(self, "classifier_"):
-            self.classifier_ = None
         self.feature_loss_ = True
         return FeaturePreservingLoss(classifier.model_, mode=self.fp_mode).to(device)
 
