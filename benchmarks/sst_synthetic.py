@@ -11,7 +11,7 @@ Target style ``radboud``, source style ``utrecht`` (:mod:`stainstyle.data.synthe
    PSNR and low-passed CIEDE2000 against the paired ground truth (the same tissue rendered in
    the target style, :func:`~stainstyle.data.synthetic.render_pair`); the classifier's ROC AUC on
    the transferred source tiles. The classic methods (Reinhard, Macenko, histogram
-   specification), fitted on the same target tiles, are measured alongside. Each trained
+   specification, WSICS), fitted on the same target tiles, are measured alongside. Each trained
    generator is also evaluated with ``gray_matching="histogram"`` (gray levels matched to the
    target's gray histogram per tile, and pooled per slide).
 
@@ -36,6 +36,7 @@ from sklearn.metrics import roc_auc_score
 from stainstyle.base import BackgroundTileWarning
 from stainstyle.data.synthetic import make_tiles, render_pair
 from stainstyle.methods import HistogramSpecification, MacenkoNormalizer, ReinhardNormalizer
+from stainstyle.methods.wsics import WSICSNormalizer
 from stainstyle.sst import StainStyleTransfer, TileClassifier
 from stainstyle.sst.inference import psnr
 
@@ -71,7 +72,9 @@ def main() -> None:
     parser.add_argument("--classifier-epochs", type=int, default=6)
     parser.add_argument("--classifier-crop", type=int, default=64, help="classifier crops")
     parser.add_argument(
-        "--variants", default="fp,nofp", help="SST runs: fp (feature loss on), nofp (off)"
+        "--variants",
+        default="fp,nofp",
+        help="SST runs: fp (feature loss on), nofp (off); empty for none",
     )
     parser.add_argument("--classic", action="store_true", help="also run the classic methods")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -111,6 +114,7 @@ def main() -> None:
             ("reinhard", ReinhardNormalizer()),
             ("macenko", MacenkoNormalizer()),
             ("histogram", HistogramSpecification()),
+            ("wsics", WSICSNormalizer()),
         ]:
             started = time.monotonic()
             method.fit(target)
@@ -125,7 +129,7 @@ def main() -> None:
                 )
             )
 
-    for variant in args.variants.split(","):
+    for variant in filter(None, args.variants.split(",")):
         use_fp = variant == "fp"
         sst = StainStyleTransfer(
             preset="cpu",
