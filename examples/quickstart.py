@@ -5,6 +5,7 @@ Renders synthetic H&E tiles of a pinkish target lab ("radboud") and a purple sou
 comparison image (rows: tiles; columns: target example, source, each method).
 
     python examples/quickstart.py --out results
+    python examples/quickstart.py --out results --quick   # fewer tiles, for CI
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description="Normalize synthetic tiles with every method.")
     parser.add_argument("--out", type=Path, default=Path("results"))
     parser.add_argument("--n-tiles", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="8 target tiles, 2 source tiles")
     args = parser.parse_args(argv)
+    n_target = 16
+    if args.quick:
+        n_target, args.n_tiles = 8, min(args.n_tiles, 2)
 
-    target, _ = make_tiles(16, "radboud", size=128, seed=0)
+    target, _ = make_tiles(n_target, "radboud", size=128, seed=0)
     source, _ = make_tiles(args.n_tiles, "utrecht", size=128, seed=1)
     columns = [target[: args.n_tiles], source]
     names = ["target lab", "source lab"]
