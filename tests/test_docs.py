@@ -1,0 +1,112 @@
+"""The documentation site builds with ``mkdocs build --strict`` and documents the public API.
+
+The figure script runs first (its pictures are generated, not committed), then the site is
+built into a temporary folder. Skipped when the ``docs`` extra (mkdocs, mkdocs-material,
+mkdocstrings[python]) is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Packages whose public names must appear in the API reference.
+PACKAGES = (
+    "stainstyle",
+    "stainstyle.color",
+    "stainstyle.methods",
+    "stainstyle.data",
+    "stainstyle.sst",
+    "stainstyle.hub",
+    "stainstyle.metrics",
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
+        pytest.importorskip(module, reason="the docs extra is not installed")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_MKDOCS_2_WARNING": "1"}
+    figures = subprocess.run(
+        [sys.executable, "docs/scripts/make_figures.py"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert figures.returncode == 0, figures.stderr[-3000:]
+    out = tmp_path_factory.mktemp("site")
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-5000:]
+    return out
+
+
+def public_objects(package: str) -> dict[str, str]:
+    """Public classes and functions of a package: ``name -> module.qualname`` where defined.
+
+    Packages with ``__all__`` contribute its names; the others every class and function they
+    define themselves.
+    """
+    module = importlib.import_module(package)
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [
+            name
+            for name, obj in vars(module).items()
+            if not name.startswith("_") and getattr(obj, "__module__", None) == package
+        ]
+    found = {}
+    for name in names:
+        obj = getattr(module, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            found[f"{package}.{name}"] = f"{obj.__module__}.{obj.__qualname__}"
+    return found
+
+
+@pytest.mark.slow
+def test_api_reference_lists_every_public_class_and_function(site):
+    anchors = set()
+    for page in (site / "api").rglob("*.html"):
+        anchors |= set(re.findall(r'id="(stainstyle[\w.]*)"', page.read_text()))
+    expected = {}
+    for package in PACKAGES:
+        expected.update(public_objects(package))
+    assert len(expected) > 60
+    missing = {name: path for name, path in expected.items() if path not in anchors}
+    assert not missing
+
+
+@pytest.mark.slow
+def test_pages_show_generated_pictures(site):
+    pages = [site / "index.html"] + sorted((site / "methods").glob("*/index.html"))
+    assert len(pages) >= 6
+    for page in pages:
+        html = page.read_text()
+        images = re.findall(r'<img[^>]+src="([^"]+\.png)"', html)
+        assert images, f"{page} shows no picture"
+        for src in images:
+            assert (page.parent / src).resolve().is_file(), f"{page}: {src} is missing"
+
+
+@pytest.mark.slow
+def test_cli_reference_is_generated_from_the_parser(site):
+    html = (site / "cli" / "index.html").read_text()
+    for command in ("fit", "normalize", "train-sst", "benchmark"):
+        assert f"usage: stainstyle {command}" in html
+    assert "cli-help" not in html

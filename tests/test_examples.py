@@ -1,0 +1,139 @@
+"""Every script in examples/ runs in its quick mode and writes what its docstring says."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, out: Path, *args: str) -> str:
+    """Run ``examples/<name>.py --quick --out OUT``; return its standard output."""
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    completed = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--quick", "--out", str(out), *args],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def read_png(path: Path) -> np.ndarray:
+    assert path.is_file(), f"{path} was not written"
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def test_every_example_is_tested():
+    tested = {
+        "quickstart",
+        "sklearn_pipeline",
+        "normalize_folder",
+        "torch_dataloader",
+        "train_and_share_sst",
+    }
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_quickstart(tmp_path):
+    stdout = run_example("quickstart", tmp_path)
+    grid = read_png(tmp_path / "quickstart.png")
+    names = stdout.splitlines()[0].removeprefix("columns: ").split(", ")
+    assert names[:2] == ["target lab", "source lab"] and len(names) >= 5
+    # 2 tiles of 128 px per column in quick mode, one column per name.
+    assert grid.shape == (2 * 128, len(names) * 128, 3)
+    source = grid[:, 128:256]
+    for col in range(2, len(names)):
+        assert not np.array_equal(grid[:, col * 128 : (col + 1) * 128], source), names[col]
+
+
+def test_sklearn_pipeline(tmp_path):
+    run_example("sklearn_pipeline", tmp_path)
+    result = json.loads((tmp_path / "sklearn_pipeline.json").read_text())
+    assert set(result["best_params"]) == {"normalize", "classify__C"}
+    for key in (
+        "cv_auc_training_lab",
+        "auc_other_lab_with_normalizer",
+        "auc_other_lab_without_normalizer",
+    ):
+        assert 0.0 <= result[key] <= 1.0
+    # The point of the example: normalization is what makes the classifier work on the other lab.
+    assert result["auc_other_lab_with_normalizer"] > result["auc_other_lab_without_normalizer"]
+
+
+def test_normalize_folder_demo(tmp_path):
+    run_example("normalize_folder", tmp_path)
+    inputs = sorted((tmp_path / "demo" / "input").rglob("*.png"))
+    outputs = sorted((tmp_path / "normalized").rglob("*.png"))
+    assert [p.relative_to(tmp_path / "demo" / "input") for p in inputs] == [
+        p.relative_to(tmp_path / "normalized") for p in outputs
+    ]
+    status = dict(
+        line.split(",") for line in (tmp_path / "status.csv").read_text().splitlines()[1:]
+    )
+    assert status.pop("slide_a/blank.png") == "passthrough_background"
+    assert set(status.values()) == {"ok"}
+    blank = tmp_path / "demo" / "input" / "slide_a" / "blank.png"
+    assert np.array_equal(
+        read_png(blank), read_png(tmp_path / "normalized" / "slide_a" / "blank.png")
+    )
+    tile = "slide_a/tile_000.png"
+    assert not np.array_equal(
+        read_png(tmp_path / "demo" / "input" / tile), read_png(tmp_path / "normalized" / tile)
+    )
+
+
+def test_normalize_folder_given_folders(tmp_path):
+    run_example("normalize_folder", tmp_path / "first")
+    demo = tmp_path / "first" / "demo"
+    out = tmp_path / "second"
+    run_example(
+        "normalize_folder",
+        out,
+        "--input",
+        str(demo / "input"),
+        "--target",
+        str(demo / "target"),
+        "--method",
+        "histogram",
+    )
+    assert len(list((out / "normalized").rglob("*.png"))) == len(
+        list(demo.joinpath("input").rglob("*.png"))
+    )
+    assert not (out / "demo").exists()
+
+
+def test_torch_dataloader(tmp_path):
+    run_example("torch_dataloader", tmp_path, "--workers", "0")
+    result = json.loads((tmp_path / "torch_dataloader.json").read_text())
+    assert len(result["train_loss_per_epoch"]) == 1
+    assert np.isfinite(result["train_loss_per_epoch"]).all()
+    assert 0.0 <= result["accuracy_other_lab_normalized"] <= 1.0
+    batch = read_png(tmp_path / "torch_dataloader_batch.png")
+    assert batch.shape == (64, 8 * 64, 3)
+
+
+@pytest.mark.slow
+def test_train_and_share_sst(tmp_path):
+    stdout = run_example("train_and_share_sst", tmp_path, "--device", "cpu")
+    folder = tmp_path / "sst-radboud"
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "README.md"}
+    assert json.loads((folder / "config.json").read_text())["class"] == "StainStyleTransfer"
+    assert "reproduces the trained model's output" in stdout
+    picture = read_png(tmp_path / "train_and_share_sst.png")
+    assert picture.shape == (3 * 64, 4 * 64, 3)
