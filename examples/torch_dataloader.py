@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     n_train, n_test, epochs = (64, 32, 1) if args.quick else (512, 256, 6)
     train_tiles, train_labels = make_tiles(n_train, "radboud", size=64, seed=0)
     test_tiles, test_labels = make_tiles(n_test, "utrecht", size=64, seed=1)
-    normalizer = stainstyle.HistogramSpecification().fit(train_tiles)
+    normalizer = stainstyle.ReinhardNormalizer().fit(train_tiles)
 
     def loader(tiles, labels, normalizer, shuffle=False):
         return DataLoader(

@@ -8,6 +8,7 @@ mkdocstrings[python]) is not installed.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import os
 import re
@@ -110,3 +111,19 @@ def test_cli_reference_is_generated_from_the_parser(site):
     for command in ("fit", "normalize", "train-sst", "benchmark"):
         assert f"usage: stainstyle {command}" in html
     assert "cli-help" not in html
+
+
+def test_sphinx_markup_becomes_markdown():
+    spec = importlib.util.spec_from_file_location(
+        "sphinx_roles", ROOT / "docs" / "scripts" / "sphinx_roles.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    pytest.importorskip("griffe", reason="the docs extra is not installed")
+    spec.loader.exec_module(module)
+    text = (
+        "See :class:`~stainstyle.base.StainNormalizer` and :func:`make_tiles`.\n"
+        "    .. [1] H. Cho et al."
+    )
+    assert module.sphinx_to_markdown(text) == (
+        "See `StainNormalizer` and `make_tiles`.\n    [1] H. Cho et al."
+    )
