@@ -67,6 +67,9 @@ def evaluate(name, transferred, truth, labels, classifier, seconds=None):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=540.0, help="SST training seconds")
+    parser.add_argument(
+        "--epochs", type=int, default=1000, help="SST epochs (the budget may stop it first)"
+    )
     parser.add_argument("--n-train", type=int, default=512, help="target training tiles")
     parser.add_argument("--n-test", type=int, default=128, help="held-out tiles and pairs")
     parser.add_argument("--classifier-epochs", type=int, default=6)
@@ -133,7 +136,7 @@ def main() -> None:
         use_fp = variant == "fp"
         sst = StainStyleTransfer(
             preset="cpu",
-            max_epochs=1000,
+            max_epochs=args.epochs,
             time_budget=args.budget,
             lambda_fp=1.0 if use_fp else 0.0,
             classifier=classifier if use_fp else None,

@@ -133,6 +133,16 @@ class StainStyleTransfer(StainNormalizer):
     gray_histogram_ : ndarray of shape (256,), dtype int64
         Gray-level histogram of all target tiles of the last ``fit`` (for ``gray_matching``).
 
+    Notes
+    -----
+    Choices where the paper is silent (ALGORITHMS.md sections 5 to 7): the reconstruction loss
+    is L1 with weight 100 and the adversarial loss vanilla BCE with weight 1 (pix2pix); the
+    feature-preserving loss is the mean squared difference of the classifier's 512-d pooled
+    features. Training crops are flipped and rotated by multiples of 90 degrees. Inference
+    windows overlap by a quarter of their side and are blended with weights that fade towards
+    each window's border. On CUDA, training and inference use bfloat16 autocast (no loss
+    scaling needed); the feature-preserving loss is computed in float32.
+
     See Also
     --------
     stainstyle.sst.TileClassifier : The classifier of the feature-preserving loss.
