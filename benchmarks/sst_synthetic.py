@@ -151,6 +151,7 @@ def main() -> None:
         row["epochs"] = sst.epoch_
         row["steps"] = int(sum(h["steps"] for h in sst.history_))
         row["val_psnr_per_epoch"] = [round(h["val_psnr"], 2) for h in sst.history_]
+        logging.info("%s", row)
         rows.append(row)
         # The same generator, its gray input matched to the target's gray histogram.
         sst.set_params(gray_matching="histogram")
