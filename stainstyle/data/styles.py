@@ -136,7 +136,7 @@ class StainStyle:
 
 #: Built-in styles. "radboud" imitates the pinkish, eosin-rich look of Radboud UMC slides in
 #: CAMELYON16 (the usual target); "utrecht" the dark purple, hematoxylin-heavy, blurrier and
-#: noisier look of UMC Utrecht (the usual source), whose per-channel tone curves tint the
+#: noisier look of UMC Utrecht (the usual source), whose per-channel tone curves flatten the
 #: midtones. "pale" is an under-stained, washed-out lab and "dense" an over-stained one with a
 #: contrasty scanner. All values are chosen by eye, not fitted.
 BUILTIN_STYLES: dict[str, StainStyle] = {
@@ -162,8 +162,8 @@ BUILTIN_STYLES: dict[str, StainStyle] = {
         tile_jitter=0.10,
         illumination=(0.90, 0.88, 0.97),
         gamma=(1.6, 2.0, 2.6),
-        contrast=(0.1, 0.05, 0.15),
-        blur=1.1,
+        contrast=(-0.2, -0.05, -0.25),
+        blur=1.6,
         noise=0.015,
     ),
     "pale": StainStyle(
