@@ -37,7 +37,7 @@ Outputs under ``--out``: ``table1.md``, ``table1.csv``, ``table1.json`` (configu
 library versions, device, wall time, per-seed numbers) and ``figure4.png`` (the paper's Figure 4:
 target examples, then source tiles as they are and after each method).
 
-    python benchmarks/table1.py                       # synthetic, about 10 minutes on 2 cores
+    python benchmarks/table1.py                       # synthetic, sized for 10 min on 2 cores
     python benchmarks/table1.py --quick               # smoke run
     python benchmarks/table1.py --dataset amibr --data-dir ../shared/data/amibr \
         --target HamamatsuXR,HamamatsuS360 --source AperioCS2,TUPAC16 --seeds 3
