@@ -26,8 +26,8 @@ import torch
 from stainstyle.base import BackgroundTileWarning
 from stainstyle.data.loaders import load_amibr
 from stainstyle.data.splits import split_by_slide
+from stainstyle.metrics import psnr
 from stainstyle.sst import StainStyleTransfer
-from stainstyle.sst.inference import psnr
 
 DATA = Path(os.environ.get("STAINSTYLE_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
 
@@ -69,7 +69,7 @@ def main() -> None:
         "epochs": sst.epoch_,
         "steps": int(sum(h["steps"] for h in sst.history_)),
         "val_psnr_per_epoch": [round(h["val_psnr"], 2) for h in sst.history_],
-        "reconstruction_psnr": psnr(test_tiles, sst.transform(test_tiles)),
+        "reconstruction_psnr": psnr(sst.transform(test_tiles), test_tiles, pooled=True),
     }
     print(json.dumps(result, indent=1))
     if args.json:

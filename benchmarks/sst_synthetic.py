@@ -29,33 +29,21 @@ import warnings
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
-from skimage.color import deltaE_ciede2000, rgb2lab
 from sklearn.metrics import roc_auc_score
 
 from stainstyle.base import BackgroundTileWarning
 from stainstyle.data.synthetic import make_tiles, render_pair
 from stainstyle.methods import HistogramSpecification, MacenkoNormalizer, ReinhardNormalizer
 from stainstyle.methods.wsics import WSICSNormalizer
+from stainstyle.metrics import ciede2000_lowpass, psnr
 from stainstyle.sst import StainStyleTransfer, TileClassifier
-from stainstyle.sst.inference import psnr
-
-
-def lowpass_ciede2000(reference: np.ndarray, estimate: np.ndarray, sigma: float = 3.0) -> float:
-    """Mean CIEDE2000 between Gaussian-blurred (sigma px) images, uint8 (N, H, W, 3)."""
-
-    def blurred_lab(images: np.ndarray) -> np.ndarray:
-        smooth = gaussian_filter(images.astype(np.float64) / 255.0, sigma=(0, sigma, sigma, 0))
-        return rgb2lab(np.clip(smooth, 0.0, 1.0))
-
-    return float(np.mean(deltaE_ciede2000(blurred_lab(reference), blurred_lab(estimate))))
 
 
 def evaluate(name, transferred, truth, labels, classifier, seconds=None):
     row = {
         "method": name,
-        "psnr": psnr(truth, transferred),
-        "ciede2000_lp3": lowpass_ciede2000(truth, transferred),
+        "psnr": psnr(transferred, truth, pooled=True),
+        "ciede2000_lp3": float(np.mean(ciede2000_lowpass(transferred, truth))),
         "auc": float(roc_auc_score(labels, classifier.predict_proba(transferred)[:, 1])),
     }
     if seconds is not None:
@@ -147,7 +135,7 @@ def main() -> None:
         sst_seconds = time.monotonic() - started
         name = "sst" if use_fp else "sst (no feature loss)"
         row = evaluate(name, sst.transform(source), truth, labels, classifier, sst_seconds)
-        row["reconstruction_psnr"] = psnr(held_out, sst.transform(held_out))
+        row["reconstruction_psnr"] = psnr(sst.transform(held_out), held_out, pooled=True)
         row["epochs"] = sst.epoch_
         row["steps"] = int(sum(h["steps"] for h in sst.history_))
         row["val_psnr_per_epoch"] = [round(h["val_psnr"], 2) for h in sst.history_]

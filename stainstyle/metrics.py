@@ -80,18 +80,22 @@ def ciede2000_lowpass(a: np.ndarray, b: np.ndarray, sigma: float = 3.0) -> float
     return _per_image(metric, a, b)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
+def psnr(a: np.ndarray, b: np.ndarray, pooled: bool = False) -> float | np.ndarray:
     """Peak signal-to-noise ratio in dB, data range 255.
 
     Parameters
     ----------
     a, b : ndarray of shape (..., H, W, 3), dtype uint8
         Test and reference images of the same shape.
+    pooled : bool, default=False
+        One PSNR over the mean squared error of all pixels of all images, instead of one per
+        image.
 
     Returns
     -------
     float or ndarray of shape (...)
-        Per image; ``inf`` for identical images.
+        Per image (a float for one pair of images, or when ``pooled``); ``inf`` for identical
+        images.
 
     Raises
     ------
@@ -104,6 +108,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float | np.ndarray:
             return float("inf")
         return float(peak_signal_noise_ratio(y, x, data_range=255))
 
+    if pooled:
+        a, b = _check_pair(a, b)
+        return metric(a, b)
     return _per_image(metric, a, b)
 
 

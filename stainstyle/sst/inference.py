@@ -116,23 +116,3 @@ def colorize(
     for t, s in boxes:
         total[t : t + ph, s : s + pw] += weights
     return to_uint8(accum / total)
-
-
-def psnr(reference: np.ndarray, estimate: np.ndarray) -> float:
-    """Peak signal-to-noise ratio of uint8 images, over all pixels pooled.
-
-    Parameters
-    ----------
-    reference, estimate : ndarray of the same shape, dtype uint8
-
-    Returns
-    -------
-    float
-        ``10 * log10(255**2 / MSE)`` in dB; ``inf`` for identical images.
-    """
-    if reference.shape != estimate.shape:
-        raise ValueError(
-            f"estimate: expected shape {reference.shape} like reference, got {estimate.shape}"
-        )
-    mse = np.mean((reference.astype(np.float64) - estimate.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))

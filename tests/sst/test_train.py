@@ -7,7 +7,7 @@ import torch
 from stainstyle.sst.classifier import TileNet
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.fusionnet import FusionNet
-from stainstyle.sst.inference import blend_weights, colorize, psnr, window_starts
+from stainstyle.sst.inference import blend_weights, colorize, window_starts
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.train import (
     TrainConfig,
@@ -68,14 +68,6 @@ def test_colorize_blends_smoothly():
     jumps = np.abs(np.diff(out.astype(int)))
     # Hard window edges would jump by the full ramp (about 25 levels); blended, steps stay small.
     assert jumps.max() <= 4
-
-
-def test_psnr():
-    a = np.zeros((4, 4, 3), np.uint8)
-    assert psnr(a, a) == float("inf")
-    assert psnr(a, a + 1) == pytest.approx(20 * np.log10(255))
-    with pytest.raises(ValueError, match="estimate"):
-        psnr(a, a[:2])
 
 
 def test_jitter_gray():
