@@ -19,9 +19,19 @@ morphological: the expected amount of each stain per tile is matched between the
 tiles have fewer, darker nuclei; normal tiles more, lighter ones) and varies from tile to tile,
 so that a tile's mean colour does not reveal its class within a lab.
 
-The generator runs at several hundred 128x128 tiles per second on one core
-(``benchmarks/synthetic_shift.py --speed``). A picture of every built-in style is made by
-``docs/scripts/synthetic_tiles.py``.
+Figure: ``docs/images/synthetic_tiles.png``, made by ``docs/scripts/synthetic_tiles.py``: the same
+tissue in every built-in style, normal rows above tumour rows.
+
+Measured (``python benchmarks/synthetic_shift.py --speed --colour``, 2-core CPU, torch 2.14):
+
+- speed: about 220 tiles of 128x128 per second on one thread;
+- colour alone: a logistic regression on a tile's mean optical density per channel separates the
+  classes with a cross-validated AUC of 0.59 in the "radboud" lab and 0.76 in "utrecht" (whose
+  nonlinear tone curve lets mean colour reflect texture); adding the per-channel standard
+  deviation, a texture statistic, reaches 0.98;
+- domain shift: a ResNet-18 trained on 600 "radboud" tiles (64x64, 3 epochs, seed 0) scores an
+  AUC of 0.9997 on held-out "radboud" tiles, 0.497 on "utrecht" tiles and 0.9996 on the same
+  "utrecht" tissue re-rendered as "radboud" (seed 1: 0.999, 0.627, 0.9997); 53 s in all.
 """
 
 from __future__ import annotations
