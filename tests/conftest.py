@@ -1,68 +1,15 @@
-"""Shared fixtures: real data under ``../shared/data`` (or ``$STAINSTYLE_DATA``) and tiles."""
+"""Shared fixtures; the helpers they use live in ``_support``."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path:
-    """Folder of the real H&E data: ``$STAINSTYLE_DATA`` or ``../shared/data``."""
-    return Path(os.environ.get("STAINSTYLE_DATA", ROOT.parent / "shared" / "data"))
-
-
-def require_data(*parts: str) -> Path:
-    """Path below the data root; skip the test when absent, fail when STAINSTYLE_REQUIRE_DATA=1."""
-    path = data_root().joinpath(*parts)
-    if not path.exists():
-        message = (
-            f"real data not found at {path}; set STAINSTYLE_DATA or place the shared data at "
-            f"{ROOT.parent / 'shared' / 'data'}"
-        )
-        if os.environ.get("STAINSTYLE_REQUIRE_DATA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+from _support import he_tiles
 
 
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
-
-
-def he_tiles(n: int = 4, size: int = 64, seed: int = 0) -> np.ndarray:
-    """Small H&E-like tiles by Beer-Lambert: smooth random H and E concentration fields.
-
-    Returns uint8 (n, size, size, 3), each tile with tissue, some background and both stains.
-    """
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    stains = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11]])  # Ruifrok & Johnston H, E
-    fields = rng.random((n, 2, size // 8, size // 8))
-    tiles = np.empty((n, size, size, 3), dtype=np.uint8)
-    for i in range(n):
-        h = cv2.resize(fields[i, 0], (size, size), interpolation=cv2.INTER_CUBIC) * 1.2
-        e = cv2.resize(fields[i, 1], (size, size), interpolation=cv2.INTER_CUBIC) * 0.8
-        h[: size // 4] = 0.0  # a band of background
-        e[: size // 4] = 0.0
-        od = np.clip(h, 0, None)[..., None] * stains[0] + np.clip(e, 0, None)[..., None] * stains[1]
-        noise = rng.normal(0, 2, (size, size, 3))
-        tiles[i] = np.clip(np.rint(240 * np.exp(-od) + noise), 0, 255).astype(np.uint8)
-    return tiles
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import huggingface_hub
 import numpy as np
 import pytest
-from conftest import read_rgb, require_data
+from _support import read_rgb, require_data
 from PIL import Image
 
 from stainstyle.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main, read_labels

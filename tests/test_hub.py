@@ -17,7 +17,7 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
-from conftest import read_rgb, require_data
+from _support import read_rgb, require_data
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file, save_file
 from sklearn.base import clone

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import he_tiles
+from _support import he_tiles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

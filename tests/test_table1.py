@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, require_data
+from _support import ROOT, require_data
 from sklearn.metrics import roc_auc_score
 
 

@@ -3,7 +3,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import require_data
+from _support import require_data
 from PIL import Image
 
 from stainstyle.data import (

@@ -1,5 +1,5 @@
 import numpy as np
-from conftest import read_rgb, require_data
+from _support import read_rgb, require_data
 from skimage.exposure import match_histograms
 
 from stainstyle import HistogramSpecification

@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import he_tiles, read_rgb, require_data
+from _support import he_tiles, read_rgb, require_data
 
 from stainstyle import MacenkoNormalizer, tile_status
 from stainstyle.color import rgb_to_od

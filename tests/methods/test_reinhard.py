@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from conftest import read_rgb, require_data
+from _support import read_rgb, require_data
 
 from stainstyle import ReinhardNormalizer
 from stainstyle.color import float_to_uint8, lab_ruderman_to_rgb, rgb_to_lab_ruderman
