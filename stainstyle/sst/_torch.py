@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -65,56 +65,3 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-def random_dihedral(images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """Apply one random flip and 90-degree rotation per image (the 8 symmetries of a square).
-
-    Parameters
-    ----------
-    images : torch.Tensor of shape (N, C, H, W)
-        Images; several aligned images (e.g. gray and colour) can be concatenated along C so
-        that they receive the same transform. H must equal W.
-    rng : numpy.random.Generator
-        Source of randomness.
-
-    Returns
-    -------
-    torch.Tensor of shape (N, C, H, W)
-    """
-    codes = rng.integers(0, 8, len(images)).tolist()
-    out = []
-    for image, code in zip(images, codes, strict=True):
-        if code & 4:
-            image = image.flip(-1)
-        out.append(torch.rot90(image, code & 3, dims=(-2, -1)))
-    return torch.stack(out)
-
-
-def random_crops(images: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
-    """Cut one random square crop per image.
-
-    Parameters
-    ----------
-    images : sequence of ndarray of shape (H_i, W_i, ...)
-        Images at least ``size`` pixels high and wide; sizes may differ.
-    size : int
-        Side of the crop.
-    rng : numpy.random.Generator
-        Source of randomness.
-
-    Returns
-    -------
-    ndarray of shape (N, size, size, ...)
-    """
-    crops = []
-    for image in images:
-        height, width = image.shape[:2]
-        if height < size or width < size:
-            raise ValueError(
-                f"crop_size: {size} is larger than the tiles, got a tile of {height}x{width}"
-            )
-        top = int(rng.integers(0, height - size + 1))
-        left = int(rng.integers(0, width - size + 1))
-        crops.append(image[top : top + size, left : left + size])
-    return np.stack(crops)

@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import resolve_device
-from stainstyle.sst._torch import random_crops, random_dihedral, seeded, to_tensor
+from stainstyle.data.datasets import augment_tile
+from stainstyle.sst._torch import seeded, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -334,13 +335,9 @@ def _train_classifier(
             index = np.sort(order[start : start + batch_size])
             if len(index) < 2 and len(order) > 1:
                 continue  # BatchNorm needs more than one sample per batch in training mode
-            batch = images[index]
-            if options["crop_size"] is not None:
-                batch = random_crops(batch, options["crop_size"], rng)
-            x = to_tensor(batch)
-            if options["augment"] and x.shape[-1] == x.shape[-2]:
-                x = random_dihedral(x, rng)
-            x = x.to(device)
+            flips, crop = options["augment"], options["crop_size"]
+            batch = [augment_tile(images[i], rng, flips=flips, crop_size=crop) for i in index]
+            x = to_tensor(np.stack(batch)).to(device)
             t = torch.from_numpy(targets[index]).long().to(device)
             loss = criterion(model(x), t)
             optimizer.zero_grad(set_to_none=True)

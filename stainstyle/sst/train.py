@@ -31,7 +31,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from stainstyle.sst._torch import random_crops, random_dihedral, to_tensor
+from stainstyle.data.datasets import augment_tile
+from stainstyle.sst._torch import to_tensor
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss, GANLoss
@@ -249,10 +250,10 @@ def sample_batch(
     color : torch.Tensor of shape (n, 3, S, S)
         Target colour in [-1, 1].
     """
-    x = to_tensor(random_crops([pairs[i] for i in index], config.crop_size, rng))
-    if config.augment:
-        x = random_dihedral(x, rng)
-    x = x.to(device)
+    crops = [
+        augment_tile(pairs[i], rng, flips=config.augment, crop_size=config.crop_size) for i in index
+    ]
+    x = to_tensor(np.stack(crops)).to(device)
     gray = jitter_gray(x[:, :1], config.gray_jitter, config.jitter_prob, rng)
     return gray * 2 - 1, x[:, 1:] * 2 - 1
 
