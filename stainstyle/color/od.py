@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from stainstyle.tissue import IO_DEFAULT
 
 
+@functools.lru_cache(maxsize=16)
 def od_lut(io: float = IO_DEFAULT, dtype: type = np.float32) -> np.ndarray:
     """Optical density of every uint8 intensity, ``-ln((I + 1) / io)``, as a lookup table.
 
@@ -21,9 +24,12 @@ def od_lut(io: float = IO_DEFAULT, dtype: type = np.float32) -> np.ndarray:
     -------
     ndarray of shape (256,)
         ``table[I]`` is the optical density of intensity ``I``. The ``+ 1`` keeps ``I = 0``
-        finite (Macenko reference code).
+        finite (Macenko reference code). Read-only: the table is computed once per ``io`` and
+        shared.
     """
-    return (-np.log((np.arange(256, dtype=np.float64) + 1.0) / io)).astype(dtype)
+    table = (-np.log((np.arange(256, dtype=np.float64) + 1.0) / io)).astype(dtype)
+    table.flags.writeable = False
+    return table
 
 
 def rgb_to_od(rgb: np.ndarray, io: float = IO_DEFAULT) -> np.ndarray:

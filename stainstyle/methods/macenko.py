@@ -309,11 +309,8 @@ class MacenkoNormalizer(StainNormalizer):
         normalizer.stain_matrix_, normalizer.max_concentrations_ = matrix, maxc
         return normalizer
 
-    def _od_lut(self) -> np.ndarray:
-        return od_lut(self.io, np.float32)
-
     def _fit(self, tiles: Tiles, y: Any) -> None:
-        lut = self._od_lut()
+        lut = od_lut(self.io, np.float32)
         od_tissue, od_for_maxc = [], []
         for batch, _ in self._fit_batches(tiles):
             od = cv2.LUT(batch.reshape(-1, 1, 3), lut)
@@ -350,7 +347,7 @@ class MacenkoNormalizer(StainNormalizer):
         Stain vectors come from Macenko's own pixel filter (``beta`` in every channel), not from
         the shared tissue mask.
         """
-        od = cv2.LUT(tile, self._od_lut())
+        od = cv2.LUT(tile, od_lut(self.io, np.float32))
         keep = tissue_mask(tile, self.io, self.beta, every_channel=True)
         od_tissue = od[keep]
         if len(od_tissue) < min_tissue_pixels(*tile.shape[:2]):

@@ -85,6 +85,10 @@ def reinhard_scale(source_std: np.ndarray, target_std: np.ndarray) -> np.ndarray
 
 #: uint8 -> float32 with intensities clamped to >= 1, so that black pixels have a finite log.
 _CLAMPED_FLOAT = np.maximum(np.arange(256), 1).astype(np.float32)
+#: The colour-space matrices in the dtype of the OpenCV kernels, converted once.
+_RGB_TO_LMS_F32 = RGB_TO_LMS.astype(np.float32)
+_LOG_LMS_TO_LAB_F32 = LOG_LMS_TO_LAB.astype(np.float32)
+_LMS_TO_RGB_F32 = LMS_TO_RGB.astype(np.float32)
 
 
 class _RudermanPixels:
@@ -96,10 +100,10 @@ class _RudermanPixels:
 
     def __init__(self, tile: np.ndarray):
         self.lab = np.empty(tile.shape, dtype=np.float32)
-        to_lms, to_lab = RGB_TO_LMS.astype(np.float32), LOG_LMS_TO_LAB.astype(np.float32)
         for rows in row_strips(tile.shape):
             rgb = cv2.LUT(tile[rows], _CLAMPED_FLOAT)
-            self.lab[rows] = cv2.transform(cv2.log(cv2.transform(rgb, to_lms)), to_lab)
+            log_lms = cv2.log(cv2.transform(rgb, _RGB_TO_LMS_F32))
+            self.lab[rows] = cv2.transform(log_lms, _LOG_LMS_TO_LAB_F32)
 
     def stats(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         mean, std = cv2.meanStdDev(self.lab, mask=None if mask is None else mask.view(np.uint8))
@@ -108,11 +112,11 @@ class _RudermanPixels:
     def mapped(self, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
         """Map ``lab * scale + shift`` per channel back to uint8 RGB."""
         affine = np.hstack([LAB_TO_LOG_LMS * scale[None, :], (LAB_TO_LOG_LMS @ shift)[:, None]])
-        affine, to_rgb = affine.astype(np.float32), LMS_TO_RGB.astype(np.float32)
+        affine = affine.astype(np.float32)
         out = np.empty(self.lab.shape, dtype=np.uint8)
         for rows in row_strips(out.shape):
             lms = cv2.exp(cv2.transform(self.lab[rows], affine))
-            out[rows] = float_to_uint8(cv2.transform(lms, to_rgb))
+            out[rows] = float_to_uint8(cv2.transform(lms, _LMS_TO_RGB_F32))
         return out
 
 
