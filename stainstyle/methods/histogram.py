@@ -125,5 +125,5 @@ class HistogramSpecification(StainNormalizer):
             )
             out[i] = cv2.LUT(tile, lut[None])
             if mask is not None:
-                out[i][~mask] = tile[~mask]
+                np.copyto(out[i], tile, where=~mask[..., None])
         return out, np.zeros(len(batch), dtype=bool)

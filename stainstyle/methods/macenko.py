@@ -13,7 +13,7 @@ from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, require_tissue
 from stainstyle.color.od import od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
-from stainstyle.tissue import IO_DEFAULT, min_tissue_pixels, tissue_mask
+from stainstyle.tissue import IO_DEFAULT, masked_pixels, min_tissue_pixels, tissue_mask
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
 HE_REFERENCE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -25,8 +25,8 @@ _MAX_STAIN_COSINE = 0.995
 #: Angular range below which the optical-density plane holds a single stain.
 _MIN_ANGLE_RANGE = 1e-3
 #: Arrays up to this size are sorted whole for percentiles; larger ones are bracketed first.
-_SORT_ALL_BELOW = 1 << 18
-#: Stride of the sample that brackets order statistics of large arrays.
+_SORT_ALL_BELOW = 1 << 12
+#: Stride of the sample that brackets order statistics of larger arrays.
 _SAMPLE_STRIDE = 64
 #: Concentration percentiles at or below this leave the stain unscaled.
 _MIN_CONCENTRATION = 1e-6
@@ -116,10 +116,11 @@ def _sorted_percentiles(values: np.ndarray, q: list[float], monotone=None) -> np
     """``np.percentile(monotone(values), q)`` (linear method) from order statistics.
 
     ``monotone`` is an increasing function applied only to the two order statistics around
-    each percentile (identity when None). Small arrays are sorted (NumPy's SIMD sort beats
-    ``np.partition`` at tile sizes). For large arrays, a strided sample brackets each needed
-    order statistic and only the values inside the bracket are sorted; when a bracket misses
-    (rare), the whole array is sorted. The result is exact either way.
+    each percentile (identity when None). Small arrays are sorted. Larger ones (a tile's pixels
+    already) are not: a strided sample brackets each needed order statistic and only the values
+    inside the bracket are sorted, a few percent of the array for Macenko's 1st and 99th
+    percentiles; when a bracket misses (rare), the whole array is sorted. The result is exact
+    either way.
     """
     values = values.ravel()
     n = len(values)
@@ -150,7 +151,9 @@ def _bracket(values: np.ndarray, sample: np.ndarray, first: int, last: int):
     Returns None when the bracket taken from the sample does not contain both ranks.
     """
     n, m = len(values), len(sample)
-    margin = 4 * int(np.sqrt(m)) + 2  # a few standard deviations of the sample rank
+    # Four standard deviations of a random sample's rank at this quantile, plus two.
+    p = first / max(n - 1, 1)
+    margin = int(4 * np.sqrt(m * p * (1 - p))) + 2
     lo = sample[max(0, first * m // n - margin)]
     hi = sample[min(m - 1, last * m // n + margin)]
     inside = (values >= lo) & (values <= hi)
@@ -315,7 +318,7 @@ class MacenkoNormalizer(StainNormalizer):
         for batch, _ in self._fit_batches(tiles):
             od = cv2.LUT(batch.reshape(-1, 1, 3), lut)
             keep = tissue_mask(batch, self.io, self.beta, every_channel=True).reshape(-1)
-            od_tissue.append(od[keep])
+            od_tissue.append(masked_pixels(od, keep))
             od_for_maxc.append(od_tissue[-1] if self.maxc_on_tissue else od)
         od_tissue = np.concatenate(od_tissue)
         require_tissue(len(od_tissue), type(self).__name__)
@@ -349,7 +352,7 @@ class MacenkoNormalizer(StainNormalizer):
         """
         od = cv2.LUT(tile, od_lut(self.io, np.float32))
         keep = tissue_mask(tile, self.io, self.beta, every_channel=True)
-        od_tissue = od[keep]
+        od_tissue = masked_pixels(od, keep)
         if len(od_tissue) < min_tissue_pixels(*tile.shape[:2]):
             return None
         stains, degenerate = macenko_stain_matrix(od_tissue, self.alpha)

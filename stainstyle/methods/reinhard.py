@@ -19,6 +19,7 @@ from stainstyle.color.lab import (
     rgb_to_lab_cie,
 )
 from stainstyle.color.quantize import float_to_uint8, row_strips
+from stainstyle.tissue import masked_pixels
 
 #: Below this source standard deviation a channel is only shifted, not scaled.
 _FLAT_STD = 1e-6
@@ -38,7 +39,7 @@ def reinhard_stats(lab: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.
     -------
     mean, std : ndarray of shape (3,), dtype float64
     """
-    pixels = lab.reshape(-1, 3) if mask is None else lab[mask]
+    pixels = lab.reshape(-1, 3) if mask is None else masked_pixels(lab, mask)
     pixels = pixels.astype(np.float64, copy=False)
     return pixels.mean(axis=0), pixels.std(axis=0)
 

@@ -91,7 +91,7 @@ def test_eigenvector_sign_does_not_matter(source_tiles):
     assert not degenerate and np.all(stains.sum(axis=0) > 0)
 
 
-@pytest.mark.parametrize("n", [1, 2, 7, 1000, 300_000])
+@pytest.mark.parametrize("n", [1, 2, 7, 1000, 5000, 65_536, 300_000])
 def test_fast_percentiles_equal_numpy(n):
     rng = np.random.default_rng(n)
     values = rng.normal(size=n).astype(np.float32)
@@ -100,3 +100,19 @@ def test_fast_percentiles_equal_numpy(n):
     points = rng.normal(size=(n, 2)).astype(np.float32)
     angles = np.arctan2(points[:, 1].astype(float), points[:, 0].astype(float))
     np.testing.assert_allclose(_angle_percentiles(points, q), np.percentile(angles, q), atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["ties", "sorted", "reversed", "strided"])
+def test_fast_percentiles_equal_numpy_on_structured_values(layout):
+    # Order and repetition that a strided sample could misjudge; the result must stay exact.
+    rng = np.random.default_rng(0)
+    values = {
+        "ties": rng.integers(0, 5, 65_536).astype(np.float32),
+        "sorted": np.sort(rng.random(65_536, dtype=np.float32)),
+        "reversed": np.sort(rng.random(65_536, dtype=np.float32))[::-1].copy(),
+        "strided": np.where(np.arange(65_536) % 64 == 0, 9.0, rng.random(65_536)).astype(
+            np.float32
+        ),
+    }[layout]
+    q = [1.0, 50.0, 99.0]
+    np.testing.assert_allclose(_sorted_percentiles(values, q), np.percentile(values, q), atol=1e-6)
