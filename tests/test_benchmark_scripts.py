@@ -1,0 +1,70 @@
+"""benchmarks/fidelity.py and benchmarks/sst_speed.py end to end, on small synthetic inputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from _support import ROOT
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def fidelity():
+    return load_script("fidelity")
+
+
+def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
+    fidelity.main(
+        [
+            "--out",
+            str(tmp_path),
+            "--data-dir",
+            str(tmp_path / "absent"),
+            "--synthetic-tiles",
+            "16",
+            "--synthetic-size",
+            "128",
+            "--sst-budget",
+            "2",
+        ]
+    )
+    sections = json.loads((tmp_path / "fidelity.json").read_text())
+    assert list(sections) == ["Synthetic pairs (radboud -> utrecht)"]
+    rows = sections["Synthetic pairs (radboud -> utrecht)"]["rows"]
+    assert [row["method"] for row in rows] == [
+        "raw",
+        "SST",
+        "SST (gray matched per slide)",
+        "WSICS",
+        "WSICS (pooled per slide)",
+        "Reinhard",
+        "Macenko",
+        "Histogram specification",
+    ]
+    for row in rows:
+        assert 0 <= row["ciede2000_lowpass"] < 100
+        assert row["psnr"] > 0 and -1 <= row["ssim"] <= 1
+    markdown = (tmp_path / "fidelity.md").read_text()
+    assert "| SST (gray matched per slide) |" in markdown
+
+
+def test_sst_speed_reports_every_measure(tmp_path):
+    sst_speed = load_script("sst_speed")
+    sst_speed.main(
+        ["--out", str(tmp_path), "--device", "cpu", "--presets", "cpu", "--budget", "1"]
+        + ["--tiles", "4", "--repeats", "1"]
+    )
+    report = json.loads((tmp_path / "sst_speed.json").read_text())
+    (row,) = report["rows"]
+    assert row["preset"] == "cpu" and row["train_steps"] >= 1
+    for key in ("classifier_tiles_per_s", "train_steps_per_s", "inference_mp_per_s"):
+        assert row[key] > 0
+    assert "| cpu |" in (tmp_path / "sst_speed.md").read_text()
