@@ -1,0 +1,38 @@
+"""stainstyle.tissue: the masks and tile tests every method's background policy relies on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stainstyle.tissue import UNIFORM_MAX_STD, is_uniform, masked_pixels, tissue_mask
+
+
+def brute_force_uniform(tiles: np.ndarray, tissue: np.ndarray) -> np.ndarray:
+    out = []
+    for tile, mask in zip(tiles, tissue, strict=True):
+        pixels = tile[mask].astype(np.float64)
+        out.append(len(pixels) == 0 or bool(np.all(pixels.std(axis=0) <= UNIFORM_MAX_STD)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_is_uniform_equals_its_definition(seed):
+    rng = np.random.default_rng(seed)
+    n, size = 24, int(rng.choice([1, 7, 33, 64]))
+    tiles = np.full((n, size, size, 3), rng.integers(20, 200, 3), dtype=np.uint8)
+    # Sparse outliers (a few pixels off by one or more) are near the std limit of 0.5.
+    for i in range(n):
+        k = int(rng.integers(0, max(2, size * size // 4)))
+        rows, cols = rng.integers(0, size, k), rng.integers(0, size, k)
+        tiles[i, rows, cols] += rng.integers(0, 3, (k, 3)).astype(np.uint8)
+    tiles[: n // 3] = rng.integers(0, 256, tiles[: n // 3].shape, dtype=np.uint8)
+    tissue = tissue_mask(tiles) & (rng.random(tiles.shape[:3]) < 0.9)
+    np.testing.assert_array_equal(is_uniform(tiles, tissue), brute_force_uniform(tiles, tissue))
+
+
+def test_masked_pixels_equals_boolean_indexing():
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 17, 9, 3), dtype=np.float32)
+    mask = rng.random((3, 17, 9)) < 0.4
+    np.testing.assert_array_equal(masked_pixels(image, mask), image[mask])
