@@ -11,6 +11,8 @@ implements two hooks on canonical data:
 ``_transform_batch(batch, tissue)``
     Map a batch ``(n, H, W, 3)`` uint8 of tiles that all hold tissue; return the mapped batch and
     a boolean ``(n,)`` array flagging tiles the method could not normalize (degenerate).
+    ``tissue`` holds the tiles' tissue masks ``(n, H, W)``, or is None when the method's
+    ``_needs_tissue_mask()`` says it does not use them (they are not computed then).
 """
 
 from __future__ import annotations
@@ -26,13 +28,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
-from stainstyle.tissue import (
-    MIN_TISSUE_PIXELS,
-    is_background,
-    is_uniform,
-    min_tissue_pixels,
-    tissue_mask,
-)
+from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels, screen_tiles, tissue_mask
 
 #: Per-tile status: the tile was normalized.
 STATUS_OK = "ok"
@@ -184,6 +180,10 @@ class StainNormalizer(
     ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _needs_tissue_mask(self) -> bool:
+        """Whether ``_transform_batch`` uses its ``tissue`` masks (else it gets None)."""
+        return True
+
     def _group_context(self, tiles: Tiles, members: np.ndarray) -> Any:
         """Source statistics pooled over the tiles ``members`` of one group.
 
@@ -222,16 +222,15 @@ class StainNormalizer(
         for members in _group_members(groups, len(tiles)):
             context = () if groups is None else (self._group_context(tiles, members),)
             for indices, batch in tiles.batches(self.batch_size, members):
-                tissue = tissue_mask(batch)
-                background = is_background(tissue)
-                uniform = ~background & is_uniform(batch, tissue)
+                background, uniform = screen_tiles(batch)
                 status[indices[background]] = STATUS_BACKGROUND
                 status[indices[uniform]] = STATUS_DEGENERATE
                 keep = ~(background | uniform)
                 if not keep.any():
                     continue
                 if not keep.all():
-                    batch, tissue = batch[keep], tissue[keep]
+                    batch = batch[keep]
+                tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
                 mapped, degenerate = self._transform_batch(batch, tissue, *context)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE

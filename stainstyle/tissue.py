@@ -46,6 +46,9 @@ MIN_TISSUE_PIXELS = 100
 #: Fraction of a tile's pixels that must be tissue for it to count as tissue.
 MIN_TISSUE_FRACTION = 0.005
 
+#: :func:`screen_tiles` looks at every this-many-th pixel of every this-many-th row first.
+SCREEN_STRIDE = 4
+
 
 def max_tissue_intensity(io: float = IO_DEFAULT, od_threshold: float = TISSUE_OD_THRESHOLD) -> int:
     """Largest uint8 intensity whose optical density reaches ``od_threshold``.
@@ -201,3 +204,44 @@ def is_uniform(tiles: np.ndarray, tissue: np.ndarray) -> np.ndarray:
         _, std = cv2.meanStdDev(np.ascontiguousarray(tile), mask=mask.view(np.uint8))
         uniform[i] = bool(np.all(std <= UNIFORM_MAX_STD))
     return uniform
+
+
+def screen_tiles(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Background and uniform flags of tiles, as :func:`is_background` and :func:`is_uniform`.
+
+    Equal to those two functions on the full tissue masks, but most tiles are decided exactly
+    from a sample of every :data:`SCREEN_STRIDE`-th pixel of every :data:`SCREEN_STRIDE`-th row,
+    so no full mask is computed for them. A tile is not background when its sample alone holds
+    enough tissue pixels (the sample's tissue is part of the tile's). It is not uniform when the
+    sample's ``k`` tissue pixels have a variance ``v_k`` with ``k * v_k / (H * W)`` above
+    ``UNIFORM_MAX_STD ** 2`` in some channel, a lower bound of the variance over all the tile's
+    tissue pixels (at most ``H * W`` of them). Tiles the sample does not decide are measured in
+    full.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (N, H, W, 3), dtype uint8
+        RGB tiles.
+
+    Returns
+    -------
+    background, uniform : ndarray of shape (N,), dtype bool
+        Too little tissue; tissue without colour variation (False for background tiles).
+    """
+    n, height, width = tiles.shape[:3]
+    needed = min_tissue_pixels(height, width)
+    limit = height * width * UNIFORM_MAX_STD**2
+    sample = np.ascontiguousarray(tiles[:, ::SCREEN_STRIDE, ::SCREEN_STRIDE])
+    sample_tissue = tissue_mask(sample)
+    background = np.zeros(n, dtype=bool)
+    uniform = np.zeros(n, dtype=bool)
+    for i in range(n):
+        k = np.count_nonzero(sample_tissue[i])
+        if k >= max(needed, 2):
+            _, std = cv2.meanStdDev(sample[i], mask=sample_tissue[i].view(np.uint8))
+            if np.any(k * std**2 > limit):
+                continue
+        full = tissue_mask(tiles[i : i + 1])
+        background[i] = is_background(full)[0]
+        uniform[i] = not background[i] and is_uniform(tiles[i : i + 1], full)[0]
+    return background, uniform

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stainstyle.tissue import UNIFORM_MAX_STD, is_uniform, masked_pixels, tissue_mask
+from stainstyle.tissue import (
+    UNIFORM_MAX_STD,
+    is_background,
+    is_uniform,
+    masked_pixels,
+    screen_tiles,
+    tissue_mask,
+)
 
 
 def brute_force_uniform(tiles: np.ndarray, tissue: np.ndarray) -> np.ndarray:
@@ -36,3 +43,24 @@ def test_masked_pixels_equals_boolean_indexing():
     image = rng.random((3, 17, 9, 3), dtype=np.float32)
     mask = rng.random((3, 17, 9)) < 0.4
     np.testing.assert_array_equal(masked_pixels(image, mask), image[mask])
+
+
+@pytest.mark.parametrize("size", [1, 5, 16, 64, 130])
+def test_screen_tiles_equals_the_full_mask_tests(size):
+    rng = np.random.default_rng(size)
+    n = 30
+    tiles = np.full((n, size, size, 3), 240, dtype=np.uint8)  # glass
+    for i in range(n):
+        # Tissue on a random fraction of the rows: from none to all, uniform or varied.
+        rows = int(rng.integers(0, size + 1))
+        colour = rng.integers(60, 200, 3)
+        spread = int(rng.choice([0, 1, 40]))
+        noise = rng.integers(0, spread + 1, (rows, size, 3))
+        tiles[i, :rows] = np.clip(colour + noise, 0, 255).astype(np.uint8)
+    tiles[0] = 0  # black padding
+    full = tissue_mask(tiles)
+    expected_background = is_background(full)
+    expected_uniform = ~expected_background & is_uniform(tiles, full)
+    background, uniform = screen_tiles(tiles)
+    np.testing.assert_array_equal(background, expected_background)
+    np.testing.assert_array_equal(uniform, expected_uniform)

@@ -48,6 +48,9 @@ class GrayNormalizer(StainNormalizer):
     def _fit(self, tiles: Tiles, y: Any) -> None:
         self.n_tiles_fit_ = len(tiles)
 
+    def _needs_tissue_mask(self) -> bool:
+        return False
+
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

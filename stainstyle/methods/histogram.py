@@ -113,6 +113,9 @@ class HistogramSpecification(StainNormalizer):
             require_tissue(int(counts[0].sum()), type(self).__name__)
         self.target_counts_ = counts
 
+    def _needs_tissue_mask(self) -> bool:
+        return self.mask == "tissue"
+
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

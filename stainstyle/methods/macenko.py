@@ -331,6 +331,9 @@ class MacenkoNormalizer(StainNormalizer):
         self.stain_matrix_ = stains
         self.max_concentrations_ = _max_concentrations(np.concatenate(od_for_maxc), stains)
 
+    def _needs_tissue_mask(self) -> bool:
+        return False  # stain vectors come from Macenko's own every-channel filter
+
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -228,6 +228,9 @@ class ReinhardNormalizer(StainNormalizer):
             np.array(counts), np.array(means), np.array(stds)
         )
 
+    def _needs_tissue_mask(self) -> bool:
+        return self.tissue_mask or self.passthrough_background
+
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:

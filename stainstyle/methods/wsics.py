@@ -325,6 +325,9 @@ class WSICSNormalizer(StainNormalizer):
         batches = (batch for _, batch in tiles.batches(self.batch_size, members))
         return _Group(self._source_model(tile for batch in batches for tile in batch))
 
+    def _needs_tissue_mask(self) -> bool:
+        return False
+
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray, group: _Group | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -422,6 +422,9 @@ class StainStyleTransfer(StainNormalizer):
             return super()._group_context(tiles, members)
         return _gray_counts(gray_normalize(tiles.images[i]) for i in members)
 
+    def _needs_tissue_mask(self) -> bool:
+        return False
+
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray, group_counts: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
