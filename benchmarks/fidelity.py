@@ -81,8 +81,14 @@ def available_methods(
     kwargs = {
         "WSICS": {"microns_per_pixel": microns_per_pixel},
         # No labels, so no classifier and no feature-preserving loss (lambda_fp=0); training
-        # stops at the time budget, not at an epoch count.
-        "SST": {"lambda_fp": 0.0, "time_budget": sst_budget, "max_epochs": 1_000_000},
+        # stops at the time budget, not at an epoch count. With a few dozen fit tiles an epoch
+        # is two steps, so the per-epoch validation would take most of the budget: none.
+        "SST": {
+            "lambda_fp": 0.0,
+            "time_budget": sst_budget,
+            "max_epochs": 1_000_000,
+            "validation_fraction": 0.0,
+        },
     }
     factories: dict[str, Callable[[], object]] = {}
     for name, (module, cls) in METHODS.items():
