@@ -84,8 +84,6 @@ def reinhard_scale(source_std: np.ndarray, target_std: np.ndarray) -> np.ndarray
     return np.where(flat, 1.0, target_std / np.where(flat, 1.0, source_std))
 
 
-#: uint8 -> float32 with intensities clamped to >= 1, so that black pixels have a finite log.
-_CLAMPED_FLOAT = np.maximum(np.arange(256), 1).astype(np.float32)
 #: The colour-space matrices in the dtype of the OpenCV kernels, converted once.
 _RGB_TO_LMS_F32 = RGB_TO_LMS.astype(np.float32)
 _LOG_LMS_TO_LAB_F32 = LOG_LMS_TO_LAB.astype(np.float32)
@@ -102,7 +100,8 @@ class _RudermanPixels:
     def __init__(self, tile: np.ndarray):
         self.lab = np.empty(tile.shape, dtype=np.float32)
         for rows in row_strips(tile.shape):
-            rgb = cv2.LUT(tile[rows], _CLAMPED_FLOAT)
+            # Intensities clamped to >= 1 so that black pixels have a finite log.
+            rgb = cv2.max(tile[rows], (1, 1, 1, 1)).astype(np.float32)
             log_lms = cv2.log(cv2.transform(rgb, _RGB_TO_LMS_F32))
             self.lab[rows] = cv2.transform(log_lms, _LOG_LMS_TO_LAB_F32)
 
@@ -110,15 +109,13 @@ class _RudermanPixels:
         mean, std = cv2.meanStdDev(self.lab, mask=None if mask is None else mask.view(np.uint8))
         return mean.ravel(), std.ravel()
 
-    def mapped(self, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        """Map ``lab * scale + shift`` per channel back to uint8 RGB."""
+    def mapped(self, scale: np.ndarray, shift: np.ndarray, out: np.ndarray) -> None:
+        """Write ``lab * scale + shift`` per channel, back in uint8 RGB, into ``out``."""
         affine = np.hstack([LAB_TO_LOG_LMS * scale[None, :], (LAB_TO_LOG_LMS @ shift)[:, None]])
         affine = affine.astype(np.float32)
-        out = np.empty(self.lab.shape, dtype=np.uint8)
         for rows in row_strips(out.shape):
             lms = cv2.exp(cv2.transform(self.lab[rows], affine))
             out[rows] = float_to_uint8(cv2.transform(lms, _LMS_TO_RGB_F32))
-        return out
 
 
 class _CiePixels:
@@ -130,9 +127,9 @@ class _CiePixels:
     def stats(self, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         return reinhard_stats(self.lab, mask)
 
-    def mapped(self, scale: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        """Map ``lab * scale + shift`` per channel back to uint8 RGB."""
-        return float_to_uint8(lab_cie_to_rgb(self.lab * scale + shift))
+    def mapped(self, scale: np.ndarray, shift: np.ndarray, out: np.ndarray) -> None:
+        """Write ``lab * scale + shift`` per channel, back in uint8 RGB, into ``out``."""
+        out[...] = float_to_uint8(lab_cie_to_rgb(self.lab * scale + shift))
 
 
 _SPACES = {"lab_ruderman": _RudermanPixels, "lab_cie": _CiePixels}
@@ -239,7 +236,7 @@ class ReinhardNormalizer(StainNormalizer):
             pixels = _SPACES[self.space](tile)
             mean, std = pixels.stats(tissue[i] if self.tissue_mask else None)
             scale = reinhard_scale(std, self.target_stds_)
-            out[i] = pixels.mapped(scale, self.target_means_ - mean * scale)
+            pixels.mapped(scale, self.target_means_ - mean * scale, out=out[i])
         if self.passthrough_background:
             out[~tissue] = batch[~tissue]
         return out, np.zeros(len(batch), dtype=bool)
