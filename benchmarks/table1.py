@@ -337,7 +337,9 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
         A tile is called positive when its score is >= the threshold.
     """
     fpr, tpr, thresholds = roc_curve(labels, scores)
-    return float(min(thresholds[int(np.argmax(tpr - fpr))], 1.0))
+    threshold = thresholds[int(np.argmax(tpr - fpr))]
+    # roc_curve's first threshold is +inf (no tile positive): keep it finite for the JSON.
+    return float(threshold if np.isfinite(threshold) else np.nextafter(scores.max(), np.inf))
 
 
 def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, float]:
@@ -493,7 +495,9 @@ def run_seed(args: argparse.Namespace, settings: Settings, seed: int, data) -> d
     ).fit(exp.train.tiles, exp.train.labels)
 
     def scores(tiles: np.ndarray) -> np.ndarray:
-        return classifier.predict_proba(tiles)[:, 1]
+        # The logit difference, not the softmax probability: it ranks the same, but does not
+        # saturate to tied float32 ones on confident tiles, which would bias the AUC.
+        return classifier.decision_function(tiles).astype(np.float64)
 
     threshold = youden_threshold(exp.val.labels, scores(exp.val.tiles))
     timings["classifier"] = time.monotonic() - started
@@ -542,7 +546,7 @@ def run_seed(args: argparse.Namespace, settings: Settings, seed: int, data) -> d
         results[source] = {
             "metrics": {c: binary_metrics(y, s, threshold) for c, (y, s) in evaluated.items()},
             "labels": {c: y.tolist() for c, (y, _) in evaluated.items()},
-            "scores": {c: np.round(s, 6).tolist() for c, (_, s) in evaluated.items()},
+            "scores": {c: s.tolist() for c, (_, s) in evaluated.items()},
             "passthrough": passthrough,
         }
         logger.info(
@@ -808,7 +812,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "settings": dataclasses.asdict(settings),
             "seeds": list(range(args.seeds)),
-            "threshold_rule": "Youden's J on the target validation split; positive if >= t",
+            "threshold_rule": (
+                "Youden's J on the target validation split, on the classifier's logit "
+                "difference; positive if >= t"
+            ),
             "bootstrap": f"stratified, {N_BOOTSTRAP} resamples of the test tiles, percentile",
             "classic_methods": "Reinhard, Macenko, HS per tile; WSICS pooled per source slide",
         },
