@@ -179,30 +179,15 @@ def is_uniform(tiles: np.ndarray, tissue: np.ndarray) -> np.ndarray:
         True where the standard deviation over tissue pixels is at most
         :data:`UNIFORM_MAX_STD` in every channel (or there is no tissue).
 
-    Notes
-    -----
-    Most tiles are decided exactly from every 8th pixel of every 8th row: if ``k`` of the ``n``
-    tissue pixels have variance ``v_k`` in a channel, the variance of all of them is at least
-    ``k * v_k / n`` (the subset's squared deviations are part of the whole's, and are smallest
-    about the subset's own mean). When that bound already exceeds ``UNIFORM_MAX_STD ** 2``, the
-    tile is not uniform; otherwise all its tissue pixels are used.
+    See Also
+    --------
+    screen_tiles : The same test, deciding most tiles from a sample of their pixels.
     """
     uniform = np.ones(len(tiles), dtype=bool)
-    limit = UNIFORM_MAX_STD**2
     for i, (tile, mask) in enumerate(zip(tiles, tissue, strict=True)):
-        n = np.count_nonzero(mask)
-        if n == 0:
-            continue
-        sample_mask = np.ascontiguousarray(mask[::8, ::8])
-        k = np.count_nonzero(sample_mask)
-        if k > 1:
-            sample = np.ascontiguousarray(tile[::8, ::8])
-            _, std = cv2.meanStdDev(sample, mask=sample_mask.view(np.uint8))
-            if np.any(k * std**2 > n * limit):
-                uniform[i] = False
-                continue
-        _, std = cv2.meanStdDev(np.ascontiguousarray(tile), mask=mask.view(np.uint8))
-        uniform[i] = bool(np.all(std <= UNIFORM_MAX_STD))
+        if mask.any():
+            _, std = cv2.meanStdDev(np.ascontiguousarray(tile), mask=mask.view(np.uint8))
+            uniform[i] = bool(np.all(std <= UNIFORM_MAX_STD))
     return uniform
 
 
