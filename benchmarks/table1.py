@@ -10,12 +10,15 @@ it is evaluated on
   tiles mapped to the target style by each method, fitted on the target training tiles only.
   SST uses the trained classifier for its feature-preserving loss, as in the paper.
 
-Metrics per column: ROC AUC, and at the threshold precision, recall (sensitivity),
-specificity and balanced accuracy of the positive class (label 1). The threshold maximizes
-Youden's J (recall + specificity - 1) on the target validation split; a tile is positive when
-its score is at least the threshold. With ``--seeds K`` (seeds 0..K-1: data split, networks
-and sampling) the table shows mean +- standard deviation over seeds, and a 95% interval of the
-seed-mean AUC from a stratified bootstrap of the test tiles (1000 resamples, percentile).
+Metrics per column: ROC AUC, and at the threshold precision, recall (sensitivity), specificity
+and balanced accuracy of the positive class (label 1). The threshold maximizes Youden's J
+(recall + specificity - 1) on the target validation split; a tile is positive when its score is
+at least the threshold. The score is the classifier's logit difference (``decision_function``):
+it ranks tiles as the softmax probability does, without the ties of probabilities that round to
+exactly 1 in float32 on confidently classified tiles. With ``--seeds K`` (seeds 0..K-1: data
+split, networks and sampling) the table shows mean +- standard deviation over seeds, and a 95%
+interval of the seed-mean AUC from a stratified bootstrap of the test tiles (1000 resamples,
+percentile).
 
 How each classic method is applied: Reinhard, Macenko and histogram specification take their
 source statistics per tile, as their reference implementations do; WSICS pools them per source
