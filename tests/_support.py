@@ -5,8 +5,12 @@ A plain module (not ``conftest``) so that test files import it by a unique name.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -31,6 +35,33 @@ def require_data(*parts: str) -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def load_script(path: Path) -> ModuleType:
+    """Import a script (a benchmark, a docs helper) by path, as module ``path.stem``.
+
+    The module is registered in ``sys.modules`` (dataclasses look their module up there).
+    """
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_python(args: list, cwd: Path) -> str:
+    """Run ``python ARGS`` in ``cwd`` on one thread; assert that it succeeds, return its stdout."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NO_MKDOCS_2_WARNING": "1"}
+    completed = subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-5000:]
+    return completed.stdout
 
 
 def read_rgb(path: Path) -> np.ndarray:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
-from _support import ROOT
+from _support import ROOT, load_script
 
 
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def load_benchmark(name: str):
+    return load_script(ROOT / "benchmarks" / f"{name}.py")
 
 
 @pytest.fixture(scope="module")
 def fidelity():
-    return load_script("fidelity")
+    return load_benchmark("fidelity")
 
 
 def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
@@ -57,7 +53,7 @@ def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
 
 
 def test_sst_speed_reports_every_measure(tmp_path):
-    sst_speed = load_script("sst_speed")
+    sst_speed = load_benchmark("sst_speed")
     sst_speed.main(
         ["--out", str(tmp_path), "--device", "cpu", "--presets", "cpu", "--budget", "1"]
         + ["--tiles", "4", "--repeats", "1"]

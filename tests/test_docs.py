@@ -10,15 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _support import ROOT, load_script, run_python
 
-ROOT = Path(__file__).resolve().parents[1]
 #: Packages whose public names must appear in the API reference.
 PACKAGES = (
     "stainstyle",
@@ -35,26 +32,9 @@ PACKAGES = (
 def site(tmp_path_factory) -> Path:
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
         pytest.importorskip(module, reason="the docs extra is not installed")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_MKDOCS_2_WARNING": "1"}
-    figures = subprocess.run(
-        [sys.executable, "docs/scripts/make_figures.py"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert figures.returncode == 0, figures.stderr[-3000:]
+    run_python(["docs/scripts/make_figures.py"], cwd=ROOT)
     out = tmp_path_factory.mktemp("site")
-    build = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stderr[-5000:]
+    run_python(["-m", "mkdocs", "build", "--strict", "--site-dir", out], cwd=ROOT)
     return out
 
 
@@ -114,12 +94,8 @@ def test_cli_reference_is_generated_from_the_parser(site):
 
 
 def test_sphinx_markup_becomes_markdown():
-    spec = importlib.util.spec_from_file_location(
-        "sphinx_roles", ROOT / "docs" / "scripts" / "sphinx_roles.py"
-    )
-    module = importlib.util.module_from_spec(spec)
     pytest.importorskip("griffe", reason="the docs extra is not installed")
-    spec.loader.exec_module(module)
+    module = load_script(ROOT / "docs" / "scripts" / "sphinx_roles.py")
     text = (
         "See :class:`~stainstyle.base.StainNormalizer` and :func:`make_tiles`.\n"
         "    .. [1] H. Cho et al."

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-from _support import ROOT, require_data
+from _support import ROOT, load_script, require_data
 from sklearn.metrics import roc_auc_score
 
 
 @pytest.fixture(scope="module")
 def table1():
-    spec = importlib.util.spec_from_file_location("table1", ROOT / "benchmarks" / "table1.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["table1"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
+    yield load_script(ROOT / "benchmarks" / "table1.py")
     sys.modules.pop("table1", None)
 
 

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import importlib.util
 import math
 import warnings
 
 import numpy as np
 import pytest
-from _support import ROOT, he_tiles, require_data
+from _support import ROOT, he_tiles, load_script, require_data
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.base import clone
@@ -55,10 +54,7 @@ def fitted():
 
 
 def load_fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity", ROOT / "benchmarks" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "benchmarks" / "fidelity.py")
 
 
 # ---------------------------------------------------------------------- labelling
