@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 import stainstyle
-from stainstyle.base import resolve_device
+from stainstyle.base import describe_device, resolve_device
 from stainstyle.data import make_tiles
 from stainstyle.sst import StainStyleTransfer, TileClassifier
 from stainstyle.sst.presets import PRESETS
@@ -111,11 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     for preset in args.presets.split(","):
         rows.append(measure_preset(preset.strip(), tiles, labels, held_out, args))
         logger.info("%s", rows[-1])
-    description = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU {platform.machine()}, {torch.get_num_threads()} torch threads"
-    )
+    description = describe_device(device)
     report = {
         "device": str(device),
         "description": description,

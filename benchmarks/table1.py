@@ -53,7 +53,6 @@ import csv
 import dataclasses
 import json
 import logging
-import os
 import platform
 import re
 import sys
@@ -710,7 +709,7 @@ def environment(device: str) -> tuple[dict, dict]:
     import torch
 
     import stainstyle
-    from stainstyle.base import resolve_device
+    from stainstyle.base import describe_device, resolve_device
 
     versions = {
         "python": platform.python_version(),
@@ -722,16 +721,10 @@ def environment(device: str) -> tuple[dict, dict]:
         "torch": torch.__version__,
         "pillow": PIL.__version__,
     }
-    resolved = str(resolve_device(device))
-    description = (
-        torch.cuda.get_device_name(0)
-        if resolved.startswith("cuda")
-        else f"CPU {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-    )
+    resolved = resolve_device(device)
     return versions, {
-        "device": resolved,
-        "description": description,
+        "device": str(resolved),
+        "description": describe_device(resolved),
         "platform": platform.platform(),
     }
 
