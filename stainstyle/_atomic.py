@@ -1,0 +1,170 @@
+"""Atomic file writes: the one way stainstyle puts a file where a user will find it.
+
+Every file the library writes (a normalized image, a saved model, a training checkpoint) is
+first written to a temporary file in the destination's folder and then renamed over the
+destination, so a reader sees either the previous complete file or the new complete file, and a
+process killed at any moment leaves the previous file intact.
+
+Temporary files are created the way any new file is: with mode ``0o666`` minus the umask (a
+file being replaced keeps its mode). Their names, ``.<name>.<pid>-<token>.stainstyle-tmp``,
+record the writing process, so that a later run can remove the temporaries of a process that was
+killed (:func:`remove_stale_temporaries`) without touching those of a run still in progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+#: Suffix of every temporary file stainstyle creates.
+TEMPORARY_SUFFIX = ".stainstyle-tmp"
+
+#: A temporary whose writer cannot be checked is stale after this many seconds.
+STALE_AFTER_SECONDS = 24 * 3600
+
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
+
+
+def _create_temporary(path: Path) -> Path:
+    """Create an empty temporary file beside ``path``, with the mode a new file gets."""
+    mode = 0o666
+    with contextlib.suppress(FileNotFoundError):
+        mode = stat.S_IMODE(path.stat().st_mode)  # a replaced file keeps its mode
+    while True:
+        name = f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
+        temporary = path.parent / name
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+        os.close(fd)
+        return temporary
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Context manager yielding a temporary path that is renamed to ``path`` on success.
+
+    For writers that want a file name (``safetensors.torch.save_file``, ``PIL.Image.save``).
+    The folder of ``path`` must exist. If the block raises (or the process is interrupted), the
+    temporary file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file.
+
+    Yields
+    ------
+    pathlib.Path
+        An existing, empty temporary file in the same folder; write it, do not rename it.
+    """
+    path = Path(path)
+    temporary = _create_temporary(path)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file atomically through a binary file object.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file; its folder must exist.
+    write : callable
+        Called with the temporary file opened for binary writing.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
+    >>> atomic_write(target, lambda f: f.write(b"hello"))
+    >>> target.read_bytes()
+    b'hello'
+    """
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        write(f)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text to a file atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination file; its folder must exist.
+    text : str
+        Content.
+    """
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, owned by someone else
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Remove temporaries left by stainstyle writers that were killed.
+
+    A temporary is stale when the process that created it no longer runs, or when it is older
+    than :data:`STALE_AFTER_SECONDS`. Files not named like stainstyle temporaries are never
+    touched, and neither are the temporaries of a live process.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        Folder to clean; a missing folder is fine.
+    recursive : bool, default=False
+        Also clean its subfolders (symbolic links to folders are not followed).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
+    for directory, _, names in walk:
+        for name in names:
+            match = _TEMPORARY.match(name)
+            if match is None:
+                continue
+            candidate = Path(directory) / name
+            try:
+                info = candidate.lstat()
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            old = now - info.st_mtime > STALE_AFTER_SECONDS
+            if old or not _process_alive(int(match["pid"])):
+                with contextlib.suppress(FileNotFoundError):
+                    candidate.unlink()
+                    removed.append(candidate)
+    return removed
