@@ -24,6 +24,7 @@ from stainstyle.methods import (
     ReinhardNormalizer,
     WSICSNormalizer,
 )
+from stainstyle.registry import register_normalizer
 
 _LAZY = {
     "StainStyleTransfer": "stainstyle.sst.estimator",
@@ -52,5 +53,6 @@ __all__ = [
     "__version__",
     "gray_normalize",
     "load",
+    "register_normalizer",
     "tile_status",
 ]

@@ -16,16 +16,16 @@ the same way. A saved model is a folder with three files:
 ``README.md``
     A model card with Hub metadata (``library_name: stainstyle``).
 
-Loading reads JSON and safetensors only, never unpickles, and instantiates only classes from
-the registry below: built-in methods by their import path (imported lazily), and classes added
-with :func:`register_normalizer`. Networks are rebuilt by the estimator's ``_build_modules()``
-hook and filled with ``load_state_dict(strict=True)``.
+Loading reads JSON and safetensors only, never unpickles, and instantiates only classes of the
+method registry (:mod:`stainstyle.registry`): built-in methods by their import path (imported
+lazily), and classes added with :func:`~stainstyle.registry.register_normalizer`. Networks are
+rebuilt by the estimator's ``_build_modules()`` hook and filled with
+``load_state_dict(strict=True)``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -40,6 +40,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._modelcard import render_model_card
 from stainstyle._version import __version__
+from stainstyle.registry import (  # noqa: F401  (re-exported: the persistence API names them)
+    BUILTIN_METHODS,
+    method_class,
+    method_name,
+    normalizer_class,
+    register_normalizer,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,134 +61,8 @@ FORMAT_VERSION = 1
 #: Suffixes of pickle-based checkpoints, which are never loaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
-#: Built-in methods: short name (command line, model card tag) -> ``"module:Class"``.
-BUILTIN_METHODS = {
-    "gray": "stainstyle.methods.gray:GrayNormalizer",
-    "reinhard": "stainstyle.methods.reinhard:ReinhardNormalizer",
-    "macenko": "stainstyle.methods.macenko:MacenkoNormalizer",
-    "histogram": "stainstyle.methods.histogram:HistogramSpecification",
-    "wsics": "stainstyle.methods.wsics:WSICSNormalizer",
-    "sst": "stainstyle.sst.estimator:StainStyleTransfer",
-}
-
-_BUILTIN_BY_CLASS = {path.split(":")[1]: method for method, path in BUILTIN_METHODS.items()}
-_REGISTERED: dict[str, type] = {}
-
 #: Numpy dtypes safetensors stores exactly (via torch).
 _TENSOR_KINDS = "biuf"
-
-
-# ---------------------------------------------------------------------------------- registry
-def register_normalizer(cls: type) -> type:
-    """Make a custom normalizer class loadable by :func:`load` and ``from_pretrained``.
-
-    Loading instantiates only registered classes; ``config.json`` names a class, it never says
-    what to import. Built-in methods are registered already. Usable as a class decorator.
-
-    Parameters
-    ----------
-    cls : type
-        A subclass of :class:`~stainstyle.base.StainNormalizer`.
-
-    Returns
-    -------
-    type
-        ``cls``, unchanged.
-
-    Raises
-    ------
-    TypeError
-        If ``cls`` is not a :class:`NormalizerHubMixin` subclass.
-    ValueError
-        If another class of the same name is registered or built in.
-    """
-    if not (isinstance(cls, type) and issubclass(cls, NormalizerHubMixin)):
-        raise TypeError(f"cls: expected a StainNormalizer subclass, got {cls!r}")
-    name = cls.__name__
-    taken = _REGISTERED.get(name)
-    if name in _BUILTIN_BY_CLASS or (taken is not None and taken is not cls):
-        raise ValueError(f"cls: a normalizer class named {name!r} is already registered")
-    _REGISTERED[name] = cls
-    return cls
-
-
-def _import_builtin(method: str) -> type:
-    module_name, class_name = BUILTIN_METHODS[method].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ImportError(
-            f"method {method!r} ({class_name}) is not available in this installation of "
-            f"stainstyle {__version__}: {err}"
-        ) from err
-    return getattr(module, class_name)
-
-
-def method_class(method: str) -> type:
-    """The estimator class of a built-in method.
-
-    Parameters
-    ----------
-    method : str
-        A key of :data:`BUILTIN_METHODS`, e.g. ``"macenko"``.
-
-    Returns
-    -------
-    type
-        The class, imported on first use.
-
-    Raises
-    ------
-    ValueError
-        If ``method`` is not a built-in method.
-    ImportError
-        If its module is not available.
-    """
-    if method not in BUILTIN_METHODS:
-        raise ValueError(f"method: expected one of {sorted(BUILTIN_METHODS)}, got {method!r}")
-    return _import_builtin(method)
-
-
-def normalizer_class(name: str) -> type:
-    """Resolve a class name recorded in ``config.json`` through the registry.
-
-    Parameters
-    ----------
-    name : str
-        Class name, e.g. ``"ReinhardNormalizer"``.
-
-    Returns
-    -------
-    type
-
-    Raises
-    ------
-    ValueError
-        If no built-in or registered class has that name.
-    """
-    if name in _REGISTERED:
-        return _REGISTERED[name]
-    if isinstance(name, str) and name in _BUILTIN_BY_CLASS:
-        return _import_builtin(_BUILTIN_BY_CLASS[name])
-    known = sorted({*_BUILTIN_BY_CLASS, *_REGISTERED})
-    raise ValueError(
-        f"unknown normalizer class {name!r}; known classes: {known}. Classes are never imported "
-        "from a saved file; register a custom class with stainstyle.hub.register_normalizer"
-    )
-
-
-def method_name(cls: type) -> str:
-    """Short method name of a class: its :data:`BUILTIN_METHODS` key, else its lowered name.
-
-    Parameters
-    ----------
-    cls : type
-
-    Returns
-    -------
-    str
-    """
-    return _BUILTIN_BY_CLASS.get(cls.__name__, cls.__name__.lower())
 
 
 # ------------------------------------------------------------------------------ JSON values

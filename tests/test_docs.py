@@ -27,6 +27,7 @@ PACKAGES = (
     "stainstyle.data",
     "stainstyle.sst",
     "stainstyle.hub",
+    "stainstyle.registry",
     "stainstyle.metrics",
 )
 

@@ -1,15 +1,15 @@
 """Classic stain normalization methods, each a :class:`~stainstyle.base.StainNormalizer`."""
 
-from stainstyle.hub import BUILTIN_METHODS, method_class
 from stainstyle.methods.gray import GrayNormalizer
 from stainstyle.methods.histogram import HistogramSpecification
 from stainstyle.methods.macenko import MacenkoNormalizer
 from stainstyle.methods.reinhard import ReinhardNormalizer
 from stainstyle.methods.wsics import WSICSNormalizer
+from stainstyle.registry import CLASSIC_METHODS, method_class
 
-#: Classic methods by short name (command line, benchmarks): the built-in registry of
-#: :data:`stainstyle.hub.BUILTIN_METHODS` without the neural method.
-METHODS = {name: method_class(name) for name in BUILTIN_METHODS if name != "sst"}
+#: Classic methods by short name (command line, benchmarks), from the method registry
+#: (:data:`stainstyle.registry.CLASSIC_METHODS`).
+METHODS = {name: method_class(name) for name in CLASSIC_METHODS}
 
 __all__ = [
     "METHODS",
