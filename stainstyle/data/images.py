@@ -329,9 +329,11 @@ def _check_max_pixels(max_pixels: int | None) -> int | None:
 
 
 def _pillow_limit() -> int | None:
+    """Pillow's limit, read under the lock: never a value this module set for a moment."""
     from PIL import Image
 
-    return Image.MAX_IMAGE_PIXELS
+    with _PILLOW_LIMIT_LOCK:
+        return Image.MAX_IMAGE_PIXELS
 
 
 @contextlib.contextmanager
