@@ -172,10 +172,8 @@ def _read_files(paths: Sequence[str], on_error: str, lazy: bool | None) -> tuple
     for i, path in enumerate(paths):
         try:
             if lazy:
-                if not os.path.isfile(path):
-                    raise ImageReadError(path, "file not found")
-                if on_error == "skip":
-                    read_image_header(path)
+                if on_error == "skip" or not os.path.isfile(path):
+                    read_image_header(path)  # names a missing file, FIFO, link loop...
             else:
                 images.append(read_image(path))
         except ImageReadError as error:

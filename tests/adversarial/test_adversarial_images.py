@@ -9,6 +9,7 @@ and symbolic link loops; and concurrent reads with different size limits.
 
 from __future__ import annotations
 
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -176,3 +177,17 @@ def test_concurrent_reads_with_different_limits_each_get_their_own(tmp_path, mon
     want = {None: "refused", 2048: "ok", 1000: "refused", 1024: "ok", 5000: "ok"}
     assert results == [want[limit] for limit in limits]
     assert Image.MAX_IMAGE_PIXELS == 600
+
+
+def test_lazy_manifest_names_what_a_listed_path_is(hostile, tmp_path):
+    folder, _, _ = hostile
+    for name, reason in [
+        ("fifo.png", "is a FIFO (named pipe)"),
+        ("loop-a.png", "symbolic link loop"),
+        ("dangling.png", "dangling symbolic link"),
+        ("missing.png", "file not found"),
+    ]:
+        manifest = tmp_path / "m.csv"
+        manifest.write_text(f"file,label\n{name},0\n", encoding="utf-8")
+        with pytest.raises(ImageReadError, match=re.escape(reason)):
+            _in_thread(lambda m=manifest: load_manifest(m, folder, lazy=True))
