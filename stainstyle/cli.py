@@ -75,8 +75,6 @@ EXIT_CODES = (
 #: Benchmarks dispatched by ``stainstyle benchmark NAME`` (scripts of the source repository).
 BENCHMARKS_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
 
-__all__ = ["IMAGE_SUFFIXES", "main"]
-
 
 class UsageError(Exception):
     """A command-line argument that cannot be acted on (exit code 2)."""
