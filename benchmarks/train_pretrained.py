@@ -59,10 +59,11 @@ def synthetic_target(args: argparse.Namespace):
 
 
 def real_target(args: argparse.Namespace):
-    from stainstyle.cli import collect_images, read_image, read_labels
+    from stainstyle.cli import collect_images, read_labels
+    from stainstyle.data import read_image
 
-    images = collect_images([args.target])
-    tiles = [read_image(image.source).rgb for image in images]
+    images = collect_images([args.target]).images
+    tiles = [read_image(image.source) for image in images]
     labels = None
     if args.labels is not None:
         labels = np.asarray(read_labels(args.labels, images))

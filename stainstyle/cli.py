@@ -10,25 +10,36 @@ Commands (``stainstyle COMMAND --help`` describes each)::
 
 ``--target`` takes one image or folder and can be repeated.
 
-Images (PNG, JPEG, TIFF, BMP) or folders of them go in, searched recursively. ``normalize``
-writes each output under the same relative name and in the same format, atomically (a
-temporary file renamed into place), never into an input folder. A file that cannot be read,
-normalized or written is reported by name; the others continue (``--on-error skip``, the
-default) or the run stops (``--on-error stop``).
+Images (PNG, JPEG, TIFF, BMP) or folders of them go in, searched recursively; every command
+reads them through one function (:func:`read_images`, built on
+:func:`stainstyle.data.images.read_image_data`). A file that cannot be read (corrupt,
+truncated, larger than ``--max-pixels``, multi-page, ...), normalized or written is reported by
+name; the others continue (``--on-error skip``, the default) or the run stops (``--on-error
+stop``). Entries of input folders that are not regular files (FIFOs, sockets, devices, dangling
+symbolic links, symbolic link loops) are never opened; they are listed as skipped.
 
-Exit codes: 0 success, 1 some files failed, 2 usage error.
+``normalize`` writes each output under the same relative name and in the same format, with 8
+bits per channel, atomically (a temporary file renamed into place), never into an input folder.
+Temporaries left by a run that was killed are removed by the next run in the same output
+folder. Ctrl-C stops a run with one line, keeping the outputs already written.
+
+Exit codes: 0 success, 1 some files failed, 2 usage error, 130 interrupted (Ctrl-C),
+143 terminated (SIGTERM). No Python traceback is shown unless ``--debug`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import logging
 import os
 import runpy
+import signal
+import stat
 import sys
-import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -37,18 +48,28 @@ from typing import Any
 
 import numpy as np
 
+from stainstyle._atomic import remove_stale_temporaries
 from stainstyle._version import __version__
+from stainstyle.data.images import (
+    IMAGE_SUFFIXES,
+    ImageData,
+    ImageReadError,
+    file_kind,
+    missing_reason,
+    read_image_data,
+    write_image,
+)
 
 logger = logging.getLogger("stainstyle.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+#: Exit codes of a run stopped by a signal: 128 + the signal number, as shells report it.
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
-#: File suffixes collected from input folders (files named explicitly are always tried).
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
-
-#: TIFF compressions written back as they were read; other TIFFs are written with LZW.
-_TIFF_COMPRESSIONS = frozenset(
-    {"raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits"}
+#: The exit codes, as ``--help`` states them.
+EXIT_CODES = (
+    f"{EXIT_OK} success, {EXIT_FAILED} some files failed, {EXIT_USAGE} usage error, "
+    f"{EXIT_INTERRUPTED} interrupted (Ctrl-C), {EXIT_TERMINATED} terminated (SIGTERM)"
 )
 
 #: Benchmarks dispatched by ``stainstyle benchmark NAME`` (scripts of the source repository).
@@ -59,8 +80,12 @@ class UsageError(Exception):
     """A command-line argument that cannot be acted on (exit code 2)."""
 
 
-# ------------------------------------------------------------------------------ image files
-@dataclass
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM; raised in the main thread like a Ctrl-C."""
+
+
+# ------------------------------------------------------------------------------ input files
+@dataclass(frozen=True)
 class ImageFile:
     """One input image and where its output goes.
 
@@ -78,63 +103,70 @@ class ImageFile:
 
 
 @dataclass
-class LoadedImage:
-    """Pixels of an image and what is needed to write it back in the same format.
+class Inputs:
+    """The image files found in the inputs, and the entries skipped without being opened.
 
     Attributes
     ----------
-    rgb : ndarray of shape (H, W, 3), dtype uint8
-    format : str
-        Pillow format name, e.g. ``"PNG"``.
-    alpha : ndarray of shape (H, W), dtype uint8, or None
-        The alpha channel, restored on output.
-    save_options : dict
-        ``dpi``, ``icc_profile`` and TIFF ``compression`` of the input.
+    images : list of ImageFile
+        In input order, folders sorted by path.
+    skipped : list of (Path, str)
+        Entries of input folders that are not regular files or folders, with the reason.
     """
 
-    rgb: np.ndarray
-    format: str
-    alpha: np.ndarray | None = None
-    save_options: dict = field(default_factory=dict)
+    images: list[ImageFile]
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def collect_images(inputs: Sequence[Path]) -> list[ImageFile]:
+def collect_images(inputs: Sequence[Path]) -> Inputs:
     """Expand files and folders into image files with their relative output paths.
+
+    Folders are searched recursively for regular files with a suffix in
+    ``IMAGE_SUFFIXES``, skipping hidden files and folders. Nothing found is opened: a FIFO,
+    socket or device, a dangling symbolic link, a symbolic link loop and a symbolic link to a
+    folder (not followed) are listed in :attr:`Inputs.skipped` with the reason.
 
     Parameters
     ----------
     inputs : sequence of Path
-        Image files and folders; folders are searched recursively for files with a suffix in
-        :data:`IMAGE_SUFFIXES`, skipping hidden files and folders.
+        Image files and folders.
 
     Returns
     -------
-    list of ImageFile
-        In input order, folders sorted by path.
+    Inputs
 
     Raises
     ------
     UsageError
-        If an input does not exist, nothing is found, or two inputs map to the same output.
+        If an input does not exist or is not a file or folder, nothing is found, or two inputs
+        map to the same output.
     """
-    found: list[ImageFile] = []
+    found = Inputs([])
     for path in inputs:
-        if path.is_dir():
-            for file in sorted(path.rglob("*")):
-                relative = file.relative_to(path)
-                hidden = any(part.startswith(".") for part in relative.parts)
-                if file.is_file() and not hidden and file.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append(ImageFile(file, relative))
-        elif path.is_file():
-            found.append(ImageFile(path, Path(path.name)))
+        try:
+            info = os.stat(path)
+        except OSError as error:
+            reason = missing_reason(path, error)
+            if reason == "file not found":
+                reason = "no such file or folder"
+            raise UsageError(f"{path}: {reason}") from None
+        if stat.S_ISDIR(info.st_mode):
+            _walk_folder(path, Path(), {(info.st_dev, info.st_ino)}, found)
+        elif stat.S_ISREG(info.st_mode):
+            found.images.append(ImageFile(path, Path(path.name)))
         else:
-            raise UsageError(f"{path}: no such file or folder")
-    if not found:
+            raise UsageError(
+                f"{path}: is {file_kind(info.st_mode)}, not an image file or folder; it is "
+                "never opened"
+            )
+    if not found.images:
+        skipped = "; ".join(f"{p}: {reason}" for p, reason in found.skipped[:5])
         raise UsageError(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {list(map(str, inputs))}"
+            + (f"; skipped {skipped}" if skipped else "")
         )
     seen: dict[Path, Path] = {}
-    for image in found:
+    for image in found.images:
         other = seen.setdefault(image.relative, image.source)
         if other != image.source:
             raise UsageError(
@@ -144,8 +176,62 @@ def collect_images(inputs: Sequence[Path]) -> list[ImageFile]:
     return found
 
 
+def _walk_folder(folder: Path, relative: Path, ancestors: set, found: Inputs) -> None:
+    """Add the image files below ``folder`` to ``found``, in sorted order, opening none."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(folder))
+    except OSError as error:
+        found.skipped.append((folder, f"cannot list the folder ({error.strerror or error})"))
+        return
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = folder / name
+        try:
+            info = os.stat(path)  # follows symbolic links; never opens the file
+        except OSError as error:
+            found.skipped.append((path, missing_reason(path, error)))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            key = (info.st_dev, info.st_ino)
+            if key in ancestors:
+                found.skipped.append((path, "symbolic link loop (to an enclosing folder)"))
+            elif path.is_symlink():
+                found.skipped.append((path, "symbolic link to a folder (not followed)"))
+            else:
+                _walk_folder(path, relative / name, ancestors | {key}, found)
+        elif stat.S_ISREG(info.st_mode):
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                found.images.append(ImageFile(path, relative / name))
+        else:
+            found.skipped.append((path, f"is {file_kind(info.st_mode)}, not a regular file"))
+
+
+def check_out_folder(out: Path, option: str = "--out") -> None:
+    """Refuse an output path that exists and is not a folder.
+
+    Parameters
+    ----------
+    out : Path
+        Output folder.
+    option : str, default="--out"
+        The option that named it, for the message.
+
+    Raises
+    ------
+    UsageError
+        If ``out`` is an existing file, a dangling symbolic link or anything but a folder.
+    """
+    if os.path.lexists(out) and not out.is_dir():
+        try:
+            what = file_kind(os.stat(out).st_mode)
+        except OSError as error:
+            what = missing_reason(out, error)
+        raise UsageError(f"{option} {out}: exists and is not a folder ({what}); name a folder")
+
+
 def check_output_folder(out: Path, inputs: Sequence[Path], images: Sequence[ImageFile]) -> None:
-    """Refuse an output folder that is or lies in an input folder, or would overwrite an input.
+    """Refuse an output folder that is a file, lies in an input folder or overwrites an input.
 
     Parameters
     ----------
@@ -159,8 +245,9 @@ def check_output_folder(out: Path, inputs: Sequence[Path], images: Sequence[Imag
     Raises
     ------
     UsageError
-        If writing to ``out`` could overwrite an input.
+        If ``out`` is not a folder, or writing to it could overwrite an input.
     """
+    check_out_folder(out)
     resolved = out.resolve()
     for path in inputs:
         if path.is_dir() and resolved.is_relative_to(path.resolve()):
@@ -176,71 +263,140 @@ def check_output_folder(out: Path, inputs: Sequence[Path], images: Sequence[Imag
             )
 
 
-def read_image(path: Path) -> LoadedImage:
-    """Read an image file fully (so that truncated files fail here).
+def remove_stale_outputs(folder: Path) -> None:
+    """Remove the temporaries that killed runs left anywhere below an output folder.
 
     Parameters
     ----------
-    path : Path
+    folder : Path
+        Output folder; a missing folder is fine.
+    """
+    removed = remove_stale_temporaries(folder, recursive=True)
+    if removed:
+        logger.info(
+            "removed %d temporary file(s) left in %s by a run that was killed",
+            len(removed),
+            folder,
+        )
+
+
+# ------------------------------------------------------------------------------ the report
+@dataclass
+class Report:
+    """Outcome of a run over files.
+
+    Attributes
+    ----------
+    statuses : Counter
+        Normalized files per tile status (``"ok"``, ``"passthrough_background"``, ...).
+    failed : list of (Path, str)
+        Files that could not be read, normalized or written, with the error.
+    passed_through : list of Path
+        Files written unchanged (too little tissue, or the method could not model them).
+    skipped : list of (Path, str)
+        Entries of input folders never opened (not regular files), with the reason.
+    converted : dict of str to list of Path
+        Files per lossy conversion made on reading (e.g. 16-bit samples scaled to 8 bits).
+    """
+
+    statuses: Counter = field(default_factory=Counter)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    passed_through: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    converted: dict[str, list[Path]] = field(default_factory=dict)
+
+    def fail(self, path: Path, error: BaseException) -> None:
+        """Record and log a failed file."""
+        if isinstance(error, ImageReadError):
+            message = error.reason  # the file is named once, below
+        else:
+            message = f"{type(error).__name__}: {error}"
+        self.failed.append((path, message))
+        logger.error("error: %s: %s", path, message)
+
+    def skip(self, path: Path, reason: str) -> None:
+        """Record and log an entry skipped without being opened."""
+        self.skipped.append((path, reason))
+        logger.warning("skipped %s: %s", path, reason)
+
+    def note(self, path: Path, notes: Sequence[str]) -> None:
+        """Record the lossy conversions made while reading a file."""
+        for note in notes:
+            self.converted.setdefault(note, []).append(path)
+
+
+def _some(paths: Sequence[Any], shown: int = 10) -> str:
+    more = len(paths) - shown
+    return ", ".join(map(str, paths[:shown])) + (f" and {more} more" if more > 0 else "")
+
+
+def _finish(report: Report) -> int:
+    for note, paths in report.converted.items():
+        logger.info("%s in %d file(s): %s", note, len(paths), _some(paths))
+    if report.skipped:
+        logger.warning(
+            "%d entries that are not regular files were skipped: %s",
+            len(report.skipped),
+            _some([path for path, _ in report.skipped]),
+        )
+    if report.failed:
+        logger.error(
+            "%d file(s) failed: %s", len(report.failed), _some([p for p, _ in report.failed], 50)
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def find_inputs(paths: Sequence[Path], report: Report) -> list[ImageFile]:
+    """:func:`collect_images`, with the skipped entries recorded in ``report``.
+
+    Parameters
+    ----------
+    paths : sequence of Path
+        Image files and folders.
+    report : Report
+        Receives the skipped entries.
 
     Returns
     -------
-    LoadedImage
-
-    Raises
-    ------
-    OSError, ValueError
-        If Pillow cannot read the file.
+    list of ImageFile
     """
-    from PIL import Image
-
-    with Image.open(path) as image:
-        image.load()
-        options = {k: image.info[k] for k in ("dpi", "icc_profile") if k in image.info}
-        if image.format == "TIFF":
-            compression = image.info.get("compression")
-            options["compression"] = (
-                compression if compression in _TIFF_COMPRESSIONS else "tiff_lzw"
-            )
-        alpha = None
-        if image.has_transparency_data:
-            alpha = np.asarray(image.convert("RGBA"))[..., 3].copy()
-        return LoadedImage(np.asarray(image.convert("RGB")), image.format, alpha, options)
+    inputs = collect_images(paths)
+    for path, reason in inputs.skipped:
+        report.skip(path, reason)
+    return inputs.images
 
 
-def write_image_atomic(path: Path, image: LoadedImage, jpeg_quality: int) -> None:
-    """Write ``image`` to ``path`` in its format: a temporary file, then a rename.
-
-    A reader never sees a partial file, and an interrupted run leaves no truncated output.
+def read_images(
+    images: Sequence[ImageFile], report: Report, *, stop: bool, max_pixels: int | None
+) -> Iterator[tuple[ImageFile, ImageData]]:
+    """Read input images, reporting each unreadable one by name: the one reader of the commands.
 
     Parameters
     ----------
-    path : Path
-        Destination; its folder is created if needed.
-    image : LoadedImage
-        Pixels, format and save options.
-    jpeg_quality : int
-        Quality of JPEG outputs (1-100).
-    """
-    from PIL import Image
+    images : sequence of ImageFile
+    report : Report
+        Collects failures and conversion notes.
+    stop : bool
+        Stop at the first unreadable file.
+    max_pixels : int or None
+        Refuse larger images (from their header); None: Pillow's limit.
 
-    pil = Image.fromarray(image.rgb)
-    if image.alpha is not None:
-        pil.putalpha(Image.fromarray(image.alpha))
-    options = dict(image.save_options)
-    if image.format == "JPEG":
-        options["quality"] = jpeg_quality
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pil.save(f, format=image.format, **options)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    Yields
+    ------
+    (ImageFile, ImageData)
+        The readable images, in order.
+    """
+    for image in images:
+        try:
+            data = read_image_data(image.source, max_pixels=max_pixels)
+        except ImageReadError as error:
+            report.fail(image.source, error)
+            if stop:
+                return
+            continue
+        report.note(image.source, data.notes)
+        yield image, data
 
 
 # -------------------------------------------------------------------------------- estimators
@@ -342,53 +498,16 @@ def configure_runtime(estimator, device: str | None, batch_size: int | None) -> 
         estimator.set_params(batch_size=batch_size)
 
 
-@dataclass
-class Report:
-    """Outcome of a run over files: counts per tile status, files passed through and failed."""
-
-    statuses: Counter = field(default_factory=Counter)
-    failed: list[tuple[Path, str]] = field(default_factory=list)
-    passed_through: list[Path] = field(default_factory=list)
-
-    def fail(self, path: Path, error: BaseException) -> None:
-        """Record and log a failed file."""
-        message = f"{type(error).__name__}: {error}"
-        self.failed.append((path, message))
-        logger.error("error: %s: %s", path, message)
-
-
-def read_all(images: Sequence[ImageFile], report: Report, stop: bool) -> list[np.ndarray]:
-    """Read target images, reporting the unreadable ones.
-
-    Parameters
-    ----------
-    images : sequence of ImageFile
-    report : Report
-        Collects failures.
-    stop : bool
-        Stop at the first failure.
-
-    Returns
-    -------
-    list of ndarray of shape (H, W, 3), dtype uint8
-    """
-    tiles = []
-    for image in images:
-        try:
-            tiles.append(read_image(image.source).rgb)
-        except (OSError, ValueError) as err:
-            report.fail(image.source, err)
-            if stop:
-                break
-    return tiles
-
-
+# ---------------------------------------------------------------------------------- commands
 def _fit_from_targets(args: argparse.Namespace, report: Report):
-    images = collect_images(args.target)
+    images = find_inputs(args.target, report)
     estimator = make_estimator(args.method, parse_params(args.param))
     configure_runtime(estimator, args.device, args.batch_size)
-    tiles = read_all(images, report, stop=args.on_error == "stop")
-    if report.failed and args.on_error == "stop":
+    stop = args.on_error == "stop"
+    tiles = [
+        data.rgb for _, data in read_images(images, report, stop=stop, max_pixels=args.max_pixels)
+    ]
+    if report.failed and stop:
         return None, 0
     if not tiles:
         raise UsageError("--target: none of the target images could be read")
@@ -403,18 +522,10 @@ def _training_description(args: argparse.Namespace, n_tiles: int) -> str:
     return f"{n_tiles} tiles from {names}, fitted with `stainstyle {args.command}`."
 
 
-def _finish(report: Report) -> int:
-    if report.failed:
-        logger.error(
-            "%d file(s) failed: %s", len(report.failed), ", ".join(str(p) for p, _ in report.failed)
-        )
-        return EXIT_FAILED
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------------------- commands
 def run_fit(args: argparse.Namespace) -> int:
     """``stainstyle fit``: fit a method on target images and save it as a model folder."""
+    check_out_folder(args.out)
+    remove_stale_outputs(args.out)
     report = Report()
     estimator, n_tiles = _fit_from_targets(args, report)
     if estimator is None:
@@ -457,43 +568,48 @@ def normalize_images(normalizer, images: list[np.ndarray]) -> tuple[list[np.ndar
     ], status
 
 
-def _normalize_chunk(normalizer, loaded: list[tuple[ImageFile, LoadedImage]], report: Report):
-    """Normalize a chunk; if it fails as a whole, retry file by file to name the culprit."""
+def _normalize_chunk(normalizer, loaded: list[tuple[ImageFile, ImageData]], report: Report):
+    """Normalize a chunk; if it fails as a whole, retry file by file to name the culprit.
+
+    Returns ``((image, data), output, status)`` for each file normalized; the failures are in
+    ``report``.
+    """
     if not loaded:
         return []
     try:
-        outputs, status = normalize_images(normalizer, [image.rgb for _, image in loaded])
+        outputs, status = normalize_images(normalizer, [data.rgb for _, data in loaded])
         return list(zip(loaded, outputs, status, strict=True))
-    except Exception:  # isolated per file below, where each error is reported
+    except Exception as err:  # isolated per file below, where each error is reported
         if len(loaded) == 1:
-            raise
-    done = []
-    for item in loaded:
-        try:
-            done.extend(_normalize_chunk(normalizer, [item], report))
-        except Exception as err:  # reported by file name, the run continues
-            report.fail(item[0].source, err)
-    return done
+            report.fail(loaded[0][0].source, err)
+            return []
+    return [done for item in loaded for done in _normalize_chunk(normalizer, [item], report)]
+
+
+def _load_model(args: argparse.Namespace):
+    from stainstyle.hub import load
+
+    try:
+        normalizer = load(args.model, revision=args.revision)
+    except FileNotFoundError as err:
+        if os.path.exists(args.model):
+            raise  # a damaged model folder: a failure (exit 1), not a usage error
+        raise UsageError(f"--model: {err}") from err
+    configure_runtime(normalizer, args.device, args.batch_size)
+    return normalizer
 
 
 def run_normalize(args: argparse.Namespace) -> int:
     """``stainstyle normalize``: normalize images with a saved model or a one-step fit."""
     from tqdm.auto import tqdm
 
-    images = collect_images(args.inputs)
-    check_output_folder(args.out, args.inputs, images)
     report = Report()
+    images = find_inputs(args.inputs, report)
+    check_output_folder(args.out, args.inputs, images)
+    remove_stale_outputs(args.out)
     stop = args.on_error == "stop"
     if args.model is not None:
-        from stainstyle.hub import load
-
-        try:
-            normalizer = load(args.model, revision=args.revision)
-        except FileNotFoundError as err:
-            if os.path.exists(args.model):
-                raise  # a damaged model folder: a failure (exit 1), not a usage error
-            raise UsageError(f"--model: {err}") from err
-        configure_runtime(normalizer, args.device, args.batch_size)
+        normalizer = _load_model(args)
     else:
         normalizer, _ = _fit_from_targets(args, report)
         if normalizer is None:
@@ -501,25 +617,18 @@ def run_normalize(args: argparse.Namespace) -> int:
     chunk_size = args.batch_size or normalizer.batch_size
     with tqdm(total=len(images), unit="file", disable=True if args.quiet else None) as bar:
         for chunk in _chunks(images, chunk_size):
-            loaded = []
-            for image in chunk:
+            loaded = list(read_images(chunk, report, stop=stop, max_pixels=args.max_pixels))
+            for (image, data), output, status in _normalize_chunk(normalizer, loaded, report):
                 try:
-                    loaded.append((image, read_image(image.source)))
-                except (OSError, ValueError) as err:
-                    report.fail(image.source, err)
-                    if stop:
-                        break
-            for (image, original), output, status in _normalize_chunk(normalizer, loaded, report):
-                try:
-                    result = LoadedImage(
-                        output, original.format, original.alpha, original.save_options
+                    write_image(
+                        args.out / image.relative, output, like=data, jpeg_quality=args.jpeg_quality
                     )
-                    write_image_atomic(args.out / image.relative, result, args.jpeg_quality)
-                    report.statuses[str(status)] += 1
-                    if status != "ok":
-                        report.passed_through.append(image.source)
-                except (OSError, ValueError) as err:
+                except Exception as err:  # reported by file name, the run continues
                     report.fail(image.source, err)
+                    continue
+                report.statuses[str(status)] += 1
+                if status != "ok":
+                    report.passed_through.append(image.source)
             bar.update(len(chunk))
             if report.failed and stop:
                 break
@@ -536,11 +645,7 @@ def run_normalize(args: argparse.Namespace) -> int:
         counts["passthrough_degenerate"],
     )
     if report.passed_through:
-        shown = ", ".join(str(p) for p in report.passed_through[:10])
-        more = len(report.passed_through) - 10
-        logger.info(
-            "passed through unchanged: %s%s", shown, f" and {more} more" if more > 0 else ""
-        )
+        logger.info("passed through unchanged: %s", _some(report.passed_through))
     return _finish(report)
 
 
@@ -582,10 +687,13 @@ def read_labels(path: Path, images: Sequence[ImageFile]) -> list[str]:
 
 def run_train_sst(args: argparse.Namespace) -> int:
     """``stainstyle train-sst``: train a StainStyleTransfer on target images and save it."""
-    images = collect_images(args.target)
+    checkpoints = args.checkpoint_dir or args.out.parent / f"{args.out.name}-checkpoints"
+    check_out_folder(args.out)
+    check_out_folder(checkpoints, "--checkpoint-dir")
+    report = Report()
+    images = find_inputs(args.target, report)
     labels = read_labels(args.labels, images) if args.labels is not None else None
     params = parse_params(args.param)
-    checkpoints = args.checkpoint_dir or args.out.parent / f"{args.out.name}-checkpoints"
     params.update(
         preset=args.preset,
         checkpoint_dir=str(checkpoints),
@@ -597,16 +705,18 @@ def run_train_sst(args: argparse.Namespace) -> int:
             params[name] = getattr(args, name)
     estimator = make_estimator("sst", params)
     configure_runtime(estimator, args.device, args.batch_size)
-    report = Report()
+    remove_stale_outputs(args.out)
+    remove_stale_outputs(checkpoints)
+    label_of = dict(zip(images, labels or [None] * len(images), strict=True))
+    stop = args.on_error == "stop"
     tiles, kept = [], []
-    for image, label in zip(images, labels or [None] * len(images), strict=True):
-        try:
-            tiles.append(read_image(image.source).rgb)
-            kept.append(label)
-        except (OSError, ValueError) as err:
-            report.fail(image.source, err)
-            if args.on_error == "stop":
-                return _finish(report)
+    for image, data in read_images(images, report, stop=stop, max_pixels=args.max_pixels):
+        tiles.append(data.rgb)
+        kept.append(label_of[image])
+    if report.failed and stop:
+        return _finish(report)
+    if not tiles:
+        raise UsageError("--target: none of the target images could be read")
     logger.info("training StainStyleTransfer (preset %s) on %d tiles", args.preset, len(tiles))
     estimator.fit(tiles, None if labels is None else np.asarray(kept))
     card = {"training_data": _training_description(args, len(tiles))}
@@ -652,7 +762,25 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         default="skip",
         help="on an unreadable or failing file: report it and continue (skip) or stop",
     )
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        metavar="N",
+        help="refuse images with more than N pixels, from their header, before decoding them "
+        "(default: Pillow's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    _add_debug(parser, default=argparse.SUPPRESS)
+
+
+def _add_debug(parser: argparse.ArgumentParser, default: Any) -> None:
+    # SUPPRESS on subcommands: their default must not overwrite a --debug given before them.
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=default,
+        help="show debug messages, and the traceback of an unexpected error",
+    )
 
 
 def _add_target(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -677,11 +805,24 @@ def _add_target(parser: argparse.ArgumentParser, required: bool) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text}")
-    return value
+def _integer_in(low: int, high: int | None):
+    """An argparse ``type`` accepting integers from ``low`` to ``high`` (None: no maximum)."""
+    expected = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _integer_in(1, None)
+_jpeg_quality = _integer_in(1, 100)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -697,9 +838,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stainstyle",
         description="Stain normalization and stain-style transfer for H&E tiles.",
-        epilog="Exit codes: 0 success, 1 some files failed, 2 usage error.",
+        epilog=f"Exit codes: {EXIT_CODES}.",
     )
     parser.add_argument("--version", action="version", version=f"stainstyle {__version__}")
+    _add_debug(parser, default=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = commands.add_parser(
@@ -719,7 +861,8 @@ def build_parser() -> argparse.ArgumentParser:
         "normalize",
         help="normalize images with a saved model, or fit and normalize in one step",
         description="Normalize images into a target stain style. Outputs keep the inputs' "
-        "relative names and formats, are written atomically, and never go into an input folder.",
+        "relative names and formats (8 bits per channel), are written atomically, and never go "
+        "into an input folder.",
     )
     source = normalize.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -735,7 +878,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, metavar="OUT_DIR", help="output folder"
     )
     normalize.add_argument(
-        "--jpeg-quality", type=int, default=95, help="quality of JPEG outputs (default: 95)"
+        "--jpeg-quality",
+        type=_jpeg_quality,
+        default=95,
+        metavar="1-100",
+        help="quality of JPEG outputs, 1 to 100 (default: 95)",
     )
     _add_common(normalize)
     normalize.set_defaults(func=run_normalize)
@@ -775,8 +922,55 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _log_to_stderr(level: int) -> Iterator[None]:
+    """Log the package's messages to stderr as ``stainstyle: MESSAGE`` for the block."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("stainstyle: %(message)s"))
+    package_logger = logging.getLogger("stainstyle")
+    saved_level = package_logger.level
+    package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(saved_level)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` for the block, so that cleanups run as on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set in the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    if args.command == "normalize" and args.method is not None and not args.target:
+        raise UsageError("--method needs --target: the images whose style to learn")
+    if args.command == "normalize" and args.model is not None and args.target:
+        raise UsageError("--target goes with --method; a --model is already fitted")
+
+
+#: Errors of files, models and methods: reported in one line without a hint to --debug.
+_EXPECTED_ERRORS = (OSError, ValueError, TypeError, ImportError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stainstyle`` console script.
+
+    Every outcome is a short message on stderr and an exit code; a Python traceback is shown
+    only with ``--debug``.
 
     Parameters
     ----------
@@ -786,31 +980,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit code: 0 success, 1 some files failed, 2 usage error.
+        Exit code: 0 success, 1 some files failed, 2 usage error, 130 interrupted (Ctrl-C),
+        143 terminated (SIGTERM). Argument errors found by the parser exit with 2 through
+        ``SystemExit``, as argparse does.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("stainstyle: %(message)s"))
-    package_logger = logging.getLogger("stainstyle")
-    package_logger.addHandler(handler)
-    package_logger.setLevel(logging.WARNING if getattr(args, "quiet", False) else logging.INFO)
     try:
-        if args.command == "normalize" and args.method is not None and not args.target:
-            raise UsageError("--method needs --target: the images whose style to learn")
-        if args.command == "normalize" and args.model is not None and args.target:
-            raise UsageError("--target goes with --method; a --model is already fitted")
-        return args.func(args)
-    except UsageError as err:
-        logger.error("%s: usage error: %s", args.command, err)
-        return EXIT_USAGE
-    except (ValueError, TypeError, OSError, ImportError) as err:
-        # Failures of the method or the model files: reported in one line, exit code 1.
-        logger.debug("traceback", exc_info=True)
-        logger.error("%s: error: %s: %s", args.command, type(err).__name__, err)
-        return EXIT_FAILED
-    finally:
-        package_logger.removeHandler(handler)
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # before logging is set up
+        sys.stderr.write("stainstyle: interrupted\n")
+        return EXIT_INTERRUPTED
+    debug = getattr(args, "debug", False)
+    if debug:
+        level = logging.DEBUG
+    else:
+        level = logging.WARNING if getattr(args, "quiet", False) else logging.INFO
+    with _log_to_stderr(level):
+        try:
+            with _sigterm_as_exception():
+                _check_arguments(args)
+                return args.func(args)
+        except UsageError as err:
+            logger.error("%s: usage error: %s", args.command, err)
+            return EXIT_USAGE
+        except Terminated:
+            logger.error("%s: terminated; outputs written so far are kept", args.command)
+            return EXIT_TERMINATED
+        except KeyboardInterrupt:
+            logger.error("%s: interrupted; outputs written so far are kept", args.command)
+            return EXIT_INTERRUPTED
+        except Exception as err:
+            hint = "" if debug or isinstance(err, _EXPECTED_ERRORS) else " (--debug shows where)"
+            logger.error(
+                "%s: error: %s: %s%s",
+                args.command,
+                type(err).__name__,
+                err,
+                hint,
+                exc_info=debug,
+            )
+            return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -92,3 +92,162 @@ def he_tiles(n: int = 4, size: int = 64, seed: int = 0) -> np.ndarray:
         noise = rng.normal(0, 2, (size, size, 3))
         tiles[i] = np.clip(np.rint(240 * np.exp(-od) + noise), 0, 255).astype(np.uint8)
     return tiles
+
+
+def png_bytes(width: int, height: int, bit_depth: int, colour_type: int, rows: bytes) -> bytes:
+    """A PNG file built by hand: IHDR claiming ``width x height``, one IDAT of ``rows``, IEND.
+
+    ``rows`` are the raw scanlines (each with its filter byte) and need not match the size the
+    header claims, so a tiny file can claim a huge image. CRCs are valid.
+    """
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+#: Hostile image files of :func:`write_hostile_files` that no reader may accept, by file name.
+UNREADABLE_FILES = (
+    "huge 100000x100000.png",
+    "empty.png",
+    "truncated.png",
+    "truncated.jpg",
+    "text.png",
+    "float out of range.tif",
+    "float nan.tif",
+    "int32.tif",
+    "three pages.tif",
+    "animated.png",
+)
+
+#: Entries of :func:`write_hostile_files` that are not regular files, by name.
+SPECIAL_ENTRIES = ("fifo.png", "dangling.png", "loop-a.png", "loop-b.png", "sub/up")
+
+
+def write_hostile_files(folder: Path, size: int = 32) -> dict[str, np.ndarray | None]:
+    """Write hostile and unusual image files into ``folder``, with what a reader should return.
+
+    Returns ``{relative name: expected uint8 RGB (H, W, 3), or None}``: None for the files of
+    :data:`UNREADABLE_FILES` and the entries of :data:`SPECIAL_ENTRIES` (a FIFO, a dangling
+    symbolic link, a loop of two file links, and ``sub/up``, a link to an enclosing folder).
+    The readable ones are at least ``size`` pixels on a side: 16-bit gray and RGB PNGs, a
+    16-bit RGB TIFF, a float TIFF in [0, 1], a JPEG with EXIF orientation 6, an RGBA PNG with
+    partial transparency, a palette PNG, and PNGs with unicode and space names.
+    """
+    import cv2
+    from PIL import Image, ImageOps
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    expected: dict[str, np.ndarray | None] = {}
+    tile = he_tiles(1, size, seed=11)[0]
+
+    # 16 bits: values whose rounding (value / 257) differs from dropping the low byte.
+    deep = (rng.integers(0, 255, (size, size, 3)) * 257 + 200).astype(np.uint16)
+    as_8_bits = ((deep.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    cv2.imwrite(str(folder / "rgb 16-bit.png"), deep[..., ::-1])
+    expected["rgb 16-bit.png"] = as_8_bits
+    cv2.imwrite(str(folder / "rgb 16-bit.tif"), deep[..., ::-1])
+    expected["rgb 16-bit.tif"] = as_8_bits
+    cv2.imwrite(str(folder / "gray 16-bit.png"), deep[..., 0])
+    expected["gray 16-bit.png"] = np.repeat(as_8_bits[..., :1], 3, axis=-1)
+
+    ramp = np.linspace(0.0, 1.0, size * size, dtype=np.float32).reshape(size, size)
+    Image.fromarray(ramp, mode="F").save(folder / "float.tif")
+    expected["float.tif"] = np.repeat(np.rint(ramp * 255.0).astype(np.uint8)[..., None], 3, -1)
+    Image.fromarray(ramp * 3, mode="F").save(folder / "float out of range.tif")
+    with_nan = ramp.copy()
+    with_nan[0, 0] = np.nan
+    Image.fromarray(with_nan, mode="F").save(folder / "float nan.tif")
+    Image.fromarray(np.full((size, size), 100_000, np.int32), mode="I").save(folder / "int32.tif")
+
+    # EXIF orientation 6: stored 2 x 1 blocks, displayed rotated 90 degrees clockwise.
+    stored = np.zeros((size, 2 * size, 3), np.uint8)
+    stored[:, :size] = (200, 40, 40)
+    stored[:, size:] = (40, 40, 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(stored).save(folder / "exif rotated.jpg", exif=exif.tobytes(), quality=100)
+    with Image.open(folder / "exif rotated.jpg") as image:  # Pillow's own transpose as reference
+        expected["exif rotated.jpg"] = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert expected["exif rotated.jpg"].shape == (2 * size, size, 3)
+
+    rgba = np.dstack([tile, np.full((size, size), 255, np.uint8)])
+    rgba[: size // 2, :, 3] = 0  # the top half transparent: glass
+    rgba[size // 2 :, : size // 2, 3] = 128
+    Image.fromarray(rgba, mode="RGBA").save(folder / "transparent.png")
+    a = rgba[..., 3:].astype(np.uint32)
+    expected["transparent.png"] = (
+        (tile.astype(np.uint32) * a + 255 * (255 - a) + 127) // 255
+    ).astype(np.uint8)
+
+    palette = Image.fromarray(tile).quantize(16)
+    palette.save(folder / "palette.png")
+    expected["palette.png"] = np.asarray(palette.convert("RGB"))
+
+    for name in ("ünïcødé тайл.png", "name with spaces.png"):
+        Image.fromarray(tile).save(folder / name)
+        expected[name] = tile
+
+    # Unreadable files.
+    (folder / "huge 100000x100000.png").write_bytes(png_bytes(100_000, 100_000, 8, 2, b"\0" * 64))
+    (folder / "empty.png").write_bytes(b"")
+    good = folder / "name with spaces.png"
+    data = good.read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.fromarray(tile).save(folder / "whole.jpg", quality=90)
+    data = (folder / "whole.jpg").read_bytes()
+    (folder / "whole.jpg").unlink()
+    (folder / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "text.png").write_text("this is not an image\n")
+    pages = [Image.fromarray(tile[..., c]) for c in range(3)]
+    pages[0].save(folder / "three pages.tif", save_all=True, append_images=pages[1:])
+    frames = [Image.fromarray(tile), Image.fromarray(255 - tile)]
+    frames[0].save(folder / "animated.png", save_all=True, append_images=frames[1:])
+    for name in UNREADABLE_FILES:
+        expected[name] = None
+
+    # Entries that are not regular files.
+    os.mkfifo(folder / "fifo.png")
+    os.symlink("no such target.png", folder / "dangling.png")
+    os.symlink("loop-b.png", folder / "loop-a.png")
+    os.symlink("loop-a.png", folder / "loop-b.png")
+    (folder / "sub").mkdir()
+    os.symlink("..", folder / "sub" / "up")
+    for name in SPECIAL_ENTRIES:
+        expected[name] = None
+    return expected
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """SHA-256 of every regular file below ``folder`` and the target of every link in it.
+
+    FIFOs and other special files are listed by kind, never opened.
+    """
+    import hashlib
+    import stat
+
+    digest = {}
+    for directory, folders, names in os.walk(folder):
+        for name in folders + names:
+            path = Path(directory) / name
+            relative = path.relative_to(folder).as_posix()
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                digest[relative] = "link to " + os.readlink(path)
+            elif stat.S_ISREG(info.st_mode):
+                digest[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+            elif not stat.S_ISDIR(info.st_mode):
+                digest[relative] = f"special {stat.S_IFMT(info.st_mode):o}"
+    return digest

@@ -79,7 +79,7 @@ def test_normalize_keeps_names_and_formats_and_skips_a_corrupt_file(tiles, macen
     result = run_cli("normalize", "--model", macenko_model, inputs, "--out", out)
 
     assert result.returncode == EXIT_FAILED
-    assert f"{inputs / 'broken.png'}: UnidentifiedImageError" in result.stderr
+    assert f"{inputs / 'broken.png'}: cannot read image" in result.stderr
     assert "normalized 5 of 6 files" in result.stderr
     assert "1 passed through unchanged (1 with too little tissue" in result.stderr
     assert f"passed through unchanged: {inputs / 'white.png'}" in result.stderr
@@ -116,7 +116,8 @@ def test_console_script_is_installed():
         pytest.skip("the stainstyle console script is not installed in this environment")
     result = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == EXIT_OK
-    assert "Exit codes: 0 success, 1 some files failed, 2 usage error." in result.stdout
+    assert "Exit codes: 0 success, 1 some files failed, 2 usage error" in result.stdout
+    assert "130 interrupted" in result.stdout
 
 
 # ------------------------------------------------------------------------------- in-process
@@ -288,3 +289,171 @@ def test_benchmark_dispatches_to_the_script_with_its_arguments(tmp_path, monkeyp
     assert main(["benchmark", "demo", str(tmp_path / "out.txt"), "--fast", "x"]) == 3
     assert (tmp_path / "out.txt").read_text() == "--fast x!"
     assert sys.path == path_before
+
+
+# ------------------------------------------------- issue #12: files, modes, options, errors
+@pytest.fixture
+def synthetic(tmp_path) -> dict[str, Path]:
+    """Synthetic H&E tiles (no real data needed): a target folder and an input folder."""
+    from _support import he_tiles
+
+    target, inputs = tmp_path / "target", tmp_path / "inputs"
+    target.mkdir()
+    inputs.mkdir()
+    for i, tile in enumerate(he_tiles(2, 64, seed=1)):
+        Image.fromarray(tile).save(target / f"t{i}.png")
+    for i, tile in enumerate(he_tiles(3, 64, seed=2)):
+        Image.fromarray(tile).save(inputs / f"s{i}.png")
+    return {"target": target, "inputs": inputs, "out": tmp_path / "out"}
+
+
+def _reinhard(synthetic, *inputs, extra=()) -> list[str]:
+    return ["normalize", "--method", "reinhard", "--target", str(synthetic["target"]),
+            *map(str, inputs), "--out", str(synthetic["out"]), *extra]  # fmt: skip
+
+
+def test_an_oversized_image_is_reported_and_the_others_are_normalized(synthetic, capsys):
+    from _support import png_bytes
+
+    bomb = synthetic["inputs"] / "bomb.png"
+    bomb.write_bytes(png_bytes(100_000, 100_000, 8, 2, b"\0" * 16))
+    assert main(_reinhard(synthetic, synthetic["inputs"])) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert f"{bomb}: 100000 x 100000 = 10,000,000,000 pixels is above the limit" in err
+    assert "Traceback" not in err
+    assert _outputs(synthetic["out"]) == {"s0.png", "s1.png", "s2.png"}
+
+
+def test_max_pixels_option_refuses_or_admits_by_size(synthetic, capsys):
+    source = synthetic["inputs"] / "big.png"
+    Image.fromarray(np.tile(read_rgb(synthetic["inputs"] / "s0.png"), (2, 2, 1))).save(source)
+    assert main(_reinhard(synthetic, source, extra=["--max-pixels", "10000"])) == EXIT_FAILED
+    assert "128 x 128 = 16,384 pixels is above the limit of 10,000" in capsys.readouterr().err
+    assert main(_reinhard(synthetic, source, extra=["--max-pixels", "16384"])) == EXIT_OK
+
+
+def test_16_bit_gray_and_float_images_are_scaled_not_whited_or_blacked_out(synthetic, capsys):
+    import cv2
+
+    gray = np.linspace(20, 240, 64 * 64).reshape(64, 64)
+    inputs = synthetic["inputs"]
+    cv2.imwrite(str(inputs / "gray16.png"), np.rint(gray * 257).astype(np.uint16))
+    Image.fromarray((gray / 255).astype(np.float32), mode="F").save(inputs / "float.tif")
+    assert main(_reinhard(synthetic, inputs / "gray16.png", inputs / "float.tif")) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "16-bit samples scaled to 8 bits" in err and "float samples in [0, 1]" in err
+    from stainstyle.methods.reinhard import ReinhardNormalizer
+
+    targets = [read_rgb(p) for p in sorted(synthetic["target"].glob("*.png"))]
+    normalizer = ReinhardNormalizer().fit(targets)
+    expected = np.repeat(np.rint(gray).astype(np.uint8)[..., None], 3, axis=-1)
+    out = synthetic["out"]
+    for name in ("gray16.png", "float.tif"):
+        written = read_rgb(out / name)
+        assert written.std() > 10, f"{name} came out flat"
+        np.testing.assert_array_equal(written, normalizer.transform(expected))
+
+
+def test_exif_rotated_jpeg_is_normalized_upright_and_written_upright(synthetic):
+    stored = np.concatenate([read_rgb(synthetic["inputs"] / f"s{i}.png") for i in (0, 1)], 1)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    source = synthetic["inputs"] / "rotated.jpg"
+    Image.fromarray(stored).save(source, exif=exif.tobytes(), quality=95)
+    assert main(_reinhard(synthetic, source)) == EXIT_OK
+    with Image.open(synthetic["out"] / "rotated.jpg") as written:
+        assert written.size == (64, 128)  # stored upright: 64 wide, 128 high
+        assert written.getexif().get(0x0112, 1) == 1
+
+
+def test_outputs_get_the_umask_mode_not_0600(synthetic):
+    previous = os.umask(0o022)
+    try:
+        assert main(_reinhard(synthetic, synthetic["inputs"])) == EXIT_OK
+    finally:
+        os.umask(previous)
+    for path in synthetic["out"].iterdir():
+        assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+@pytest.mark.parametrize("quality", ["0", "-5", "101", "1000", "high"])
+def test_jpeg_quality_outside_1_to_100_is_a_usage_error(synthetic, quality, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(_reinhard(synthetic, synthetic["inputs"], extra=["--jpeg-quality", quality]))
+    assert exit_.value.code == EXIT_USAGE
+    assert "expected an integer from 1 to 100" in capsys.readouterr().err
+    assert not synthetic["out"].exists()
+
+
+def test_out_naming_an_existing_file_is_a_usage_error(synthetic, tmp_path, capsys):
+    existing = tmp_path / "existing.txt"
+    existing.write_text("keep me")
+    argv = _reinhard(synthetic, synthetic["inputs"])
+    argv[argv.index("--out") + 1] = str(existing)
+    assert main(argv) == EXIT_USAGE
+    fit = ["fit", "--method", "reinhard", "--target", str(synthetic["target"]), "--out"]
+    assert main([*fit, str(existing)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"--out {existing}: exists and is not a folder" in err
+    assert existing.read_text() == "keep me"
+
+
+def test_special_entries_in_input_folders_are_reported_as_skipped(synthetic, capsys):
+    inputs = synthetic["inputs"]
+    os.mkfifo(inputs / "pipe.png")
+    os.symlink("gone.png", inputs / "dangling.png")
+    os.symlink("loop.png", inputs / "loop.png")
+    (inputs / "sub").mkdir()
+    os.symlink("..", inputs / "sub" / "up")
+    assert main(_reinhard(synthetic, inputs)) == EXIT_OK
+    err = capsys.readouterr().err
+    assert f"skipped {inputs / 'pipe.png'}: is a FIFO (named pipe)" in err
+    assert f"skipped {inputs / 'dangling.png'}: dangling symbolic link to 'gone.png'" in err
+    assert f"skipped {inputs / 'loop.png'}: symbolic link loop" in err
+    assert f"skipped {inputs / 'sub' / 'up'}: symbolic link loop (to an enclosing folder)" in err
+    assert _outputs(synthetic["out"]) == {"s0.png", "s1.png", "s2.png"}
+
+
+def test_a_fifo_given_directly_is_a_usage_error(synthetic, capsys):
+    pipe = synthetic["inputs"] / "pipe.png"
+    os.mkfifo(pipe)
+    assert main(_reinhard(synthetic, pipe)) == EXIT_USAGE
+    assert f"{pipe}: is a FIFO (named pipe), not an image file or folder" in capsys.readouterr().err
+
+
+def test_an_unexpected_error_is_one_line_and_exit_1(synthetic, monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("something nobody planned for")
+
+    monkeypatch.setattr("stainstyle.cli.run_normalize", broken)
+    assert main(_reinhard(synthetic, synthetic["inputs"])) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "normalize: error: RuntimeError: something nobody planned for (--debug" in err
+    assert "Traceback" not in err
+    assert main(["--debug", *_reinhard(synthetic, synthetic["inputs"])]) == EXIT_FAILED
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_a_file_that_fails_alone_does_not_stop_the_run(synthetic, monkeypatch, capsys):
+    import stainstyle.cli
+
+    original = stainstyle.cli.normalize_images
+
+    def fail_on_dark(normalizer, images):
+        if any(image.mean() < 60 for image in images):
+            raise ValueError("cannot model this tile")
+        return original(normalizer, images)
+
+    monkeypatch.setattr(stainstyle.cli, "normalize_images", fail_on_dark)
+    Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(synthetic["inputs"] / "dark.png")
+    argv = _reinhard(synthetic, synthetic["inputs"], extra=["--batch-size", "1"])
+    assert main(argv) == EXIT_FAILED
+    assert "dark.png: ValueError: cannot model this tile" in capsys.readouterr().err
+    assert _outputs(synthetic["out"]) == {"s0.png", "s1.png", "s2.png"}
+
+
+def test_python_dash_m_stainstyle_runs_the_command():
+    result = subprocess.run(
+        [sys.executable, "-m", "stainstyle", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == EXIT_OK and result.stdout.startswith("stainstyle ")

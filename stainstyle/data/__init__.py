@@ -2,6 +2,8 @@
 
 - :mod:`~stainstyle.data.synthetic` and :mod:`~stainstyle.data.styles`: procedural, labeled
   H&E tiles rendered in several lab styles (:func:`make_tiles`, :func:`render_pair`).
+- :mod:`~stainstyle.data.images`: the one image-file reader and writer of the library
+  (:func:`read_image`, :func:`read_image_data`, :func:`write_image`).
 - :mod:`~stainstyle.data.loaders`: ``(tiles, labels, groups)`` from a folder tree, a CSV
   manifest, AMi-Br, PatchCamelyon and CAMELYON17-WILDS.
 - :mod:`~stainstyle.data.splits`: splits that keep each slide in one part.
@@ -9,17 +11,24 @@
 """
 
 from stainstyle.data.datasets import TileDataset, augment_tile
+from stainstyle.data.images import (
+    IMAGE_SUFFIXES,
+    ImageData,
+    ImageReadError,
+    read_image,
+    read_image_data,
+    read_image_header,
+    write_image,
+)
 from stainstyle.data.loaders import (
     Groups,
     H5Tiles,
-    ImageReadError,
     LazyTiles,
     load_amibr,
     load_camelyon17_wilds,
     load_folder,
     load_manifest,
     load_pcam,
-    read_image,
 )
 from stainstyle.data.splits import leave_domain_out, split_by_slide
 from stainstyle.data.styles import BUILTIN_STYLES, StainStyle, get_style, random_style
@@ -27,8 +36,10 @@ from stainstyle.data.synthetic import Tissue, make_tiles, make_tissue, render, r
 
 __all__ = [
     "BUILTIN_STYLES",
+    "IMAGE_SUFFIXES",
     "Groups",
     "H5Tiles",
+    "ImageData",
     "ImageReadError",
     "LazyTiles",
     "StainStyle",
@@ -46,7 +57,10 @@ __all__ = [
     "make_tissue",
     "random_style",
     "read_image",
+    "read_image_data",
+    "read_image_header",
     "render",
     "render_pair",
     "split_by_slide",
+    "write_image",
 ]

@@ -11,9 +11,10 @@ Every loader returns
     a :class:`Groups` with the ``domain`` (centre, lab or scanner) and ``slide`` of each tile, for
     splits that keep a slide together (:mod:`stainstyle.data.splits`) and cross-domain studies.
 
-Images are read with Pillow and converted to RGB: grayscale is replicated, palette images are
-expanded, transparent pixels are composited onto white (glass), 16-bit images are scaled to
-8 bits. A missing, corrupt or truncated file raises :class:`ImageReadError` naming it; with
+Images are read by :func:`stainstyle.data.images.read_image`, the one reader of the library:
+EXIF orientation is applied, grayscale is replicated, palette images are expanded, transparent
+pixels are composited onto white (glass), 16-bit images are scaled to 8 bits. A missing,
+corrupt, truncated, oversized or multi-page file raises :class:`ImageReadError` naming it; with
 ``on_error="skip"`` such files are left out (with their labels and groups) and one warning
 gives their count.
 
@@ -36,21 +37,20 @@ from typing import Any
 
 import numpy as np
 
-#: Image file extensions :func:`load_folder` picks up.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from stainstyle.data.images import (
+    IMAGE_SUFFIXES,
+    ImageReadError,
+    read_image,
+    read_image_header,
+)
+
+#: Image file extensions :func:`load_folder` picks up (``stainstyle.data.images.IMAGE_SUFFIXES``).
+IMAGE_EXTENSIONS = tuple(sorted(IMAGE_SUFFIXES))
 
 #: Above this many files, loaders return a lazy sequence unless told otherwise.
 LAZY_THRESHOLD = 10_000
 
 _ON_ERROR = ("raise", "skip")
-
-
-class ImageReadError(OSError):
-    """An image file is missing, corrupt or truncated; ``path`` names it."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -96,55 +96,6 @@ class Groups:
         """
         keys = np.char.add(np.char.add(self.domain, "\x1f"), self.slide)
         return np.unique(keys, return_inverse=True)[1].astype(np.int64).ravel()
-
-
-def _to_rgb(image) -> np.ndarray:
-    """A decoded Pillow image as uint8 RGB (H, W, 3)."""
-    from PIL import Image
-
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        gray = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or gray.max() > 255 else 255.0
-        gray = np.rint(np.clip(gray, 0, peak) * (255.0 / peak)).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-        image.mode == "P" and "transparency" in image.info
-    )
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(image.convert("RGB"))
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one image file as uint8 RGB.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Image file (any format Pillow reads).
-
-    Returns
-    -------
-    ndarray of shape (H, W, 3), dtype uint8
-        Grayscale replicated to 3 channels, alpha composited onto white, 16-bit scaled to 8.
-
-    Raises
-    ------
-    ImageReadError
-        If the file is missing, not an image, corrupt or truncated; the message names the file.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return _to_rgb(image)
-    except FileNotFoundError:
-        raise ImageReadError(path, "file not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ImageReadError(path, f"cannot read image ({error})") from error
 
 
 def _check_on_error(on_error: str) -> None:
@@ -214,8 +165,6 @@ def _read_files(paths: Sequence[str], on_error: str, lazy: bool | None) -> tuple
     Eager loading reads (and checks) every file. Lazy loading only checks that each file exists
     and that its header is an image; a file corrupt past its header raises when it is read.
     """
-    from PIL import Image, UnidentifiedImageError
-
     _check_on_error(on_error)
     lazy = len(paths) > LAZY_THRESHOLD if lazy is None else bool(lazy)
     keep = np.ones(len(paths), dtype=bool)
@@ -223,14 +172,8 @@ def _read_files(paths: Sequence[str], on_error: str, lazy: bool | None) -> tuple
     for i, path in enumerate(paths):
         try:
             if lazy:
-                if not os.path.isfile(path):
-                    raise ImageReadError(path, "file not found")
-                if on_error == "skip":
-                    try:
-                        with Image.open(path):
-                            pass
-                    except (UnidentifiedImageError, OSError) as error:
-                        raise ImageReadError(path, f"cannot read image ({error})") from error
+                if on_error == "skip" or not os.path.isfile(path):
+                    read_image_header(path)  # names a missing file, FIFO, link loop...
             else:
                 images.append(read_image(path))
         except ImageReadError as error:

@@ -83,6 +83,61 @@ def test_read_image_errors_name_the_file(tmp_path, tiles):
     assert info.value.path == str(truncated)
 
 
+def test_read_image_scales_16_bit_rgb_with_rounding(tmp_path):
+    # Pillow alone drops the low byte of 16-bit RGB PNG and TIFF samples (value >> 8).
+    import cv2
+
+    deep = np.array([[[257 * 10 + 200, 257 * 20 + 129, 65535]]], dtype=np.uint16)
+    for name in ("deep.png", "deep.tif"):
+        cv2.imwrite(str(tmp_path / name), deep[..., ::-1])
+        np.testing.assert_array_equal(read_image(tmp_path / name), [[[11, 21, 255]]], name)
+
+
+def test_read_image_scales_float_tiffs_in_unit_range_and_refuses_others(tmp_path):
+    ramp = np.linspace(0, 1, 16, dtype=np.float32).reshape(4, 4)
+    Image.fromarray(ramp, mode="F").save(tmp_path / "float.tif")
+    out = read_image(tmp_path / "float.tif")
+    np.testing.assert_array_equal(out[..., 0], np.rint(ramp * 255).astype(np.uint8))
+    Image.fromarray(ramp * 1000, mode="F").save(tmp_path / "wide.tif")
+    with pytest.raises(ImageReadError, match="wide.tif: float image with values from 0 to 1000"):
+        read_image(tmp_path / "wide.tif")
+
+
+def test_read_image_refuses_multi_page_files_naming_the_page_count(tmp_path, tiles):
+    pages = [Image.fromarray(tile) for tile in tiles[:3]]
+    pages[0].save(tmp_path / "pages.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(ImageReadError, match="pages.tif: TIFF file with 3 pages"):
+        read_image(tmp_path / "pages.tif")
+    pages[0].save(tmp_path / "anim.gif", save_all=True, append_images=pages[1:2])
+    with pytest.raises(ImageReadError, match="anim.gif: GIF file with 2 frames"):
+        read_image(tmp_path / "anim.gif")
+
+
+def test_read_image_applies_exif_orientation(tmp_path, tiles):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated 90 degrees clockwise
+    wide = np.concatenate([tiles[0], tiles[1]], axis=1)  # 32 x 64
+    Image.fromarray(wide).save(tmp_path / "rotated.png", exif=exif.tobytes())
+    np.testing.assert_array_equal(read_image(tmp_path / "rotated.png"), np.rot90(wide, -1))
+
+
+def test_read_image_refuses_a_decompression_bomb_by_name(tmp_path):
+    from _support import png_bytes
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_bytes(100_000, 100_000, 8, 2, b"\0" * 16))
+    with pytest.raises(ImageReadError, match="bomb.png: 100000 x 100000 = 10,000,000,000 pixels"):
+        read_image(path)
+    with pytest.raises(ImageReadError, match="bomb.png"):
+        load_one_file(tmp_path, path)
+
+
+def load_one_file(root, path):
+    """A manifest listing one file, loaded eagerly."""
+    write_csv(root / "one.csv", ["file", "label"], [[path.name, "x"]])
+    return load_manifest(root / "one.csv")
+
+
 # ----------------------------------------------------------------- folder and manifest
 def make_folder(root, tiles):
     # root/<domain>/<label>/<slide>_<k>.png
