@@ -43,7 +43,7 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     -------
     ndarray of shape (N, H, W, C), dtype uint8
     """
-    scaled = tensor.detach().float().clamp(0.0, 1.0).mul(255.0).round()
+    scaled = tensor.detach().float().clamp(0.0, 1.0).mul_(255.0).round_()  # one temporary
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
