@@ -17,20 +17,14 @@ from stainstyle.base import StainNormalizer, _caller_stacklevel, resolve_device
 from stainstyle.color.gray import gray_normalize
 from stainstyle.methods.histogram import match_cdf_lut
 from stainstyle.sst._torch import build_seeded
+from stainstyle.sst.checkpoint import TrainState, load_checkpoint
 from stainstyle.sst.classifier import TileClassifier
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
-from stainstyle.sst.train import (
-    TrainConfig,
-    TrainState,
-    load_checkpoint,
-    make_modules,
-    make_pairs,
-    train,
-)
+from stainstyle.sst.train import TrainConfig, make_modules, make_pairs, train
 
 logger = logging.getLogger(__name__)
 
