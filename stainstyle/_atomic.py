@@ -68,9 +68,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     temporary = _create_temporary(path)
+    mode = stat.S_IMODE(temporary.stat().st_mode)
     try:
         yield temporary
         with open(temporary, "rb+") as f:
+            # A writer may replace the file by one of its own with mode 0o600 (safetensors'
+            # save_file does): give it the mode of the temporary it replaced.
+            if stat.S_IMODE(os.fstat(f.fileno()).st_mode) != mode:
+                os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(temporary, path)
     except BaseException:

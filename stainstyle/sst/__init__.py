@@ -4,6 +4,7 @@ Gray normalization, a FusionNet generator trained as a conditional GAN with a fe
 loss, and the tile classifier that loss uses.
 """
 
+from stainstyle.sst.checkpoint import CheckpointError
 from stainstyle.sst.classifier import TileClassifier, TileNet
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.estimator import FeatureLossDisabledWarning, StainStyleTransfer
@@ -14,6 +15,7 @@ from stainstyle.sst.train import TrainConfig
 
 __all__ = [
     "PRESETS",
+    "CheckpointError",
     "DCGANDiscriminator",
     "FeatureLossDisabledWarning",
     "FeaturePreservingLoss",

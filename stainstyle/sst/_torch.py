@@ -1,12 +1,12 @@
-"""Torch helpers shared by the stain-style-transfer modules: tensors, seeding, augmentation."""
+"""Torch helpers shared by the stain-style-transfer modules: tensors and seeded network builds."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
+from torch import nn
 
 
 def to_tensor(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -43,25 +43,54 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     -------
     ndarray of shape (N, H, W, C), dtype uint8
     """
-    scaled = tensor.detach().float().clamp(0.0, 1.0).mul(255.0).round()
+    scaled = tensor.detach().float().clamp(0.0, 1.0).mul_(255.0).round_()  # one temporary
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-@contextlib.contextmanager
-def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
-    """Run a block with torch's global generators seeded, restoring their state afterwards.
-
-    Network initialization draws from torch's global generator; forking it keeps results
-    reproducible without changing the caller's random state.
+def own_tensors(module: nn.Module) -> list[str]:
+    """Names of the parameters and buffers a module holds itself (not its submodules').
 
     Parameters
     ----------
-    seed : int
-        Seed for the block.
-    device : torch.device, optional
-        A CUDA device whose generator is forked as well.
+    module : torch.nn.Module
+        Any module.
+
+    Returns
+    -------
+    list of str
     """
-    devices = [device] if device is not None and device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+    return [name for name, _ in module.named_parameters(recurse=False)] + [
+        name for name, _ in module.named_buffers(recurse=False)
+    ]
+
+
+def build_seeded(build: Callable[[], Mapping[str, nn.Module]], seed: int) -> dict[str, nn.Module]:
+    """Networks initialized from their own generator, never from torch's global one.
+
+    ``build`` runs on the ``meta`` device, so constructing the layers draws no random numbers;
+    each network is then materialized on the CPU and every parameter and buffer set by its
+    ``reset_parameters(generator)``, in the order ``build`` returns them, from one
+    ``torch.Generator`` seeded with ``seed``. The same seed gives the same weights in any
+    thread, whatever other code does with the global generator, and the caller's random state
+    is left alone.
+
+    Parameters
+    ----------
+    build : callable
+        Returns the networks keyed by name; each has a ``reset_parameters(generator)`` method
+        that sets all its parameters and buffers.
+    seed : int
+        Seed of the initialization.
+
+    Returns
+    -------
+    dict of str to torch.nn.Module
+        The networks, on the CPU, in train mode.
+    """
+    with torch.device("meta"):
+        modules = dict(build())
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    for module in modules.values():
+        module.to_empty(device="cpu")
+        module.reset_parameters(generator)
+    return modules

@@ -8,6 +8,7 @@ the feature-preserving loss (its 512-d global-average-pooled features, ALGORITHM
 from __future__ import annotations
 
 import logging
+import math
 from numbers import Integral, Real
 from typing import Any
 
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import resolve_device
 from stainstyle.data.datasets import augment_tile
-from stainstyle.sst._torch import seeded, to_tensor
+from stainstyle.sst._torch import build_seeded, own_tensors, to_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,49 @@ class TileNet(nn.Module):
         self.resnet = ARCHITECTURES[arch](weights=None, num_classes=num_classes)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Set every parameter and buffer as torchvision's ResNet does, drawing from ``generator``.
+
+        Convolutions: Kaiming normal, fan-out, ReLU gain (``std = sqrt(2 / fan_out)``);
+        BatchNorm: weight 1, bias 0, fresh running statistics; the final linear layer: PyTorch's
+        default, weight and bias uniform in ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``; the input
+        normalization buffers: the ImageNet statistics.
+
+        Parameters
+        ----------
+        generator : torch.Generator, optional
+            Source of the random draws (on the module's device); None uses torch's global
+            generator.
+
+        Raises
+        ------
+        TypeError
+            If a submodule of another kind holds parameters or buffers.
+        """
+        with torch.no_grad():
+            self.mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+            self.std.copy_(torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+            for m in self.resnet.modules():
+                if isinstance(m, nn.Conv2d):
+                    fan_out = m.weight.shape[0] * m.weight[0, 0].numel()
+                    m.weight.normal_(0.0, math.sqrt(2.0 / fan_out), generator=generator)
+                    if m.bias is not None:
+                        m.bias.zero_()
+                elif isinstance(m, nn.BatchNorm2d):
+                    m.weight.fill_(1.0)
+                    m.bias.zero_()
+                    m.reset_running_stats()
+                elif isinstance(m, nn.Linear):
+                    bound = 1.0 / math.sqrt(m.in_features)
+                    m.weight.uniform_(-bound, bound, generator=generator)
+                    if m.bias is not None:
+                        m.bias.uniform_(-bound, bound, generator=generator)
+                elif own_tensors(m):
+                    raise TypeError(
+                        f"TileNet.reset_parameters: no initialization for {type(m).__name__}, "
+                        f"which holds {own_tensors(m)}"
+                    )
 
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Global-average-pooled features and logits, differentiable in ``images``.
@@ -108,7 +152,9 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or any torch device string.
     random_state : int, default=0
-        Seed of the initialization, the batch order and the augmentations.
+        Seed of the initialization, the batch order and the augmentations. Each fit draws from
+        its own generators (never torch's or NumPy's global one), so the same seed gives the
+        same model in any thread and the caller's random state is left alone.
     verbose : bool, default=False
         Show a progress bar with the running loss.
 
@@ -206,8 +252,7 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y: expected at least 2 classes, got {self.classes_.tolist()}")
         self.arch_, self.n_classes_ = self.arch, len(self.classes_)
         device = resolve_device(self.device)
-        with seeded(self.random_state, device):
-            self.model_ = self._build_modules()["model_"].to(device)
+        self.model_ = build_seeded(self._build_modules, self.random_state)["model_"].to(device)
         self.loss_curve_ = _train_classifier(
             self.model_, images, targets, self._train_options(), device
         )

@@ -51,7 +51,17 @@ class DCGANDiscriminator(nn.Module):
         layers.append(nn.Conv2d(c_in, 1, 4, 1, 0, bias=False))
         self.crop_size = crop_size
         self.net = nn.Sequential(*layers)
-        init_weights(self)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Set every parameter and buffer (DCGAN initialization), drawing from ``generator``.
+
+        Parameters
+        ----------
+        generator : torch.Generator, optional
+            Source of the random draws; None uses torch's global generator.
+        """
+        init_weights(self, generator)
 
     def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Logits of shape (N,) for (N, c, S, S) conditions and (N, C - c, S, S) images."""

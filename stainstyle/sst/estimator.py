@@ -16,21 +16,15 @@ from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import StainNormalizer, _caller_stacklevel, resolve_device
 from stainstyle.color.gray import gray_normalize
 from stainstyle.methods.histogram import match_cdf_lut
-from stainstyle.sst._torch import seeded
+from stainstyle.sst._torch import build_seeded
+from stainstyle.sst.checkpoint import TrainState, load_checkpoint
 from stainstyle.sst.classifier import TileClassifier
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
-from stainstyle.sst.train import (
-    TrainConfig,
-    TrainState,
-    load_checkpoint,
-    make_modules,
-    make_pairs,
-    train,
-)
+from stainstyle.sst.train import TrainConfig, make_modules, make_pairs, train
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +97,10 @@ class StainStyleTransfer(StainNormalizer):
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or a torch device string.
     random_state : int, default=0
         Seed of the initialization, validation split, sampling and augmentation; same seed,
-        same device, same result.
+        same device, same result. Training draws from its own generators (a
+        ``torch.Generator`` for the initialization, NumPy generators for the rest), never from
+        the global ones, so fits in parallel threads give the same model as a serial fit and the
+        caller's random state is left alone.
     verbose : bool, default=False
         Progress bar with running losses, and a line per epoch.
     background : {"passthrough", "raise"}, default="passthrough"
@@ -343,8 +340,7 @@ class StainStyleTransfer(StainNormalizer):
                 rng=np.random.default_rng([self.random_state, self.epoch_]),
             )
         else:
-            with seeded(self.random_state, device):
-                built = self._build_modules()
+            built = build_seeded(self._build_modules, self.random_state)
             modules = make_modules(
                 built["generator_"], built["discriminator_"], feature_loss, config, device
             )

@@ -13,23 +13,43 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stainstyle.sst._torch import own_tensors
 
-def init_weights(module: nn.Module) -> None:
+
+def init_weights(module: nn.Module, generator: torch.Generator | None = None) -> None:
     """DCGAN initialization: convolutions N(0, 0.02) with zero bias, BatchNorm gamma N(1, 0.02).
+
+    Every parameter and buffer is set, BatchNorm running statistics included, so a network
+    built on the ``meta`` device and materialized with ``to_empty`` keeps nothing undefined.
 
     Parameters
     ----------
     module : torch.nn.Module
-        Initialized in place, recursively.
+        Initialized in place, recursively; made of convolutions, transposed convolutions,
+        BatchNorm and parameter-free layers.
+    generator : torch.Generator, optional
+        Source of the random draws (on the module's device); None uses torch's global generator.
+
+    Raises
+    ------
+    TypeError
+        If a submodule of another kind holds parameters or buffers (it would stay uninitialized).
     """
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                m.weight.normal_(0.0, 0.02, generator=generator)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.BatchNorm2d):
+                m.weight.normal_(1.0, 0.02, generator=generator)
+                m.bias.zero_()
+                m.reset_running_stats()
+            elif own_tensors(m):
+                raise TypeError(
+                    f"init_weights: no initialization for {type(m).__name__}, which holds "
+                    f"{own_tensors(m)}"
+                )
 
 
 def _conv_bn(in_ch: int, out_ch: int, act: Callable[[], nn.Module] | None) -> nn.Sequential:
@@ -134,7 +154,17 @@ class FusionNet(nn.Module):
         )
         self.decoder = nn.ModuleList(CRCBlock(c, c, _relu) for c in reversed(channels[:-1]))
         self.output = nn.Sequential(nn.Conv2d(width, out_channels, 3, 1, 1), nn.Tanh())
-        init_weights(self)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Set every parameter and buffer (:func:`init_weights`), drawing from ``generator``.
+
+        Parameters
+        ----------
+        generator : torch.Generator, optional
+            Source of the random draws; None uses torch's global generator.
+        """
+        init_weights(self, generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map (N, in_channels, H, W) in [-1, 1] to (N, out_channels, H, W) in [-1, 1]."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import nn
@@ -55,6 +57,54 @@ def blend_weights(window: int, overlap: int) -> np.ndarray:
     return np.outer(ramp, ramp)
 
 
+class _RowBands:
+    """Blends the windows of one band of rows at a time and writes finished rows out as uint8.
+
+    Windows arrive tile by tile, then row of windows by row of windows (a band: the windows
+    sharing one top offset), left to right. A band's weighted sums live in a buffer as tall as
+    a window; when the next band starts, the rows above its top are touched by no later window,
+    so they are divided by their summed weights, rounded into ``out`` and dropped from the
+    buffer. Memory is bounded by one band, not by the image, and every pixel sees the same
+    additions in the same order as with a whole-image accumulator, so the result is identical.
+    """
+
+    def __init__(self, out: np.ndarray, weights: torch.Tensor):
+        self.out = out
+        self.weights = weights
+        height, width = weights.shape[0], out.shape[2]
+        self.accum = torch.zeros(3, height, width, device=weights.device)
+        self.total = torch.zeros(height, width, device=weights.device)
+        self.tile: int | None = None
+        self.top = 0
+
+    def add(self, tile: int, top: int, left: int, patch: torch.Tensor) -> None:
+        """Add one window's colour, ``patch`` of shape (3, h, w) in [0, 1], at (top, left)."""
+        if tile != self.tile:
+            self.finish()
+            self.tile, self.top = tile, top
+        elif top != self.top:
+            self._flush(top - self.top)
+            self.top = top
+        w = self.weights.shape[1]
+        self.accum[:, :, left : left + w] += patch * self.weights
+        self.total[:, left : left + w] += self.weights
+
+    def finish(self) -> None:
+        """Write out all rows of the current tile still in the buffer."""
+        if self.tile is not None:
+            self._flush(min(self.accum.shape[1], self.out.shape[1] - self.top))
+            self.tile = None
+
+    def _flush(self, rows: int) -> None:
+        """Write the buffer's first ``rows`` rows to ``out`` and shift the rest up."""
+        done = self.accum[:, :rows].div_(self.total[:rows])  # these rows leave the buffer
+        self.out[self.tile, self.top : self.top + rows] = to_uint8(done[None])[0]
+        for buffer in (self.accum, self.total):
+            rest = buffer[..., rows:, :].clone()
+            buffer[..., : rest.shape[-2], :] = rest
+            buffer[..., rest.shape[-2] :, :] = 0.0
+
+
 @torch.no_grad()
 def colorize(
     generator: nn.Module,
@@ -71,6 +121,11 @@ def colorize(
     Tiles no larger than ``window`` go through the generator whole. Larger tiles are cut into
     overlapping ``window x window`` patches; their outputs are averaged with weights that fall off
     towards each patch's border (:func:`blend_weights`), so no seams are visible.
+
+    The windows are processed one row of windows at a time and rows of pixels are rounded to
+    uint8 as soon as no later window touches them, so besides the output the memory used is
+    that of one row of windows (``16 * window * W`` bytes) and one batch of patches, whatever
+    the image size.
 
     Parameters
     ----------
@@ -93,26 +148,39 @@ def colorize(
     Returns
     -------
     ndarray of shape (N, H, W, 3), dtype uint8
+
+    Raises
+    ------
+    ValueError
+        If ``gray`` is not a uint8 array of shape (N, H, W), or ``window``, ``overlap`` or
+        ``batch_size`` is out of range.
     """
+    if not isinstance(gray, np.ndarray) or gray.ndim != 3 or gray.dtype != np.uint8:
+        got = f"shape {gray.shape}, dtype {gray.dtype}" if hasattr(gray, "dtype") else type(gray)
+        raise ValueError(f"gray: expected a uint8 array of shape (N, H, W), got {got}")
+    if window < 1 or not 0 <= overlap < window:
+        raise ValueError(
+            f"window, overlap: expected window >= 1 and 0 <= overlap < window, "
+            f"got window={window}, overlap={overlap}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size}")
     n, height, width = gray.shape
     tops, lefts = window_starts(height, window, overlap), window_starts(width, window, overlap)
     ph, pw = min(window, height), min(window, width)
-    boxes = [(t, s) for t in tops for s in lefts]
     weights = torch.from_numpy(blend_weights(window, overlap)[:ph, :pw]).to(device)
-    if len(boxes) == 1:
+    if len(tops) * len(lefts) == 1:
         weights = torch.ones_like(weights)
-    accum = torch.zeros(n, 3, height, width, device=device)
-    total = torch.zeros(height, width, device=device)
-    patches = [(i, t, s) for i in range(n) for t, s in boxes]
-    for start in range(0, len(patches), batch_size):
-        chunk = patches[start : start + batch_size]
+    out = np.empty((n, height, width, 3), dtype=np.uint8)
+    bands = _RowBands(out, weights)
+    patches = itertools.product(range(n), tops, lefts)
+    while chunk := list(itertools.islice(patches, batch_size)):
         batch = np.stack([gray[i, t : t + ph, s : s + pw] for i, t, s in chunk])
         x = to_tensor(batch, device) * 2 - 1
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
             y = generator(x)
         y = (y.float() + 1) / 2
-        for (i, t, s), out in zip(chunk, y, strict=True):
-            accum[i, :, t : t + ph, s : s + pw] += out * weights
-    for t, s in boxes:
-        total[t : t + ph, s : s + pw] += weights
-    return to_uint8(accum / total)
+        for (i, t, s), patch in zip(chunk, y, strict=True):
+            bands.add(i, t, s, patch)
+    bands.finish()
+    return out

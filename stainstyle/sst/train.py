@@ -9,39 +9,31 @@ batch of target-style tiles (ALGORITHMS.md sections 6 and 7):
 
 Here ``y`` is a random crop of a target tile (flipped and rotated), ``g`` its gray level with
 random brightness, contrast and gamma jitter, so that G also colours the gray levels of other
-labs. Checkpoints are safetensors plus JSON, written atomically, and a run resumes from them
-exactly where it stopped.
+labs. A checkpoint is written after every epoch (:mod:`stainstyle.sst.checkpoint`), and a run
+resumes from it exactly where it stopped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from stainstyle.data.datasets import augment_tile
 from stainstyle.sst._torch import to_tensor
+from stainstyle.sst.checkpoint import TrainState, save_checkpoint
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss, GANLoss
 
 logger = logging.getLogger(__name__)
-
-#: Name of the JSON file that commits a checkpoint; it names its tensor file.
-CHECKPOINT_JSON = "checkpoint.json"
-CHECKPOINT_FORMAT = 1
 
 
 @dataclass
@@ -159,33 +151,6 @@ def make_modules(
         opt_g=torch.optim.Adam(generator.parameters(), lr=config.lr, betas=betas),
         opt_d=torch.optim.Adam(discriminator.parameters(), lr=config.lr, betas=betas),
     )
-
-
-@dataclass
-class TrainState:
-    """Progress of a run: what a checkpoint restores besides the weights.
-
-    Attributes
-    ----------
-    epoch : int
-        Completed epochs.
-    step : int
-        Completed optimization steps.
-    history : list of dict
-        Per epoch: mean losses, validation PSNR, steps and seconds.
-    rng : numpy.random.Generator
-        Source of all sampling (order, crops, augmentation, jitter).
-    """
-
-    epoch: int = 0
-    step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    rng: np.random.Generator = field(default_factory=np.random.default_rng)
-
-    @classmethod
-    def start(cls, seed: int) -> TrainState:
-        """A fresh state whose sampling is seeded with ``seed``."""
-        return cls(rng=np.random.default_rng(seed))
 
 
 def jitter_gray(gray: torch.Tensor, strength: float, prob: float, rng: np.random.Generator):
@@ -482,149 +447,3 @@ def make_pairs(tiles: Sequence[np.ndarray], gray: Sequence[np.ndarray]) -> list[
     list of ndarray of shape (H_i, W_i, 4), dtype uint8
     """
     return [np.concatenate([g[..., None], t], axis=-1) for t, g in zip(tiles, gray, strict=True)]
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    tensors = {}
-    for index, values in optimizer.state_dict()["state"].items():
-        for key, value in values.items():
-            tensors[f"{prefix}.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    return tensors
-
-
-def _load_optimizer(
-    optimizer: torch.optim.Optimizer, prefix: str, tensors: dict, groups: list
-) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith(prefix + "."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def save_checkpoint(
-    directory: str | os.PathLike, modules: GANModules, state: TrainState, config: TrainConfig
-) -> Path:
-    """Write the networks, optimizers and progress of a run, atomically.
-
-    Tensors go to ``state-epochNNNNN.safetensors``, everything else to ``checkpoint.json``, which
-    names the tensor file and is written last: a crash at any point leaves the previous
-    checkpoint intact. Nothing is pickled.
-
-    Parameters
-    ----------
-    directory : str or path
-        Checkpoint folder (created if needed).
-    modules : GANModules
-        Networks and optimizers.
-    state : TrainState
-        Progress.
-    config : TrainConfig
-        Recorded for reference.
-
-    Returns
-    -------
-    pathlib.Path
-        The JSON file.
-    """
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        f"generator.{k}": v.detach().cpu().contiguous()
-        for k, v in modules.generator.state_dict().items()
-    }
-    tensors.update(
-        {
-            f"discriminator.{k}": v.detach().cpu().contiguous()
-            for k, v in modules.discriminator.state_dict().items()
-        }
-    )
-    tensors.update(_optimizer_tensors("opt_g", modules.opt_g))
-    tensors.update(_optimizer_tensors("opt_d", modules.opt_d))
-    tensor_file = f"state-epoch{state.epoch:05d}.safetensors"
-    _atomic_write(folder / tensor_file, lambda p: save_file(tensors, p))
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "tensors": tensor_file,
-        "epoch": state.epoch,
-        "step": state.step,
-        "history": state.history,
-        "rng": state.rng.bit_generator.state,
-        "opt_g_groups": modules.opt_g.state_dict()["param_groups"],
-        "opt_d_groups": modules.opt_d.state_dict()["param_groups"],
-        "config": asdict(config),
-    }
-
-    def write_json(path: str) -> None:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=1)
-
-    _atomic_write(folder / CHECKPOINT_JSON, write_json)
-    for old in folder.glob("state-epoch*.safetensors"):
-        if old.name != tensor_file:
-            old.unlink(missing_ok=True)
-    return folder / CHECKPOINT_JSON
-
-
-def load_checkpoint(
-    directory: str | os.PathLike, modules: GANModules, device: torch.device
-) -> TrainState | None:
-    """Restore a run written by :func:`save_checkpoint`.
-
-    Parameters
-    ----------
-    directory : str or path
-        Checkpoint folder.
-    modules : GANModules
-        Networks and optimizers of the same architecture; loaded in place (strictly).
-    device : torch.device
-        Where the tensors go.
-
-    Returns
-    -------
-    TrainState or None
-        The saved progress, or None when the folder holds no checkpoint.
-
-    Raises
-    ------
-    ValueError
-        If the checkpoint does not match the networks' architecture.
-    """
-    meta_path = Path(directory) / CHECKPOINT_JSON
-    if not meta_path.exists():
-        return None
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{meta_path}: unknown checkpoint format {meta.get('format')!r}")
-    tensors = load_file(meta_path.parent / meta["tensors"], device=str(device))
-
-    def part(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
-
-    try:
-        modules.generator.load_state_dict(part("generator"), strict=True)
-        modules.discriminator.load_state_dict(part("discriminator"), strict=True)
-    except RuntimeError as error:
-        raise ValueError(
-            f"checkpoint_dir: the checkpoint in {meta_path.parent} was written for other network "
-            f"sizes than the current ones: {error}"
-        ) from error
-    _load_optimizer(modules.opt_g, "opt_g", tensors, meta["opt_g_groups"])
-    _load_optimizer(modules.opt_d, "opt_d", tensors, meta["opt_d_groups"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng"]
-    return TrainState(epoch=meta["epoch"], step=meta["step"], history=meta["history"], rng=rng)

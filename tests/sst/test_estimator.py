@@ -67,6 +67,12 @@ def test_crash_and_resume(tiles, tmp_path, monkeypatch):
     # Weights, optimizer moments and the sampler all come back: same result as no crash.
     uninterrupted = tiny(max_epochs=4).fit(tiles)
     np.testing.assert_array_equal(out, uninterrupted.transform(tiles[:2]))
+    for name in ("generator_", "discriminator_"):
+        expected = getattr(uninterrupted, name).state_dict()
+        for key, value in getattr(resumed, name).state_dict().items():
+            assert torch.equal(value, expected[key]), (name, key)
+    assert resumed._state.step == uninterrupted._state.step
+    assert resumed._state.rng.bit_generator.state == uninterrupted._state.rng.bit_generator.state
 
 
 def test_resume_without_checkpoint_starts_fresh(tiles, tmp_path):

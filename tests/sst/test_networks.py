@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from stainstyle.sst._torch import build_seeded
 from stainstyle.sst.classifier import TileNet
 from stainstyle.sst.discriminator import DCGANDiscriminator
-from stainstyle.sst.fusionnet import FusionNet
+from stainstyle.sst.fusionnet import FusionNet, init_weights
 from stainstyle.sst.losses import FeaturePreservingLoss, GANLoss
 
 
@@ -112,3 +113,49 @@ def test_feature_loss_matches_formula():
     expected = ((fr - ff) ** 2).sum(1).mean() / 512
     assert loss_fn(real, fake).item() == pytest.approx(expected.item(), rel=1e-5)
     assert np.isfinite(loss_fn(real, fake).item())
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: FusionNet(width=4, depth=2),
+        lambda: DCGANDiscriminator(32, width=4),
+        lambda: TileNet("resnet18", 3),
+    ],
+    ids=["fusionnet", "discriminator", "tilenet"],
+)
+def test_reset_parameters_sets_every_tensor_from_the_generator(build):
+    with torch.device("meta"):
+        net = build()
+    net.to_empty(device="cpu")
+    with torch.no_grad():
+        for tensor in [*net.parameters(), *net.buffers()]:
+            tensor.fill_(float("nan") if tensor.is_floating_point() else -1)
+    global_state = torch.get_rng_state()
+    net.reset_parameters(torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), global_state)  # nothing drawn from the global one
+    for name, tensor in [*net.named_parameters(), *net.named_buffers()]:
+        if tensor.is_floating_point():
+            assert torch.isfinite(tensor).all(), name
+        else:
+            assert (tensor == 0).all(), name  # BatchNorm's num_batches_tracked
+    again = build_seeded(lambda: {"net": build()}, 7)["net"]
+    for (name, a), b in zip(net.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_tilenet_follows_torchvision_initialization():
+    net = build_seeded(lambda: {"net": TileNet("resnet18", 2)}, 0)["net"]
+    conv = net.resnet.layer4[0].conv2  # 512 x 512 x 3 x 3: fan_out 4608
+    assert abs(conv.weight.std().item() - (2 / 4608) ** 0.5) < 1e-3
+    bn = net.resnet.layer4[0].bn2
+    assert torch.equal(bn.weight, torch.ones(512)) and torch.equal(bn.running_var, torch.ones(512))
+    bound = 1 / 512**0.5
+    assert net.resnet.fc.weight.abs().max() <= bound and net.resnet.fc.bias.abs().max() <= bound
+    torch.testing.assert_close(net.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
+def test_init_refuses_layers_it_cannot_initialize():
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="no initialization for Linear"):
+        init_weights(net, torch.Generator())

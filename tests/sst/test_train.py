@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from stainstyle.sst.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from stainstyle.sst.classifier import TileNet
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.fusionnet import FusionNet
@@ -11,12 +12,9 @@ from stainstyle.sst.inference import blend_weights, colorize, window_starts
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.train import (
     TrainConfig,
-    TrainState,
     jitter_gray,
-    load_checkpoint,
     make_modules,
     make_pairs,
-    save_checkpoint,
     train,
     train_step,
 )
