@@ -811,7 +811,49 @@ class _Saved:
         return ValueError(f"{self.where}: {message}")
 
 
-def _check_names(klass: type, config: Mapping[str, Any], saved: _Saved) -> dict[str, Any] | None:
+def _name_mismatch(klass: type, config: Mapping[str, Any]) -> str | None:
+    """How the fitted attribute names of a configuration differ from the class's declaration."""
+    declared = _declaration(klass)
+    if declared is None:
+        return None
+    present = {
+        name: section for section in ("fitted", "arrays", "modules") for name in config[section]
+    }
+    missing = sorted(set(declared) - set(present))
+    unknown = sorted(set(present) - set(declared))
+    if missing or unknown:
+        return (
+            f"fitted attributes do not match those {klass.__name__} declares "
+            f"(_fitted_attributes): missing {missing}, unknown {unknown[:10]}"
+        )
+    for name, section in present.items():
+        if declared[name].storage != section:
+            return (
+                f"fitted attribute {name!r} is saved under {section!r}, {klass.__name__} "
+                f"declares it under {declared[name].storage!r}"
+            )
+    return None
+
+
+def _value_problem(klass: type, name: str, section: str, value: Any) -> str | None:
+    """What is wrong with one fitted value (a JSON value, an array, a module's tensors)."""
+    spec = (_declaration(klass) or {}).get(name)
+    if section == "modules":
+        return (spec if isinstance(spec, FittedModule) else GENERIC_MODULE).problem(value)
+    if spec is not None:
+        return spec.problem(value)
+    return generic_array_problem(value) if section == "arrays" else None
+
+
+def _module_states(names: Any, tensors: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``state_dict`` of each module, from the ``<module>.<key>`` tensors."""
+    return {
+        name: {k[len(name) + 1 :]: t for k, t in tensors.items() if k.startswith(f"{name}.")}
+        for name in names
+    }
+
+
+def _check_names(klass: type, config: Mapping[str, Any], saved: _Saved) -> None:
     """Fitted attribute names: never a class attribute; exactly the declared ones, if any."""
     present = {
         name: section for section in ("fitted", "arrays", "modules") for name in config[section]
@@ -819,23 +861,9 @@ def _check_names(klass: type, config: Mapping[str, Any], saved: _Saved) -> dict[
     for name in present:
         if hasattr(klass, name):
             raise saved.fail(f"{name!r} is an attribute of {klass.__name__}, not fitted state")
-    declared = _declaration(klass)
-    if declared is None:
-        return None
-    missing = sorted(set(declared) - set(present))
-    unknown = sorted(set(present) - set(declared))
-    if missing or unknown:
-        raise saved.fail(
-            f"fitted attributes do not match those {klass.__name__} declares: "
-            f"missing {missing}, unknown {unknown[:10]}"
-        )
-    for name, section in present.items():
-        if declared[name].storage != section:
-            raise saved.fail(
-                f"fitted attribute {name!r} is saved under {section!r}, {klass.__name__} "
-                f"declares it under {declared[name].storage!r}"
-            )
-    return declared
+    mismatch = _name_mismatch(klass, config)
+    if mismatch is not None:
+        raise saved.fail(mismatch)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -964,10 +992,10 @@ def _restore_estimator(saved: _Saved, cls: type | None, overrides: Mapping[str, 
             f"{saved.where}: holds a {klass.__name__}, not a {cls.__name__}; use "
             "stainstyle.load to load any normalizer"
         )
-    declared = _check_names(klass, config, saved)
+    _check_names(klass, config, saved)
     fitted = _from_json(config["fitted"])
     for name, value in fitted.items():
-        problem = declared[name].problem(value) if declared is not None else None
+        problem = _value_problem(klass, name, "fitted", value)
         if problem is not None:
             raise saved.fail(f"fitted attribute {name!r}: {problem}")
     params = _params(klass, saved, overrides)
@@ -996,21 +1024,14 @@ def _restore_estimator(saved: _Saved, cls: type | None, overrides: Mapping[str, 
 
     for name, spec in config["arrays"].items():
         value = _array_value(tensors[name], spec)
-        if declared is not None:
-            problem = declared[name].problem(value)
-        else:
-            problem = generic_array_problem(value)
+        problem = _value_problem(klass, name, "arrays", value)
         if problem is not None:
             raise ValueError(f"{saved.weights_path}: fitted attribute {name!r}: {problem}")
         setattr(estimator, name, value)
     if config["modules"]:
-        states = {
-            name: {k[len(name) + 1 :]: t for k, t in tensors.items() if k.startswith(f"{name}.")}
-            for name in config["modules"]
-        }
+        states = _module_states(config["modules"], tensors)
         for name, state in states.items():
-            spec = declared[name] if declared is not None else GENERIC_MODULE
-            problem = (spec if isinstance(spec, FittedModule) else GENERIC_MODULE).problem(state)
+            problem = _value_problem(klass, name, "modules", state)
             if problem is not None:
                 raise ValueError(f"{saved.weights_path}: module {name!r}: {problem}")
         with torch.random.fork_rng(devices=[]):  # building must not move the caller's seed
@@ -1105,32 +1126,25 @@ def load_folder(folder: str | os.PathLike, cls: type | None = None, **overrides:
 
 
 def _check_saveable(estimator: Any, config: Mapping[str, Any], tensors: Mapping[str, Any]) -> None:
-    """Refuse to write a model that loading would refuse (its declaration is not met)."""
+    """Refuse to write a model that loading would refuse, naming the attribute."""
     klass = type(estimator)
-    declared = _declaration(klass)
-    if declared is None:
-        return
-    present = {
-        name: section for section in ("fitted", "arrays", "modules") for name in config[section]
-    }
-    missing = sorted(set(declared) - set(present))
-    unknown = sorted(set(present) - set(declared))
-    if missing or unknown:
-        raise ValueError(
-            f"{klass.__name__}: cannot be saved, its fitted attributes do not match those it "
-            f"declares in _fitted_attributes: missing {missing}, undeclared {unknown}"
-        )
-    for name, section in present.items():
-        spec = declared[name]
-        if section == "modules":
-            state = {k[len(name) + 1 :]: t for k, t in tensors.items() if k.startswith(f"{name}.")}
-            problem = spec.problem(state) if isinstance(spec, FittedModule) else "not a module"
-        elif section == "arrays":
-            problem = spec.problem(getattr(estimator, name))
-        else:
-            problem = spec.problem(_from_json(config["fitted"][name]))
-        if problem is not None:
-            raise ValueError(f"{klass.__name__}.{name}: cannot be saved: {problem}")
+    mismatch = _name_mismatch(klass, config)
+    if mismatch is not None:
+        raise ValueError(f"{klass.__name__}: cannot be saved: {mismatch}")
+    states = _module_states(config["modules"], tensors)
+    for section in ("fitted", "arrays", "modules"):
+        for name in config[section]:
+            if hasattr(klass, name):
+                raise ValueError(f"{klass.__name__}.{name}: cannot be saved: a class attribute")
+            if section == "modules":
+                value = states[name]
+            elif section == "arrays":
+                value = getattr(estimator, name)
+            else:
+                value = _from_json(config["fitted"][name])
+            problem = _value_problem(klass, name, section, value)
+            if problem is not None:
+                raise ValueError(f"{klass.__name__}.{name}: cannot be saved: {problem}")
 
 
 def _looks_like_path(name: str) -> bool:

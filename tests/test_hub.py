@@ -532,9 +532,7 @@ def test_undeclared_fitted_attribute_of_a_declaring_class_is_refused_when_saving
 ):
     estimator = GrayNormalizer().fit(toy_tiles)
     estimator.model_ = object()
-    with pytest.raises(
-        ValueError, match=r"GrayNormalizer: cannot be saved.*undeclared \['model_'\]"
-    ):
+    with pytest.raises(ValueError, match=r"GrayNormalizer: cannot be saved.*unknown \['model_'\]"):
         estimator.save_pretrained(tmp_path)
     assert not (tmp_path / WEIGHTS_NAME).exists()
 
@@ -692,3 +690,18 @@ def test_a_loaded_model_does_not_resume_from_the_trainers_checkpoints(tmp_path, 
         for key, value in loaded.generator_.state_dict().items()
         if value.is_floating_point()
     )
+
+
+def test_a_state_that_loading_would_refuse_is_not_saved(target_tiles, toy_tiles, tmp_path):
+    from stainstyle.methods.reinhard import ReinhardNormalizer
+
+    estimator = ReinhardNormalizer().fit(target_tiles)
+    estimator.target_stds_ = np.array([1.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match=r"ReinhardNormalizer.target_stds_: cannot be saved"):
+        estimator.save_pretrained(tmp_path / "reinhard")
+    toy = ToyNetNormalizer().fit(toy_tiles)
+    with torch.no_grad():
+        toy.net_.conv.weight[0] = float("inf")
+    with pytest.raises(ValueError, match=r"ToyNetNormalizer.net_: cannot be saved.*finite"):
+        toy.save_pretrained(tmp_path / "toy")
+    assert not (tmp_path / "reinhard" / WEIGHTS_NAME).exists()
