@@ -703,7 +703,10 @@ class _WeightsFile:
             text = self._file.read(length).decode("utf-8")
         except UnicodeDecodeError as err:
             raise self._fail(f"header not UTF-8: {err}") from None
-        header = _parse_json(text, f"{self.path}: header", limit=MAX_HEADER_BYTES)
+        try:
+            header = _parse_json(text, "header", limit=MAX_HEADER_BYTES)
+        except ValueError as err:
+            raise self._fail(str(err)) from None
         if not isinstance(header, dict):
             raise self._fail("its header is not a JSON object")
         metadata = header.pop("__metadata__", None) or {}
@@ -945,7 +948,7 @@ def _check_module_header(
         spec = listed[name]
         problem = None
         if spec["class"] != type(module).__name__:
-            problem = f"its configuration says {spec['class']}"
+            problem = f"its configuration names the class {spec['class']!r}"
         elif spec["n_tensors"] != len(expected):
             problem = f"its configuration lists {spec['n_tensors']} tensors, it has {len(expected)}"
         elif set(actual) != set(expected):

@@ -495,3 +495,52 @@ def test_peak_memory_stays_bounded_for_a_claimed_huge_network(originals):
     _edit_authoritative(folder, 2, lambda config: config["fitted"].update(width_=256, depth_=8))
     error = _refused(folder)
     assert re.search(r"do not fit module|width_|depth_", str(error))
+
+
+# ------------------------------------------------------- hostile safetensors headers and data
+def _raw_safetensors(header, data: bytes = b"", length: int | None = None) -> bytes:
+    text = header if isinstance(header, str) else json.dumps(header)
+    encoded = text.encode("utf-8")
+    return (len(encoded) if length is None else length).to_bytes(8, "little") + encoded + data
+
+
+def _entry(dtype="F64", shape=(3,), offsets=(0, 24)):
+    return {"dtype": dtype, "shape": list(shape), "data_offsets": list(offsets)}
+
+
+HOSTILE_FILES = {
+    "empty": b"",
+    "seven_bytes": b"\x01" * 7,
+    "header_longer_than_file": _raw_safetensors({}, length=1000),
+    "header_of_a_terabyte": _raw_safetensors({}, length=1 << 40),
+    "header_not_json": _raw_safetensors("{not json"),
+    "header_not_utf8": b"\x04\x00\x00\x00\x00\x00\x00\x00\xff\xfe\xfd\xfc",
+    "header_a_list": _raw_safetensors([1, 2]),
+    "header_deeply_nested": _raw_safetensors("[" * DEEP + "]" * DEEP),
+    "metadata_not_strings": _raw_safetensors({"__metadata__": {"stainstyle_config": 5}}),
+    "entry_without_offsets": _raw_safetensors({"a_": {"dtype": "F64", "shape": [3]}}, b"\0" * 24),
+    "unknown_dtype": _raw_safetensors({"a_": _entry(dtype="F8_E4M3", offsets=(0, 3))}, b"\0" * 3),
+    "object_dtype": _raw_safetensors({"a_": _entry(dtype="O")}, b"\0" * 24),
+    "shape_claims_more_than_data": _raw_safetensors(
+        {"a_": _entry(shape=(1 << 40,), offsets=(0, 24))}, b"\0" * 24
+    ),
+    "offsets_beyond_the_file": _raw_safetensors(
+        {"a_": _entry(shape=(1 << 37,), offsets=(0, 1 << 40))}, b"\0" * 24
+    ),
+    "negative_shape": _raw_safetensors({"a_": _entry(shape=(-3,))}, b"\0" * 24),
+    "overlapping_tensors": _raw_safetensors(
+        {"a_": _entry(), "b_": _entry(offsets=(8, 32))}, b"\0" * 32
+    ),
+    "gap_between_tensors": _raw_safetensors(
+        {"a_": _entry(), "b_": _entry(offsets=(32, 56))}, b"\0" * 56
+    ),
+    "trailing_bytes": _raw_safetensors({"a_": _entry()}, b"\0" * 30),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_FILES))
+def test_hostile_safetensors_files_are_refused_naming_the_file(originals, case):
+    folder = _copy(originals["reinhard", 2][0])
+    (folder / WEIGHTS_NAME).write_bytes(HOSTILE_FILES[case])
+    error = _refused(folder)
+    assert f"{folder / WEIGHTS_NAME}: not a readable safetensors file" in str(error)
