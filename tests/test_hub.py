@@ -663,6 +663,7 @@ def test_a_loaded_model_does_not_resume_from_the_trainers_checkpoints(tmp_path, 
     trainer.save_pretrained(tmp_path / "model")
     params = json.loads((tmp_path / "model" / CONFIG_NAME).read_text())["params"]
     assert (params["checkpoint_dir"], params["resume"], params["device"]) == (None, False, "auto")
+    assert str(checkpoints) not in (tmp_path / "model" / "README.md").read_text()
     before = {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()}
 
     loaded = load(tmp_path / "model")
