@@ -5,6 +5,7 @@ A plain module (not ``conftest``) so that test files import it by a unique name.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import subprocess
@@ -251,3 +252,99 @@ def tree_digest(folder: Path) -> dict[str, str]:
             elif not stat.S_ISDIR(info.st_mode):
                 digest[relative] = f"special {stat.S_IFMT(info.st_mode):o}"
     return digest
+
+
+# ------------------------------------------------------------------------ saved model folders
+def read_model_file(folder: Path) -> tuple[dict, dict]:
+    """The configuration embedded in a saved model's ``model.safetensors``, and its tensors."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(Path(folder) / "model.safetensors"), framework="pt") as f:
+        config = json.loads(f.metadata()["stainstyle_config"])
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    return config, tensors
+
+
+def write_model_file(folder: Path, config, tensors: dict, digest: bool = True) -> None:
+    """Rewrite ``model.safetensors`` with this configuration (any JSON, or raw text) and tensors.
+
+    With ``digest``, ``content_sha256`` is recomputed first, as a deliberate forger would, so
+    that only the loader's checks of the content stand between the file and a loaded model.
+    ``config.json`` is left as it was.
+    """
+    import json
+
+    from safetensors.torch import save_file
+
+    if not isinstance(config, str):
+        if digest and isinstance(config, dict):
+            from stainstyle.hub import _content_digest
+
+            config = {**config, "content_sha256": _content_digest(config, tensors)}
+        config = json.dumps(config)
+    metadata = {"stainstyle_config": config}
+    save_file(tensors, str(Path(folder) / "model.safetensors"), metadata=metadata)
+
+
+def as_format1(folder: Path) -> None:
+    """Turn a saved model folder into folder format 1 (configuration only in ``config.json``).
+
+    ``config.json`` then records the SHA-256 of ``model.safetensors`` under ``weights_sha256``.
+    """
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("stainstyle_format") == 1:
+        return
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config.pop("content_sha256")
+    config["stainstyle_format"] = 1
+    weights = (folder / "model.safetensors").read_bytes()
+    config["weights_sha256"] = hashlib.sha256(weights).hexdigest()
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def _virtual_memory_size() -> int | None:
+    """This process's virtual memory size in bytes (``VmSize``), or None where unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@contextlib.contextmanager
+def memory_cap(extra_bytes: int = 1 << 30):
+    """Limit the address space of this process to its current size plus ``extra_bytes``.
+
+    Anything in the block that tries to allocate more fails with ``MemoryError`` (or torch's
+    ``RuntimeError``) instead of growing until the kernel kills the test run. The soft limit is
+    restored afterwards. Where the size cannot be read (not Linux), the block runs uncapped.
+    """
+    import resource
+
+    size = _virtual_memory_size()
+    if size is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = size + extra_bytes
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))

@@ -17,9 +17,9 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
-from _support import read_rgb, require_data
+from _support import as_format1, read_model_file, read_rgb, require_data, write_model_file
 from huggingface_hub import HfApi, ModelCard
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import Interval
@@ -157,11 +157,21 @@ def offline_hub(tmp_path, monkeypatch) -> Path:
 
 
 def _rewrite_weights(folder: Path, tensors: dict) -> None:
-    """Replace model.safetensors and update the checksum, as a deliberate forger would."""
-    save_file(tensors, folder / WEIGHTS_NAME)
-    config = json.loads((folder / CONFIG_NAME).read_text())
-    config["weights_sha256"] = hashlib.sha256((folder / WEIGHTS_NAME).read_bytes()).hexdigest()
-    (folder / CONFIG_NAME).write_text(json.dumps(config))
+    """Replace the tensors of model.safetensors and update the checksum, as a forger would."""
+    config, _ = read_model_file(folder)
+    write_model_file(folder, config, tensors)
+
+
+def _edit_config(folder: Path, edit) -> None:
+    """Edit the authoritative configuration (embedded in model.safetensors), checksum updated."""
+    config, tensors = read_model_file(folder)
+    edit(config)
+    write_model_file(folder, config, tensors)
+
+
+def _machine_local_defaults(estimator) -> dict:
+    names = getattr(type(estimator), "_machine_local_params", ())
+    return {k: v for k, v in type(estimator)().get_params().items() if k in names}
 
 
 # ---------------------------------------------------------------------- round trip, all methods
@@ -180,7 +190,11 @@ def test_round_trip_folder_and_offline_hub_cache(method, real_tiles, tmp_path, o
 
     from_folder = type(estimator).from_pretrained(folder)
     assert type(from_folder) is type(estimator)
-    assert from_folder.get_params() == estimator.get_params()
+    # Machine-local parameters (a device, a checkpoint folder) come back as their defaults.
+    assert from_folder.get_params() == {
+        **estimator.get_params(),
+        **_machine_local_defaults(estimator),
+    }
     np.testing.assert_array_equal(from_folder.transform(source), expected)
 
     _hub_cache(offline_hub, f"stainstyle-test/{method}", {COMMIT_A: folder}, main=COMMIT_A)
@@ -213,7 +227,8 @@ def test_config_records_class_params_version_and_statistics(toy_tiles, tmp_path)
     assert config["params"] == {"background": "passthrough", "batch_size": 7}
     assert config["fitted"] == {"n_tiles_fit_": 3}
     assert config["stainstyle_version"] == importlib.import_module("stainstyle").__version__
-    assert len(config["weights_sha256"]) == 64
+    assert config["stainstyle_format"] == 2 and len(config["content_sha256"]) == 64
+    assert read_model_file(tmp_path)[0] == config  # the same configuration, embedded
 
 
 def test_non_json_param_is_saved_as_null_with_a_note_and_can_be_restored(toy_tiles, tmp_path):
@@ -394,6 +409,7 @@ def test_tampered_weights_are_rejected(saved_toy):
 
 
 def test_corrupt_weights_with_a_matching_checksum_are_rejected(saved_toy):
+    as_format1(saved_toy)  # the checksum of the whole file lives in config.json
     (saved_toy / WEIGHTS_NAME).write_bytes(b"\xff" * 64)
     config = json.loads((saved_toy / CONFIG_NAME).read_text())
     config["weights_sha256"] = hashlib.sha256(b"\xff" * 64).hexdigest()
@@ -422,19 +438,26 @@ def test_unlisted_tensors_are_rejected(saved_toy):
     tensors = load_file(saved_toy / WEIGHTS_NAME)
     tensors["extra"] = torch.zeros(2)
     _rewrite_weights(saved_toy, tensors)
-    with pytest.raises(ValueError, match="not listed in config.json: \\['extra'\\]"):
+    with pytest.raises(ValueError, match="not listed in its configuration: \\['extra'\\]"):
         load(saved_toy)
 
 
 @pytest.mark.parametrize("name", ["os.system", "builtins:eval", "NotANormalizer"])
 def test_unknown_class_is_rejected_without_importing_anything(saved_toy, name):
-    config = json.loads((saved_toy / CONFIG_NAME).read_text())
-    config["class"] = name
-    (saved_toy / CONFIG_NAME).write_text(json.dumps(config))
+    _edit_config(saved_toy, lambda config: config.update({"class": name}))
     modules_before = set(sys.modules)
-    with pytest.raises(ValueError, match=rf"{CONFIG_NAME}: unknown normalizer class"):
+    with pytest.raises(ValueError, match=rf"{WEIGHTS_NAME} .*: unknown normalizer class"):
         load(saved_toy)
     assert set(sys.modules) == modules_before
+
+
+def test_unknown_class_in_a_format_1_folder_is_rejected(saved_toy):
+    as_format1(saved_toy)
+    config = json.loads((saved_toy / CONFIG_NAME).read_text())
+    config["class"] = "os.system"
+    (saved_toy / CONFIG_NAME).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=rf"{CONFIG_NAME}: unknown normalizer class"):
+        load(saved_toy)
 
 
 def test_pickle_checkpoint_instead_of_safetensors_is_refused_and_never_unpickled(saved_toy):
@@ -461,22 +484,29 @@ def test_missing_weights_file_is_named(saved_toy):
 
 
 def test_invalid_json_config_is_named(saved_toy):
+    _, tensors = read_model_file(saved_toy)
+    write_model_file(saved_toy, "{not json", tensors)
+    with pytest.raises(ValueError, match=rf"{WEIGHTS_NAME} .*: not valid JSON"):
+        load(saved_toy)
+
+
+def test_invalid_json_config_of_a_format_1_folder_is_named(saved_toy):
+    as_format1(saved_toy)
     (saved_toy / CONFIG_NAME).write_text("{not json")
     with pytest.raises(ValueError, match=rf"{CONFIG_NAME}: not valid JSON"):
         load(saved_toy)
 
 
 def test_config_from_another_program_is_rejected(saved_toy):
+    as_format1(saved_toy)
     (saved_toy / CONFIG_NAME).write_text(json.dumps({"hidden_size": 512}))
     with pytest.raises(ValueError, match="not written by stainstyle"):
         load(saved_toy)
 
 
 def test_invalid_saved_parameter_is_named(saved_toy):
-    config = json.loads((saved_toy / CONFIG_NAME).read_text())
-    config["params"]["batch_size"] = -3
-    (saved_toy / CONFIG_NAME).write_text(json.dumps(config))
-    with pytest.raises(ValueError, match=rf"{CONFIG_NAME}: invalid parameters.*batch_size"):
+    _edit_config(saved_toy, lambda config: config["params"].update(batch_size=-3))
+    with pytest.raises(ValueError, match=rf"{WEIGHTS_NAME} .*: invalid parameters.*batch_size"):
         load(saved_toy)
 
 
@@ -486,14 +516,25 @@ def test_loading_with_the_wrong_class_is_a_type_error(saved_toy):
 
 
 def test_unsupported_fitted_attribute_is_saved_as_null_with_a_warning(toy_tiles, tmp_path, caplog):
-    estimator = GrayNormalizer().fit(toy_tiles)
+    # A class that declares no fitted attributes: whatever fit set is saved.
+    estimator = ToyNetNormalizer().fit(toy_tiles)
     estimator.model_ = object()
     estimator.save_pretrained(tmp_path)
     config = json.loads((tmp_path / CONFIG_NAME).read_text())
     assert config["fitted"]["model_"] is None
     assert "object" in config["unsaved"]["model_"]
-    assert "GrayNormalizer.model_ (object) is not saved" in caplog.text
+    assert "ToyNetNormalizer.model_ (object) is not saved" in caplog.text
     assert load(tmp_path).model_ is None
+
+
+def test_undeclared_fitted_attribute_of_a_declaring_class_is_refused_when_saving(
+    toy_tiles, tmp_path
+):
+    estimator = GrayNormalizer().fit(toy_tiles)
+    estimator.model_ = object()
+    with pytest.raises(ValueError, match=r"GrayNormalizer: cannot be saved.*unknown \['model_'\]"):
+        estimator.save_pretrained(tmp_path)
+    assert not (tmp_path / WEIGHTS_NAME).exists()
 
 
 def test_registry_refuses_a_second_class_with_a_builtin_name():
@@ -510,11 +551,9 @@ def test_load_folder_is_the_shared_loading_path(saved_toy, toy_tiles):
 
 
 def test_incomplete_config_is_named(saved_toy):
-    config = json.loads((saved_toy / CONFIG_NAME).read_text())
-    del config["arrays"]
-    (saved_toy / CONFIG_NAME).write_text(json.dumps(config))
+    _edit_config(saved_toy, lambda config: config.pop("arrays"))
     with pytest.raises(
-        ValueError, match=rf"{CONFIG_NAME}: incomplete, lacks the keys \['arrays'\]"
+        ValueError, match=rf"{WEIGHTS_NAME} .*: incomplete, lacks the keys \['arrays'\]"
     ):
         load(saved_toy)
 
@@ -524,3 +563,146 @@ def test_fitted_module_without_a_rebuild_hook_is_refused_when_saving(toy_tiles, 
     estimator.net_ = torch.nn.Linear(2, 2)
     with pytest.raises(TypeError, match="no _build_modules"):
         estimator.save_pretrained(tmp_path)
+
+
+# ------------------------------------------------------------------- folder format 2, format 1
+def test_config_json_is_for_people_an_edited_one_is_ignored_with_a_warning(
+    toy_tiles, tmp_path, caplog
+):
+    estimator = ToyNetNormalizer().fit(toy_tiles)
+    estimator.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / CONFIG_NAME).read_text())
+    config["params"]["width"] = 5
+    (tmp_path / CONFIG_NAME).write_text(json.dumps(config))
+    loaded = load(tmp_path)
+    assert loaded.width == 3
+    assert f"{tmp_path / CONFIG_NAME}: differs from the configuration embedded" in caplog.text
+    np.testing.assert_array_equal(loaded.transform(toy_tiles), estimator.transform(toy_tiles))
+
+    (tmp_path / CONFIG_NAME).unlink()
+    assert load(tmp_path).width == 3
+
+
+@pytest.mark.parametrize("method", ["gray", "reinhard", "macenko", "histogram", "wsics"])
+def test_folders_of_format_1_still_load(method, target_tiles, source_tiles, tmp_path):
+    estimator = _method_or_skip(method)().fit(target_tiles)
+    estimator.save_pretrained(tmp_path)
+    as_format1(tmp_path)
+    assert json.loads((tmp_path / CONFIG_NAME).read_text())["stainstyle_format"] == 1
+    np.testing.assert_array_equal(
+        load(tmp_path).transform(source_tiles), estimator.transform(source_tiles)
+    )
+
+
+def test_tampered_weights_of_a_format_1_folder_are_rejected(saved_toy):
+    as_format1(saved_toy)
+    data = bytearray((saved_toy / WEIGHTS_NAME).read_bytes())
+    data[-1] ^= 0xFF
+    (saved_toy / WEIGHTS_NAME).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{WEIGHTS_NAME}: its SHA-256 does not match"):
+        load(saved_toy)
+
+
+def test_two_saves_of_one_model_are_identical_files(toy_tiles, tmp_path):
+    estimator = ToyNetNormalizer().fit(toy_tiles)
+    estimator.save_pretrained(tmp_path / "a")
+    estimator.save_pretrained(tmp_path / "b")
+    for name in (CONFIG_NAME, WEIGHTS_NAME):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+# ------------------------------------------------------ fitted state: declarations, overrides
+def test_overriding_a_parameter_the_fitted_state_depends_on_is_refused(target_tiles, tmp_path):
+    from stainstyle.methods.reinhard import ReinhardNormalizer
+
+    ReinhardNormalizer().fit(target_tiles).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=r"^space: .*lab_ruderman.*fit a new model"):
+        load(tmp_path, space="lab_cie")
+    with pytest.raises(ValueError, match=r"^tissue_mask: "):
+        load(tmp_path, tissue_mask=False)
+    assert load(tmp_path, space="lab_ruderman").space == "lab_ruderman"  # the saved value
+    loaded = load(tmp_path, batch_size=3, passthrough_background=True)
+    assert loaded.batch_size == 3 and loaded.passthrough_background is True
+
+
+def test_from_reference_refuses_zero_stain_vectors():
+    from stainstyle.methods.macenko import MacenkoNormalizer
+
+    with pytest.raises(ValueError, match=r"^stain_matrix: .*positive norm"):
+        MacenkoNormalizer.from_reference(stain_matrix=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match=r"^stain_matrix: .*finite"):
+        MacenkoNormalizer.from_reference(stain_matrix=np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match=r"^max_concentrations: "):
+        MacenkoNormalizer.from_reference(max_concentrations=[1.0, 0.0])
+    with pytest.raises(ValueError, match=r"^stain_matrix: expected an array of numbers"):
+        MacenkoNormalizer.from_reference(stain_matrix=[["a", "b"]] * 3)
+
+
+def test_every_fitted_attribute_of_each_method_is_declared(target_tiles):
+    from stainstyle.hub import _fitted_names
+
+    for method in sorted(BUILTIN_METHODS):
+        estimator = _fitted(method, target_tiles[:, :32, :32] if method == "sst" else target_tiles)
+        declared = type(estimator)._fitted_attributes
+        assert set(_fitted_names(estimator)) == set(declared), method
+        params = set(estimator.get_params())
+        assert set(type(estimator)._fit_dependent_params) <= params, method
+        assert set(type(estimator)._machine_local_params) <= params, method
+
+
+# ------------------------------------------------------- machine-local run settings (defect 6)
+def test_a_loaded_model_does_not_resume_from_the_trainers_checkpoints(tmp_path, monkeypatch):
+    sst_module = pytest.importorskip("stainstyle.sst.estimator")
+    from _support import he_tiles
+
+    tiny = dict(width=4, depth=2, crop_size=16, max_epochs=1, lambda_fp=0)
+    checkpoints = tmp_path / "checkpoints"
+    trainer = sst_module.StainStyleTransfer(
+        **tiny, checkpoint_dir=str(checkpoints), resume=True, device="cpu"
+    ).fit(he_tiles(4, 32, seed=1))
+    trainer.save_pretrained(tmp_path / "model")
+    params = json.loads((tmp_path / "model" / CONFIG_NAME).read_text())["params"]
+    assert (params["checkpoint_dir"], params["resume"], params["device"]) == (None, False, "auto")
+    assert str(checkpoints) not in (tmp_path / "model" / "README.md").read_text()
+    before = {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()}
+
+    loaded = load(tmp_path / "model")
+    assert (loaded.checkpoint_dir, loaded.resume, loaded.device) == (None, False, "auto")
+    assert load(tmp_path / "model", device="cpu").device == "cpu"  # overrides still apply
+
+    opened = []
+    real_load_checkpoint = sst_module.load_checkpoint
+    monkeypatch.setattr(
+        sst_module,
+        "load_checkpoint",
+        lambda folder, *a, **k: opened.append(folder) or real_load_checkpoint(folder, *a, **k),
+    )
+    other_tiles = he_tiles(4, 32, seed=7)
+    loaded.set_params(device="cpu").fit(other_tiles)
+    assert opened == []
+    assert {p.name: p.stat().st_mtime_ns for p in checkpoints.iterdir()} == before
+
+    fresh = sst_module.StainStyleTransfer(**tiny, device="cpu").fit(other_tiles)
+    saved_weights = trainer.generator_.state_dict()
+    for key, value in loaded.generator_.state_dict().items():
+        torch.testing.assert_close(value, fresh.generator_.state_dict()[key], rtol=0, atol=0)
+    assert any(
+        not torch.equal(value, saved_weights[key])
+        for key, value in loaded.generator_.state_dict().items()
+        if value.is_floating_point()
+    )
+
+
+def test_a_state_that_loading_would_refuse_is_not_saved(target_tiles, toy_tiles, tmp_path):
+    from stainstyle.methods.reinhard import ReinhardNormalizer
+
+    estimator = ReinhardNormalizer().fit(target_tiles)
+    estimator.target_stds_ = np.array([1.0, np.nan, 1.0])
+    with pytest.raises(ValueError, match=r"ReinhardNormalizer.target_stds_: cannot be saved"):
+        estimator.save_pretrained(tmp_path / "reinhard")
+    toy = ToyNetNormalizer().fit(toy_tiles)
+    with torch.no_grad():
+        toy.net_.conv.weight[0] = float("inf")
+    with pytest.raises(ValueError, match=r"ToyNetNormalizer.net_: cannot be saved.*finite"):
+        toy.save_pretrained(tmp_path / "toy")
+    assert not (tmp_path / "reinhard" / WEIGHTS_NAME).exists()

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from stainstyle._fitted import FittedInt
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.gray import gray_normalize
@@ -40,6 +41,10 @@ class GrayNormalizer(StainNormalizer):
     >>> GrayNormalizer().fit(tile).transform(tile)[0, 0]
     array([98, 98, 98], dtype=uint8)
     """
+
+    _fitted_attributes: dict = {"n_tiles_fit_": FittedInt(1, 2**53)}
+    _fit_dependent_params = ()
+    _machine_local_params = ()
 
     def __init__(self, *, background: str = "passthrough", batch_size: int = 32):
         self.background = background

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
+from stainstyle._fitted import FittedArray, positive_totals
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, require_tissue
 from stainstyle.color.quantize import float_to_uint8
@@ -97,6 +98,11 @@ class HistogramSpecification(StainNormalizer):
         **StainNormalizer._parameter_constraints,
         "mask": [StrOptions({"none", "tissue"})],
     }
+    _fitted_attributes: dict = {
+        "target_counts_": FittedArray((3, 256), kinds="iu", minimum=0, rule=positive_totals()),
+    }
+    _fit_dependent_params = ("mask",)
+    _machine_local_params = ()
 
     def __init__(
         self, *, mask: str = "none", background: str = "passthrough", batch_size: int = 32

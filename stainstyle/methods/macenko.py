@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from stainstyle._fitted import FittedArray, columns_of_positive_norm
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, require_tissue
 from stainstyle.color.od import od_lut
@@ -249,6 +250,12 @@ class MacenkoNormalizer(StainNormalizer):
         "alpha": [Interval(Real, 0, 50, closed="left")],
         "maxc_on_tissue": ["boolean"],
     }
+    _fitted_attributes: dict = {
+        "stain_matrix_": FittedArray((3, 2), maximum_abs=1e3, rule=columns_of_positive_norm),
+        "max_concentrations_": FittedArray((2,), minimum=0, exclusive_minimum=True, maximum=1e3),
+    }
+    _fit_dependent_params = ("io", "beta", "alpha", "maxc_on_tissue")
+    _machine_local_params = ()
 
     def __init__(
         self,
@@ -294,22 +301,29 @@ class MacenkoNormalizer(StainNormalizer):
         Raises
         ------
         ValueError
-            If the arrays have the wrong shape or non-positive or non-finite values.
+            If the arrays have the wrong shape or non-finite values, if a stain vector (column
+            of ``stain_matrix``) is zero, or if a concentration is not positive (the checks of
+            the fitted attributes a loaded model gets, see ``_fitted_attributes``).
         """
-        matrix = np.array(HE_REFERENCE if stain_matrix is None else stain_matrix, dtype=float)
-        maxc = np.array(
-            MAX_CONCENTRATIONS_REFERENCE if max_concentrations is None else max_concentrations,
-            dtype=float,
-        )
-        if matrix.shape != (3, 2) or not np.all(np.isfinite(matrix)):
-            raise ValueError(
-                f"stain_matrix: expected finite values of shape (3, 2), got {matrix.shape}"
-            )
-        if maxc.shape != (2,) or not np.all(np.isfinite(maxc)) or np.any(maxc <= 0):
-            raise ValueError(f"max_concentrations: expected 2 positive values, got {maxc.tolist()}")
+        fitted = {}
+        for name, value, default in (
+            ("stain_matrix", stain_matrix, HE_REFERENCE),
+            ("max_concentrations", max_concentrations, MAX_CONCENTRATIONS_REFERENCE),
+        ):
+            try:
+                array = np.array(default if value is None else value, dtype=np.float64)
+            except (TypeError, ValueError) as err:
+                raise ValueError(
+                    f"{name}: expected an array of numbers, got {type(value).__name__}"
+                ) from err
+            problem = cls._fitted_attributes[f"{name}_"].problem(array)
+            if problem is not None:
+                raise ValueError(f"{name}: {problem}")
+            fitted[f"{name}_"] = array
         normalizer = cls(**params)
         normalizer._validate_params()
-        normalizer.stain_matrix_, normalizer.max_concentrations_ = matrix, maxc
+        normalizer.stain_matrix_ = fitted["stain_matrix_"]
+        normalizer.max_concentrations_ = fitted["max_concentrations_"]
         return normalizer
 
     def _fit(self, tiles: Tiles, y: Any) -> None:

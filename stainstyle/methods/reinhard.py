@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
+from stainstyle._fitted import FittedArray
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, require_tissue
 from stainstyle.color.lab import (
@@ -194,6 +195,12 @@ class ReinhardNormalizer(StainNormalizer):
         "tissue_mask": ["boolean"],
         "passthrough_background": ["boolean"],
     }
+    _fitted_attributes: dict = {
+        "target_means_": FittedArray((3,), maximum_abs=1e3),
+        "target_stds_": FittedArray((3,), minimum=0, maximum=1e3),
+    }
+    _fit_dependent_params = ("space", "tissue_mask")
+    _machine_local_params = ()
 
     def __init__(
         self,

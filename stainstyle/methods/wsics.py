@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
+from stainstyle._fitted import FittedArray, FittedInt, non_decreasing, positive_entries
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.hsd import rgb_to_hsd
@@ -277,6 +278,20 @@ class WSICSNormalizer(StainNormalizer):
         "min_class_pixels": [Interval(Integral, 1, None, closed="left")],
         "random_state": [None, Interval(Integral, 0, None, closed="left")],
     }
+    _fitted_attributes: dict = {
+        "medians_": FittedArray((3, 2), maximum_abs=10),
+        "angles_": FittedArray((2,), maximum_abs=np.pi),
+        "landmarks_": FittedArray((2, 2, 7), maximum_abs=10, rule=non_decreasing),
+        "density_mean_": FittedArray((3,), maximum_abs=1e3),
+        "density_std_": FittedArray((3,), minimum=0, maximum=1e3),
+        "class_counts_": FittedArray(
+            (3,), kinds="iu", minimum=0, maximum=2**53, rule=positive_entries(0, 1)
+        ),
+        "n_nuclei_": FittedInt(0, 2**53),
+        "n_tiles_fit_": FittedInt(1, 2**53),
+    }
+    _fit_dependent_params = ("microns_per_pixel", "min_class_pixels", "random_state")
+    _machine_local_params = ()
 
     def __init__(
         self,

@@ -12,6 +12,15 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from stainstyle._fitted import (
+    FittedArray,
+    FittedBool,
+    FittedInt,
+    FittedModule,
+    FittedRecords,
+    FittedUnsaved,
+    positive_totals,
+)
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import StainNormalizer, _caller_stacklevel, resolve_device
 from stainstyle.color.gray import gray_normalize
@@ -187,6 +196,22 @@ class StainStyleTransfer(StainNormalizer):
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
     }
+    _fitted_attributes: dict = {
+        "generator_": FittedModule(),
+        "discriminator_": FittedModule(),
+        "width_": FittedInt(1, 256),
+        "depth_": FittedInt(1, 8),
+        "crop_size_": FittedInt(8, 4096, power_of_two=True),
+        "disc_width_": FittedInt(1, 512),
+        "epoch_": FittedInt(0, 2**53),
+        "history_": FittedRecords(),
+        "feature_loss_": FittedBool(),
+        "classifier_": FittedUnsaved(),
+        "n_tiles_fit_": FittedInt(1, 2**53),
+        "gray_histogram_": FittedArray((256,), kinds="iu", minimum=0, rule=positive_totals()),
+    }
+    _fit_dependent_params = ("preset", "width", "depth", "crop_size")
+    _machine_local_params = ("checkpoint_dir", "resume", "device")
 
     def __init__(
         self,
