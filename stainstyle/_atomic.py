@@ -1,14 +1,17 @@
 """Atomic file writes: the one way stainstyle puts a file where a user will find it.
 
 Every file the library writes (a normalized image, a saved model, a training checkpoint) is
-first written to a temporary file in the destination's folder and then renamed over the
-destination, so a reader sees either the previous complete file or the new complete file, and a
-process killed at any moment leaves the previous file intact.
+first written to a temporary file beside the destination and then renamed over it, so a reader
+sees either the previous complete file or the new complete file, and a process killed at any
+moment leaves the previous file intact.
 
-Temporary files are created the way any new file is: with mode ``0o666`` minus the umask (a
-file being replaced keeps its mode). Their names, ``.<name>.<pid>-<token>.stainstyle-tmp``,
-record the writing process, so that a later run can remove the temporaries of a process that was
-killed (:func:`remove_stale_temporaries`) without touching those of a run still in progress.
+The temporary file lives in a private temporary folder in the destination's folder, so that a
+writer that makes temporaries of its own next to the file it is given (``safetensors`` does)
+leaves them there too. The file gets the mode any new file gets, ``0o666`` minus the umask (a
+file being replaced keeps its mode), even when the writer replaced it with a file of its own.
+The folder's name, ``.<name>.<pid>-<token>.stainstyle-tmp``, records the writing process, so
+that a later run can remove what a killed process left (:func:`remove_stale_temporaries`)
+without touching the temporaries of a run still in progress.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import contextlib
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -32,20 +36,15 @@ STALE_AFTER_SECONDS = 24 * 3600
 _TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
 
 
-def _create_temporary(path: Path) -> Path:
-    """Create an empty temporary file beside ``path``, with the mode a new file gets."""
-    mode = 0o666
-    with contextlib.suppress(FileNotFoundError):
-        mode = stat.S_IMODE(path.stat().st_mode)  # a replaced file keeps its mode
+def _create_workspace(path: Path) -> Path:
+    """Create a private temporary folder beside ``path``, named after it and this process."""
     while True:
         name = f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
-        temporary = path.parent / name
         try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            (path.parent / name).mkdir()
         except FileExistsError:  # pragma: no cover - 32 random bits collided
             continue
-        os.close(fd)
-        return temporary
+        return path.parent / name
 
 
 @contextlib.contextmanager
@@ -54,7 +53,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     For writers that want a file name (``safetensors.torch.save_file``, ``PIL.Image.save``).
     The folder of ``path`` must exist. If the block raises (or the process is interrupted), the
-    temporary file is removed and ``path`` is untouched.
+    temporary file and anything the writer put beside it are removed and ``path`` is untouched.
 
     Parameters
     ----------
@@ -64,23 +63,28 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     Yields
     ------
     pathlib.Path
-        An existing, empty temporary file in the same folder; write it, do not rename it.
+        An existing, empty temporary file with the destination's name, in a private folder
+        beside it; write it, do not rename it.
     """
     path = Path(path)
-    temporary = _create_temporary(path)
-    mode = stat.S_IMODE(temporary.stat().st_mode)
+    mode = 0o666
+    with contextlib.suppress(FileNotFoundError):
+        mode = stat.S_IMODE(path.stat().st_mode)  # a replaced file keeps its mode
+    workspace = _create_workspace(path)
     try:
+        temporary = workspace / path.name
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
+        mode = stat.S_IMODE(temporary.stat().st_mode)  # what the umask left of it
         yield temporary
         with open(temporary, "rb+") as f:
             # A writer may replace the file by one of its own with mode 0o600 (safetensors'
-            # save_file does): give it the mode of the temporary it replaced.
+            # save_file does): give it the mode of the file it replaced.
             if stat.S_IMODE(os.fstat(f.fileno()).st_mode) != mode:
                 os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
@@ -133,9 +137,10 @@ def _process_alive(pid: int) -> bool:
 def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False) -> list[Path]:
     """Remove temporaries left by stainstyle writers that were killed.
 
-    A temporary is stale when the process that created it no longer runs, or when it is older
-    than :data:`STALE_AFTER_SECONDS`. Files not named like stainstyle temporaries are never
-    touched, and neither are the temporaries of a live process.
+    A temporary (the private temporary folder of :func:`atomic_path`, or a file named like one)
+    is stale when the process that created it no longer runs, or when it is
+    older than :data:`STALE_AFTER_SECONDS`. Entries not named like stainstyle temporaries are
+    never touched, and neither are the temporaries of a live process.
 
     Parameters
     ----------
@@ -147,7 +152,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False)
     Returns
     -------
     list of pathlib.Path
-        The files removed.
+        The temporaries removed.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -155,8 +160,8 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False)
     removed = []
     now = time.time()
     walk = os.walk(folder) if recursive else [(str(folder), [], os.listdir(folder))]
-    for directory, _, names in walk:
-        for name in names:
+    for directory, subfolders, files in walk:
+        for name in [*subfolders, *files]:
             match = _TEMPORARY.match(name)
             if match is None:
                 continue
@@ -165,11 +170,15 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False)
                 info = candidate.lstat()
             except FileNotFoundError:
                 continue
-            if not stat.S_ISREG(info.st_mode):
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 continue
             old = now - info.st_mtime > STALE_AFTER_SECONDS
             if old or not _process_alive(int(match["pid"])):
-                with contextlib.suppress(FileNotFoundError):
-                    candidate.unlink()
-                    removed.append(candidate)
+                if stat.S_ISDIR(info.st_mode):
+                    shutil.rmtree(candidate, ignore_errors=True)
+                    subfolders.remove(name)  # not walked into
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        candidate.unlink()
+                removed.append(candidate)
     return removed

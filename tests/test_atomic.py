@@ -53,7 +53,8 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_atomic_path_yields_a_file_in_the_same_folder(tmp_path):
     target = tmp_path / "model.bin"
     with atomic_path(target) as temporary:
-        assert temporary.parent == tmp_path and temporary.name.endswith(TEMPORARY_SUFFIX)
+        assert temporary.parent.parent == tmp_path and temporary.name == "model.bin"
+        assert temporary.parent.name.endswith(TEMPORARY_SUFFIX)
         temporary.write_bytes(b"x")
         assert not target.exists()
     assert target.read_bytes() == b"x"
@@ -78,3 +79,35 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
     assert live.exists() and other.exists() and nested.exists()
     assert remove_stale_temporaries(tmp_path, recursive=True) == [nested]
     assert remove_stale_temporaries(tmp_path / "missing") == []
+
+
+def test_a_writer_that_makes_its_own_temporaries_leaves_nothing_behind(tmp_path):
+    """safetensors' save_file writes a temporary of its own beside the path it gets."""
+    import torch
+    from safetensors.torch import save_file
+
+    target = tmp_path / "model.safetensors"
+    with atomic_path(target) as temporary:
+        save_file({"x": torch.zeros(3)}, str(temporary))
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+    assert target.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+    with pytest.raises(RuntimeError), atomic_path(target) as temporary:
+        (temporary.parent / ".tmpXYZ").write_bytes(b"a writer's own temporary")
+        raise RuntimeError("killed")
+    assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+def test_stale_workspace_folders_of_dead_processes_are_removed(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    stale = tmp_path / "a" / f".model.safetensors.{int(dead.stdout)}-89abcdef{TEMPORARY_SUFFIX}"
+    stale.mkdir(parents=True)
+    (stale / ".tmpQWERTY").write_bytes(b"left by a killed writer")
+    (stale / "model.safetensors").write_bytes(b"partial")
+    assert remove_stale_temporaries(tmp_path, recursive=True) == [stale]
+    assert os.listdir(tmp_path / "a") == []

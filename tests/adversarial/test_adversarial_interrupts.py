@@ -56,7 +56,11 @@ def start(tiles: dict[str, Path], out: Path) -> subprocess.Popen:
 
 
 def outputs(out: Path) -> list[Path]:
-    return [p for p in out.rglob("*") if p.is_file()] if out.is_dir() else []
+    """Output files, not counting what lies in (hidden) temporary folders."""
+    if not out.is_dir():
+        return []
+    hidden = lambda p: any(part.startswith(".") for part in p.relative_to(out).parts)  # noqa: E731
+    return [p for p in out.rglob("*") if p.is_file() and not hidden(p)]
 
 
 def wait_for_outputs(process: subprocess.Popen, out: Path, count: int = 5) -> None:
@@ -68,7 +72,8 @@ def wait_for_outputs(process: subprocess.Popen, out: Path, count: int = 5) -> No
 
 
 def temporaries(out: Path) -> list[Path]:
-    return [p for p in outputs(out) if p.name.endswith(TEMPORARY_SUFFIX) or p.name[0] == "."]
+    """Temporary folders and files (hidden entries) anywhere below ``out``."""
+    return [p for p in out.rglob("*") if p.name.endswith(TEMPORARY_SUFFIX) or p.name[0] == "."]
 
 
 @pytest.mark.parametrize(
@@ -112,8 +117,9 @@ def test_after_sigkill_the_next_run_removes_stale_temporaries_and_completes(tile
         out / f".t000.png.{process.pid}-0badf00d{TEMPORARY_SUFFIX}",
         out / "part" / f".t001.png.{process.pid}-deadbeef{TEMPORARY_SUFFIX}",
     ]
-    for path in planted:
-        path.write_bytes(b"half a PNG")
+    for path in planted:  # a writer's private folder, holding a partial file
+        path.mkdir()
+        (path / path.name.split(".")[1]).write_bytes(b"half a PNG")
     assert len(temporaries(out)) >= 2
 
     rerun = start(tiles, out)
