@@ -36,15 +36,9 @@ STALE_AFTER_SECONDS = 24 * 3600
 _TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)-[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX) + "$")
 
 
-def _create_workspace(path: Path) -> Path:
-    """Create a private temporary folder beside ``path``, named after it and this process."""
-    while True:
-        name = f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
-        try:
-            (path.parent / name).mkdir()
-        except FileExistsError:  # pragma: no cover - 32 random bits collided
-            continue
-        return path.parent / name
+def _workspace_name(path: Path) -> Path:
+    """A fresh name for a private temporary folder beside ``path``, naming this process."""
+    return path.parent / f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMPORARY_SUFFIX}"
 
 
 @contextlib.contextmanager
@@ -70,8 +64,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     mode = 0o666
     with contextlib.suppress(FileNotFoundError):
         mode = stat.S_IMODE(path.stat().st_mode)  # a replaced file keeps its mode
-    workspace = _create_workspace(path)
+    # The name is chosen before the folder exists, so that the cleanup below also covers an
+    # interruption (Ctrl-C) arriving right after it was created; it holds this process's id, so
+    # it is never another process's folder.
+    workspace = _workspace_name(path)
     try:
+        workspace.mkdir()
         temporary = workspace / path.name
         os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode))
         mode = stat.S_IMODE(temporary.stat().st_mode)  # what the umask left of it
