@@ -12,87 +12,136 @@ synthetic 256x256 tiles:
 - the reconstruction PSNR reached on held-out target tiles after the budget.
 
     python benchmarks/sst_speed.py --out results/sst_speed [--device cuda] [--budget 60]
+    python benchmarks/sst_speed.py --quick --out /tmp/sst_speed     # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
+import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-
-import stainstyle
-from stainstyle.base import describe_device, resolve_device
-from stainstyle.data import make_tiles
-from stainstyle.sst import StainStyleTransfer, TileClassifier
-from stainstyle.sst.presets import PRESETS
+from _common import (
+    Timer,
+    best_time,
+    configure_logging,
+    environment,
+    frozen_config,
+    markdown_table,
+    write_json,
+    write_text,
+)
 
 logger = logging.getLogger("sst_speed")
 TILE = 256
 
+#: ``--quick``: the CPU preset, tiny data, a 1 s budget, on the CPU.
+QUICK = {"presets": ("cpu",), "budget": 1.0, "tiles": 4, "repeats": 1, "device": "cpu"}
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued CUDA work, so wall-clock timings cover it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+
+@dataclass(frozen=True)
+class Config:
+    """One run, built once from the command line (see ``--help`` for each field)."""
+
+    out: Path
+    device: str
+    presets: tuple[str, ...]
+    budget: float
+    tiles: int
+    repeats: int
+    quick: bool
 
 
 def measure_preset(
-    preset: str, tiles: np.ndarray, labels: np.ndarray, held_out: np.ndarray, args
+    config: Config, preset: str, tiles: np.ndarray, labels: np.ndarray, held_out: np.ndarray
 ) -> dict:
     """Classifier, training and inference throughput of one preset."""
-    device = resolve_device(args.device)
-    arch = PRESETS[preset].classifier_arch
-    synchronize(device)
-    start = time.perf_counter()
-    classifier = TileClassifier(arch=arch, epochs=1, device=args.device).fit(tiles, labels)
-    synchronize(device)
-    classifier_s = time.perf_counter() - start
+    from stainstyle.base import resolve_device
+    from stainstyle.sst import StainStyleTransfer, TileClassifier
+    from stainstyle.sst.presets import PRESETS
 
+    device = resolve_device(config.device)
+    arch = PRESETS[preset].classifier_arch
+    with Timer(device) as classifier_time:
+        classifier = TileClassifier(arch=arch, epochs=1, device=config.device).fit(tiles, labels)
     sst = StainStyleTransfer(
         preset=preset,
         max_epochs=1_000_000,
-        time_budget=args.budget,
+        time_budget=config.budget,
         classifier=classifier,
         validation_fraction=0.0,
-        device=args.device,
+        device=config.device,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the paper preset warns on a CPU
         sst.fit(tiles)
     steps = sum(epoch["steps"] for epoch in sst.history_)
     train_s = sum(epoch["seconds"] for epoch in sst.history_)
-
-    timings = []
-    for _ in range(args.repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        out = sst.transform(held_out)
-        synchronize(device)
-        timings.append(time.perf_counter() - start)
-    mse = np.mean((out.astype(np.float64) - held_out) ** 2)
+    last = {}
+    inference_s = best_time(
+        lambda: last.update(out=sst.transform(held_out)), config.repeats, device=device
+    )
+    mse = np.mean((last["out"].astype(np.float64) - held_out) ** 2)
+    batch = PRESETS[preset].train_batch_size
     return {
         "preset": preset,
         "classifier": arch,
-        "classifier_tiles_per_s": round(len(tiles) / classifier_s, 1),
+        "classifier_tiles_per_s": round(len(tiles) / classifier_time.seconds, 1),
         "width": sst.width_,
         "crop_size": sst.crop_size_,
-        "train_batch_size": PRESETS[preset].train_batch_size,
+        "train_batch_size": batch,
         "train_steps": int(steps),
         "train_s": round(train_s, 1),
         "train_steps_per_s": round(steps / train_s, 2),
-        "train_crops_per_s": round(steps * PRESETS[preset].train_batch_size / train_s, 1),
-        "inference_mp_per_s": round(held_out[..., 0].size / min(timings) / 1e6, 2),
+        "train_crops_per_s": round(steps * batch / train_s, 1),
+        "inference_mp_per_s": round(held_out[..., 0].size / inference_s / 1e6, 2),
         "psnr_after_budget": round(float(10 * np.log10(255.0**2 / mse)), 2),
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(config: Config) -> dict:
+    """Every preset's row, and the run's environment."""
+    from stainstyle.data import make_tiles
+
+    tiles, labels = make_tiles(config.tiles, "radboud", size=TILE, seed=0)[:2]
+    held_out = make_tiles(config.tiles, "radboud", size=TILE, seed=1)[0]
+    rows = []
+    for preset in config.presets:
+        rows.append(measure_preset(config, preset, tiles, labels, held_out))
+        logger.info("%s", rows[-1])
+    env = environment(config.device)
+    return {
+        "device": env["device"]["device"],
+        "description": env["device"]["description"],
+        "torch": env["versions"]["torch"],
+        "stainstyle": env["versions"]["stainstyle"],
+        "budget_s": config.budget,
+        "tiles": config.tiles,
+        "rows": rows,
+        "environment": env,
+    }
+
+
+def render_markdown(report: dict) -> str:
+    """The rows as a Markdown table, under a line on the device and the set-up."""
+    keys = [k for k in report["rows"][0] if k != "preset"]
+    lines = [
+        f"Stain-style transfer throughput on {report['description']} (torch {report['torch']}), "
+        f"{report['tiles']} synthetic tiles of {TILE}x{TILE}, {report['budget_s']:.0f} s of "
+        "training.",
+        "",
+        *markdown_table(
+            ["preset", *keys], [[r["preset"], *(r[k] for k in keys)] for r in report["rows"]]
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for JSON and markdown")
     parser.add_argument("--device", default="auto", help='"auto", "cpu", "cuda", ...')
@@ -100,40 +149,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds per preset")
     parser.add_argument("--tiles", type=int, default=64, help="training and inference tiles")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args.presets = tuple(p.strip() for p in args.presets.split(",") if p.strip())
+    return args
 
-    tiles, labels = make_tiles(args.tiles, "radboud", size=TILE, seed=0)[:2]
-    held_out = make_tiles(args.tiles, "radboud", size=TILE, seed=1)[0]
-    device = resolve_device(args.device)
-    rows = []
-    for preset in args.presets.split(","):
-        rows.append(measure_preset(preset.strip(), tiles, labels, held_out, args))
-        logger.info("%s", rows[-1])
-    description = describe_device(device)
-    report = {
-        "device": str(device),
-        "description": description,
-        "torch": torch.__version__,
-        "stainstyle": stainstyle.__version__,
-        "budget_s": args.budget,
-        "tiles": args.tiles,
-        "rows": rows,
-    }
-    keys = [k for k in rows[0] if k != "preset"]
-    lines = [
-        f"Stain-style transfer throughput on {description} (torch {torch.__version__}), "
-        f"{args.tiles} synthetic tiles of {TILE}x{TILE}, {args.budget:.0f} s of training.",
-        "",
-        "| preset | " + " | ".join(keys) + " |",
-        "|---" * (len(keys) + 1) + "|",
-        *(f"| {r['preset']} | " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows),
-    ]
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sst_speed.json").write_text(json.dumps(report, indent=2))
-    (args.out / "sst_speed.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns the exit code."""
+    config = frozen_config(Config, parse_args(argv), QUICK)
+    configure_logging("sst_speed", "%(message)s")
+    report = run(config)
+    write_json(config.out / "sst_speed.json", report)
+    text = render_markdown(report)
+    write_text(config.out / "sst_speed.md", text)
+    print(text)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

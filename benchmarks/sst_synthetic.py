@@ -10,36 +10,121 @@ Target style ``radboud``, source style ``utrecht`` (:mod:`stainstyle.data.synthe
 3. Reported: reconstruction PSNR from gray on held-out target tiles; source-to-target transfer
    PSNR and low-passed CIEDE2000 against the paired ground truth (the same tissue rendered in
    the target style, :func:`~stainstyle.data.synthetic.render_pair`); the classifier's ROC AUC on
-   the transferred source tiles. The classic methods (Reinhard, Macenko, histogram
-   specification, WSICS), fitted on the same target tiles, are measured alongside. Each trained
-   generator is also evaluated with ``gray_matching="histogram"`` (gray levels matched to the
-   target's gray histogram per tile, and pooled per slide).
+   the transferred source tiles. The classic methods of the method registry (Reinhard, Macenko,
+   histogram specification, WSICS), fitted on the same target tiles, are measured alongside.
+   Each trained generator is also evaluated with ``gray_matching="histogram"`` (gray levels
+   matched to the target's gray histogram per tile, and pooled per slide).
 
 Run ``python benchmarks/sst_synthetic.py --budget 540 --classic`` (``--variants fp`` skips the
-ablation); ``--json PATH`` writes the numbers.
+ablation); ``--json PATH`` writes the numbers, and a Markdown table beside them (``PATH`` with
+the suffix ``.md``); ``--report-from PATH`` writes that table again from saved numbers;
+``--quick`` is a smoke run of every row.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
+import sys
 import time
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import torch
+from _common import (
+    CLASSIC_STAIN_METHODS,
+    Timer,
+    add_report_from,
+    configure_logging,
+    environment,
+    frozen_config,
+    markdown_table,
+    method_roster,
+    read_report,
+    write_json,
+    write_text,
+)
 from sklearn.metrics import roc_auc_score
 
 from stainstyle.base import BackgroundTileWarning
-from stainstyle.data.synthetic import make_tiles, render_pair
-from stainstyle.methods import HistogramSpecification, MacenkoNormalizer, ReinhardNormalizer
-from stainstyle.methods.wsics import WSICSNormalizer
-from stainstyle.metrics import ciede2000_lowpass, psnr
-from stainstyle.sst import StainStyleTransfer, TileClassifier
+
+logger = logging.getLogger("sst_synthetic")
+
+#: Stain-style transfer runs: variant -> (row name, feature-preserving loss on).
+SST_VARIANTS = {"fp": ("sst", True), "nofp": ("sst (no feature loss)", False)}
+
+#: Parameters of every stain-style transfer run (the variants set the loss).
+SST_PARAMS = {"preset": "cpu", "device": "cpu"}
+
+#: ``--quick``: every row, on tiny data and a 2 s budget.
+QUICK = {
+    "budget": 2.0,
+    "epochs": 1,
+    "n_train": 32,
+    "n_test": 16,
+    "classifier_epochs": 1,
+    "classic": True,
+}
+
+#: Table columns: row key -> header.
+COLUMNS = {
+    "psnr": "transfer PSNR (dB)",
+    "ciede2000_lp3": "CIEDE2000 (low-pass)",
+    "auc": "AUC",
+    "reconstruction_psnr": "reconstruction PSNR (dB)",
+    "steps": "training steps",
+    "fit_seconds": "seconds",
+}
 
 
-def evaluate(name, transferred, truth, labels, classifier, seconds=None):
+@dataclass(frozen=True)
+class Config:
+    """One run, built once from the command line (see ``--help`` for each field)."""
+
+    budget: float
+    epochs: int
+    n_train: int
+    n_test: int
+    classifier_epochs: int
+    classifier_crop: int
+    variants: tuple[str, ...]
+    classic: bool
+    threads: int | None
+    json: Path | None
+    quick: bool
+
+
+@dataclass
+class Data:
+    """Target training tiles and labels, held-out target tiles, and the paired source tiles."""
+
+    target: np.ndarray
+    target_labels: np.ndarray
+    held_out: np.ndarray
+    source: np.ndarray
+    truth: np.ndarray
+    labels: np.ndarray
+    slides: np.ndarray
+
+
+def make_data(config: Config) -> Data:
+    """The synthetic tiles (fixed seeds): 128 px, target ``radboud``, source ``utrecht``."""
+    from stainstyle.data.synthetic import make_tiles, render_pair
+
+    target, target_labels = make_tiles(config.n_train, "radboud", size=128, seed=1)
+    held_out, _ = make_tiles(config.n_test, "radboud", size=128, seed=2)
+    source, truth, labels, slides = render_pair(
+        config.n_test, "utrecht", "radboud", size=128, seed=3, return_slides=True
+    )
+    return Data(target, target_labels, held_out, source, truth, labels, slides)
+
+
+def evaluate(name, transferred, truth, labels, classifier, seconds=None) -> dict:
+    """One row: transfer PSNR and CIEDE2000 against the ground truth, and the classifier's AUC."""
+    from stainstyle.metrics import ciede2000_lowpass, psnr
+
     row = {
         "method": name,
         "psnr": psnr(transferred, truth, pooled=True),
@@ -48,11 +133,126 @@ def evaluate(name, transferred, truth, labels, classifier, seconds=None):
     }
     if seconds is not None:
         row["fit_seconds"] = seconds
-    logging.info("%s", row)
+    logger.info("%s", row)
     return row
 
 
-def main() -> None:
+def train_classifier(config: Config, data: Data):
+    """The tumour classifier on the target tiles, its training seconds and its AUC on truth."""
+    from stainstyle.sst import TileClassifier
+
+    with Timer() as timer:
+        classifier = TileClassifier(
+            arch="resnet18",
+            epochs=config.classifier_epochs,
+            batch_size=32,
+            crop_size=config.classifier_crop,
+            device="cpu",
+        ).fit(data.target, data.target_labels)
+    target_auc = float(roc_auc_score(data.labels, classifier.predict_proba(data.truth)[:, 1]))
+    logger.info("classifier: %.0f s, AUC on target-style truth %.3f", timer.seconds, target_auc)
+    return classifier, timer.seconds, target_auc
+
+
+def classic_rows(data: Data, classifier) -> list[dict]:
+    """The registry's classic methods, fitted on the target tiles (seconds: fit + transform)."""
+    rows = []
+    roster = method_roster({method: method for method in CLASSIC_STAIN_METHODS})
+    for name, make in roster.items():
+        with Timer() as timer:
+            transferred = make().fit(data.target).transform(data.source)
+        rows.append(evaluate(name, transferred, data.truth, data.labels, classifier, timer.seconds))
+    return rows
+
+
+def sst_rows(config: Config, data: Data, classifier, variant: str) -> list[dict]:
+    """One stain-style transfer run: its row, then the same generator with gray matching."""
+    from stainstyle.metrics import psnr
+
+    name, use_fp = SST_VARIANTS[variant]
+    sst = method_roster({"sst": name}, {"sst": SST_PARAMS})[name](
+        max_epochs=config.epochs,
+        time_budget=config.budget,
+        lambda_fp=1.0 if use_fp else 0.0,
+        classifier=classifier if use_fp else None,
+    )
+    with Timer() as timer:
+        sst.fit(data.target)
+    row = evaluate(
+        name, sst.transform(data.source), data.truth, data.labels, classifier, timer.seconds
+    )
+    row["reconstruction_psnr"] = psnr(sst.transform(data.held_out), data.held_out, pooled=True)
+    row["epochs"] = sst.epoch_
+    row["steps"] = int(sum(h["steps"] for h in sst.history_))
+    row["val_psnr_per_epoch"] = [round(h["val_psnr"], 2) for h in sst.history_]
+    logger.info("%s", row)
+    # The same generator, its gray input matched to the target's gray histogram.
+    sst.set_params(gray_matching="histogram")
+    per_tile = sst.transform(data.source)
+    per_slide = sst.transform(data.source, groups=data.slides)
+    return [
+        row,
+        evaluate(name + " + gray matching per tile", per_tile, data.truth, data.labels, classifier),
+        evaluate(
+            name + " + gray matching per slide", per_slide, data.truth, data.labels, classifier
+        ),
+    ]
+
+
+def run(config: Config) -> dict:
+    """Every row of the benchmark, with the classifier's numbers and the run's environment."""
+    import torch
+
+    started = time.monotonic()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    data = make_data(config)
+    classifier, classifier_seconds, target_auc = train_classifier(config, data)
+    rows = [
+        evaluate("none (source as is)", data.source, data.truth, data.labels, classifier),
+        evaluate("target-style ground truth", data.truth, data.truth, data.labels, classifier),
+    ]
+    if config.classic:
+        rows += classic_rows(data, classifier)
+    for variant in config.variants:
+        rows += sst_rows(config, data, classifier, variant)
+    return {
+        "threads": torch.get_num_threads(),
+        "classifier_seconds": classifier_seconds,
+        "classifier_auc_on_target_truth": target_auc,
+        "rows": rows,
+        "config": {
+            k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(config).items()
+        },
+        "environment": environment("cpu"),
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }
+
+
+def _cell(value) -> str:
+    if value is None or isinstance(value, int):
+        return "" if value is None else str(value)
+    return f"{value:.4f}" if isinstance(value, float) and abs(value) < 1 else f"{value:.2f}"
+
+
+def render_markdown(result: dict) -> str:
+    """The rows as a Markdown table, under a line on the set-up."""
+    config = result.get("config", {})
+    lines = [
+        "Stain-style transfer on synthetic H&E (target radboud, source utrecht, 128 px): "
+        f"{config.get('n_train', '?')} target training tiles, {config.get('n_test', '?')} "
+        f"paired test tiles, SST budget {config.get('budget', '?')} s; classifier AUC on the "
+        f"target-style truth {result['classifier_auc_on_target_truth']:.4f}.",
+        "",
+        *markdown_table(
+            ["method", *COLUMNS.values()],
+            [[row["method"], *(_cell(row.get(k)) for k in COLUMNS)] for row in result["rows"]],
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=540.0, help="SST training seconds")
     parser.add_argument(
@@ -69,106 +269,37 @@ def main() -> None:
     )
     parser.add_argument("--classic", action="store_true", help="also run the classic methods")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--json", default=None, help="write the results here")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK}")
+    add_report_from(parser, "JSON report", "the Markdown table (beside it)")
+    args = parser.parse_args(argv)
+    args.variants = tuple(filter(None, args.variants.split(",")))
+    unknown = sorted(set(args.variants) - set(SST_VARIANTS))
+    if unknown:
+        parser.error(f"--variants: expected some of {sorted(SST_VARIANTS)}, got {unknown}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark (or re-render a saved one); returns the exit code."""
+    args = parse_args(argv)
+    configure_logging("sst_synthetic")
     warnings.simplefilter("ignore", BackgroundTileWarning)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-
-    target, target_labels = make_tiles(args.n_train, "radboud", size=128, seed=1)
-    held_out, _ = make_tiles(args.n_test, "radboud", size=128, seed=2)
-    source, truth, labels, slides = render_pair(
-        args.n_test, "utrecht", "radboud", size=128, seed=3, return_slides=True
-    )
-
-    started = time.monotonic()
-    classifier = TileClassifier(
-        arch="resnet18",
-        epochs=args.classifier_epochs,
-        batch_size=32,
-        crop_size=args.classifier_crop,
-        device="cpu",
-    ).fit(target, target_labels)
-    classifier_seconds = time.monotonic() - started
-    target_auc = roc_auc_score(labels, classifier.predict_proba(truth)[:, 1])
-    logging.info(
-        "classifier: %.0f s, AUC on target-style truth %.3f", classifier_seconds, target_auc
-    )
-
-    rows = [
-        evaluate("none (source as is)", source, truth, labels, classifier),
-        evaluate("target-style ground truth", truth, truth, labels, classifier),
-    ]
-    if args.classic:
-        for name, method in [
-            ("reinhard", ReinhardNormalizer()),
-            ("macenko", MacenkoNormalizer()),
-            ("histogram", HistogramSpecification()),
-            ("wsics", WSICSNormalizer()),
-        ]:
-            started = time.monotonic()
-            method.fit(target)
-            rows.append(
-                evaluate(
-                    name,
-                    method.transform(source),
-                    truth,
-                    labels,
-                    classifier,
-                    time.monotonic() - started,
-                )
-            )
-
-    for variant in filter(None, args.variants.split(",")):
-        use_fp = variant == "fp"
-        sst = StainStyleTransfer(
-            preset="cpu",
-            max_epochs=args.epochs,
-            time_budget=args.budget,
-            lambda_fp=1.0 if use_fp else 0.0,
-            classifier=classifier if use_fp else None,
-            device="cpu",
-        )
-        started = time.monotonic()
-        sst.fit(target)
-        sst_seconds = time.monotonic() - started
-        name = "sst" if use_fp else "sst (no feature loss)"
-        row = evaluate(name, sst.transform(source), truth, labels, classifier, sst_seconds)
-        row["reconstruction_psnr"] = psnr(sst.transform(held_out), held_out, pooled=True)
-        row["epochs"] = sst.epoch_
-        row["steps"] = int(sum(h["steps"] for h in sst.history_))
-        row["val_psnr_per_epoch"] = [round(h["val_psnr"], 2) for h in sst.history_]
-        logging.info("%s", row)
-        rows.append(row)
-        # The same generator, its gray input matched to the target's gray histogram.
-        sst.set_params(gray_matching="histogram")
-        rows.append(
-            evaluate(
-                name + " + gray matching per tile", sst.transform(source), truth, labels, classifier
-            )
-        )
-        rows.append(
-            evaluate(
-                name + " + gray matching per slide",
-                sst.transform(source, groups=slides),
-                truth,
-                labels,
-                classifier,
-            )
-        )
-
-    result = {
-        "threads": torch.get_num_threads(),
-        "classifier_seconds": classifier_seconds,
-        "classifier_auc_on_target_truth": float(target_auc),
-        "rows": rows,
-    }
-    print(json.dumps(result, indent=1))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+    if args.report_from is not None:
+        result = read_report(args.report_from, "sst_synthetic")
+        if result is None:
+            return 2
+        write_text(args.report_from.with_suffix(".md"), render_markdown(result))
+        print(render_markdown(result))
+        return 0
+    config = frozen_config(Config, args, QUICK)
+    result = run(config)
+    if config.json is not None:
+        write_json(config.json, result)
+        write_text(config.json.with_suffix(".md"), render_markdown(result))
+    print(render_markdown(result))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 import torch
+from _common import environment
 from sklearn.metrics import roc_auc_score
 
 from stainstyle.data import make_tiles, render_pair
@@ -128,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
-    result = {}
+    result = {"environment": environment("cpu")}
     if args.colour:
         result["colour_only_auc"] = colour_only_auc(seed=args.seed)
     if args.speed:

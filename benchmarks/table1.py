@@ -22,7 +22,8 @@ percentile).
 
 How each classic method is applied: Reinhard, Macenko and histogram specification take their
 source statistics per tile, as their reference implementations do; WSICS pools them per source
-slide (``transform(X, groups=slide)``), as it is a whole-slide method.
+slide (``transform(X, groups=slide)``), as it is a whole-slide method. The methods come from the
+method registry (:data:`METHOD_LABELS` gives each its column).
 
 Datasets (``--dataset``):
 
@@ -37,23 +38,23 @@ Datasets (``--dataset``):
   ``center_4``).
 
 Outputs under ``--out``: ``table1.md``, ``table1.csv``, ``table1.json`` (configuration, seeds,
-library versions, device, wall time, per-seed numbers) and ``figure4.png`` (the paper's Figure 4:
-target examples, then source tiles as they are and after each method).
+library versions, device, wall time, per-seed numbers), ``figure4.png`` (the paper's Figure 4:
+target examples, then source tiles as they are and after each method) and ``figure4.npz`` (the
+figure's tiles). ``--report-from OUT/table1.json`` writes the Markdown, CSV and figure again
+from those two files, without running anything.
 
     python benchmarks/table1.py                       # synthetic, sized for 10 min on 2 cores
     python benchmarks/table1.py --quick               # smoke run
     python benchmarks/table1.py --dataset amibr --data-dir ../shared/data/amibr \
         --target HamamatsuXR,HamamatsuS360 --source AperioCS2,TUPAC16 --seeds 3
+    python benchmarks/table1.py --report-from results/table1.json
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import json
 import logging
-import platform
 import re
 import sys
 import time
@@ -63,13 +64,39 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    Timer,
+    add_report_from,
+    configure_logging,
+    environment,
+    markdown_table,
+    method_roster,
+    read_arrays,
+    read_report,
+    write_arrays,
+    write_csv,
+    write_json,
+    write_text,
+)
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score, roc_curve
 
 logger = logging.getLogger("table1")
 
+#: Registry method -> its column, in the paper's order.
+METHOD_LABELS = {
+    "sst": "SST",
+    "wsics": "WSICS",
+    "histogram": "HS",
+    "macenko": "Macenko",
+    "reinhard": "Reinhard",
+}
+
 #: Columns of the paper's Table 1, in its order.
-COLUMNS = ("Target", "Original", "SST", "WSICS", "HS", "Macenko", "Reinhard")
+COLUMNS = ("Target", "Original", *METHOD_LABELS.values())
+
+#: Columns whose method pools its source statistics per slide: ``transform(X, groups=slide)``.
+POOLED_PER_SLIDE = frozenset({"WSICS"})
 
 #: Rows: metric key and label.
 METRICS = {
@@ -94,10 +121,22 @@ PAPER_AUC = {
 DATASETS = ("synthetic", "amibr", "folder", "pcam", "camelyon17")
 N_BOOTSTRAP = 1000
 
+#: Real datasets' defaults: centre crop (px, None for none) and pixel size (um/px, for WSICS).
+REAL_DEFAULTS = {"amibr": (96, 0.25)}
+OTHER_DEFAULTS = (None, 0.5)
+
+#: What the loaders expect in ``--data-dir``, for error messages.
+EXPECTED_LAYOUT = {
+    "amibr": "labels.csv and the normal/, atypical/ folders",
+    "folder": "<domain>/<label>/<image files>",
+    "pcam": "camelyonpatch_level_2_split_<split>_{x,y}.h5 (and _meta.csv)",
+    "camelyon17": "metadata.csv and patches/",
+}
+
 
 @dataclass(frozen=True)
 class Settings:
-    """Sizes and training lengths of one run.
+    """Sizes and training lengths of one run; the defaults are the ``cpu`` preset.
 
     Attributes
     ----------
@@ -121,23 +160,74 @@ class Settings:
         FusionNet width (None: the preset's).
     """
 
-    n_target: int
-    n_source: int
-    tile_size: int
-    max_tiles: int
-    classifier_arch: str
-    classifier_epochs: int
-    sst_preset: str
-    sst_epochs: int | None
-    sst_budget: float | None
-    sst_width: int | None
+    n_target: int = 1200
+    n_source: int = 384
+    tile_size: int = 64
+    max_tiles: int = 0
+    classifier_arch: str = "resnet18"
+    classifier_epochs: int = 3
+    sst_preset: str = "cpu"
+    sst_epochs: int | None = 1000
+    sst_budget: float | None = 210.0
+    sst_width: int | None = None
 
 
 PRESETS = {
-    "quick": Settings(128, 64, 32, 200, "resnet18", 1, "cpu", 1, 20.0, 8),
-    "cpu": Settings(1200, 384, 64, 0, "resnet18", 3, "cpu", 1000, 210.0, None),
-    "paper": Settings(4000, 1000, 256, 0, "resnet34", 20, "paper", None, None, None),
-}
+    "quick": Settings(n_target=128, n_source=64, tile_size=32, max_tiles=200,
+                      classifier_epochs=1, sst_epochs=1, sst_budget=20.0, sst_width=8),
+    "cpu": Settings(),
+    "paper": Settings(n_target=4000, n_source=1000, tile_size=256, classifier_arch="resnet34",
+                      classifier_epochs=20, sst_preset="paper", sst_epochs=None, sst_budget=None),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs, built once from the command line by :func:`build_config`.
+
+    The fields are the command-line options (``--data-dir`` is ``data_dir`` ...), with the
+    dataset's defaults filled in, and ``settings``: the preset with the overrides applied.
+    ``target`` and ``source`` keep the comma-separated text given; :attr:`targets` and
+    :attr:`sources` are the domain names.
+    """
+
+    dataset: str
+    data_dir: Path | None
+    target: str | None
+    source: str | None
+    seeds: int
+    out: Path
+    preset: str
+    quick: bool
+    device: str
+    classifier_epochs: int | None
+    sst_budget: float | None
+    lambda_fp: float
+    max_tiles: int | None
+    crop: int | None
+    microns_per_pixel: float
+    slide_pattern: str | None
+    domain_pattern: str | None
+    positive: str | None
+    pcam_split: str
+    verbose: bool
+    settings: Settings
+
+    @property
+    def targets(self) -> list[str]:
+        """Target domain names."""
+        return _names(self.target, "--target")
+
+    @property
+    def sources(self) -> list[str]:
+        """Source domain names."""
+        return _names(self.source, "--source")
+
+    def to_json(self) -> dict:
+        """The configuration as the report records it (seeds as the list of seeds run)."""
+        fields = dataclasses.asdict(self)
+        fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()}
+        return fields | {"seeds": list(range(self.seeds))}
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -220,55 +310,52 @@ def synthetic_experiment(settings: Settings, seed: int) -> Experiment:
     )
 
 
-def load_dataset(args: argparse.Namespace):
-    """``(tiles, labels, groups)`` of a real dataset, with clear errors for wrong paths."""
-    from stainstyle.data import (
-        Groups,
-        load_amibr,
-        load_camelyon17_wilds,
-        load_folder,
-        load_pcam,
-    )
+def _read_dataset(config: Config, root: Path):
+    """The loader's ``(tiles, labels, groups)``; its errors say what the folder should hold."""
+    from stainstyle.data import load_amibr, load_camelyon17_wilds, load_folder, load_pcam
 
-    if args.data_dir is None:
-        raise DataError(f"--data-dir: required with --dataset {args.dataset}")
-    root = Path(args.data_dir)
-    if not root.is_dir():
-        raise DataError(f"--data-dir: {root} is not a folder")
-    expected = {
-        "amibr": "labels.csv and the normal/, atypical/ folders",
-        "folder": "<domain>/<label>/<image files>",
-        "pcam": "camelyonpatch_level_2_split_<split>_{x,y}.h5 (and _meta.csv)",
-        "camelyon17": "metadata.csv and patches/",
-    }[args.dataset]
     try:
-        if args.dataset == "amibr":
-            tiles, labels, groups = load_amibr(root, lazy=True)
-        elif args.dataset == "folder":
-            label_map = None if args.positive is None else _label_map(root, args.positive)
-            tiles, labels, groups = load_folder(
-                root, slide_pattern=args.slide_pattern, lazy=True, label_map=label_map
+        if config.dataset == "amibr":
+            return load_amibr(root, lazy=True)
+        if config.dataset == "folder":
+            label_map = None if config.positive is None else _label_map(root, config.positive)
+            return load_folder(
+                root, slide_pattern=config.slide_pattern, lazy=True, label_map=label_map
             )
-        elif args.dataset == "pcam":
-            tiles, labels, groups = load_pcam(root, args.pcam_split)
-        else:
-            tiles, labels, groups = load_camelyon17_wilds(root, lazy=True)
+        if config.dataset == "pcam":
+            return load_pcam(root, config.pcam_split)
+        return load_camelyon17_wilds(root, lazy=True)
     except (FileNotFoundError, KeyError, ValueError) as error:
         raise DataError(
-            f"--data-dir: {root} does not hold a {args.dataset} dataset (expected {expected}): "
-            f"{error}"
+            f"--data-dir: {root} does not hold a {config.dataset} dataset (expected "
+            f"{EXPECTED_LAYOUT[config.dataset]}): {error}"
         ) from error
-    if args.domain_pattern:
-        regex = re.compile(args.domain_pattern)
-        domains = []
-        for slide in groups.slide:
-            match = regex.search(slide)
-            if match is None or not match.groups():
-                raise DataError(
-                    f"--domain-pattern: {args.domain_pattern!r} has no group matching {slide!r}"
-                )
-            domains.append(match.group(1))
-        groups = Groups(domain=np.asarray(domains), slide=groups.slide)
+
+
+def _domains_from_pattern(groups, pattern: str):
+    """``groups`` with each domain read from its slide name by the first group of ``pattern``."""
+    from stainstyle.data import Groups
+
+    regex = re.compile(pattern)
+    domains = []
+    for slide in groups.slide:
+        match = regex.search(slide)
+        if match is None or not match.groups():
+            raise DataError(f"--domain-pattern: {pattern!r} has no group matching {slide!r}")
+        domains.append(match.group(1))
+    return Groups(domain=np.asarray(domains), slide=groups.slide)
+
+
+def load_dataset(config: Config):
+    """``(tiles, labels, groups)`` of a real dataset, with clear errors for wrong paths."""
+    if config.data_dir is None:
+        raise DataError(f"--data-dir: required with --dataset {config.dataset}")
+    root = Path(config.data_dir)
+    if not root.is_dir():
+        raise DataError(f"--data-dir: {root} is not a folder")
+    tiles, labels, groups = _read_dataset(config, root)
+    if config.domain_pattern:
+        groups = _domains_from_pattern(groups, config.domain_pattern)
     labels = np.asarray(labels)
     if set(np.unique(labels).tolist()) - {0, 1}:
         raise DataError(
@@ -285,25 +372,26 @@ def _label_map(root: Path, positive: str) -> dict[str, int]:
     return {name: int(name == positive) for name in labels}
 
 
-def real_experiment(args: argparse.Namespace, settings: Settings, seed: int, data) -> Experiment:
+def real_experiment(config: Config, seed: int, data) -> Experiment:
     """Target domains split by slide; each source domain whole."""
     from stainstyle.data import split_by_slide
 
     tiles, labels, groups = data
     found = sorted(set(groups.domain.tolist()))
-    targets, sources = _names(args.target, "--target"), _names(args.source, "--source")
+    targets, sources = config.targets, config.sources
     for name in targets + sources:
         if name not in found:
             raise DataError(f"--target/--source: domain {name!r} not found; domains are {found}")
     rng = np.random.default_rng(seed)
+    max_tiles = config.settings.max_tiles
 
     def take(index: np.ndarray) -> np.ndarray:
-        if settings.max_tiles and len(index) > settings.max_tiles:
-            index = np.sort(rng.choice(index, settings.max_tiles, replace=False))
+        if max_tiles and len(index) > max_tiles:
+            index = np.sort(rng.choice(index, max_tiles, replace=False))
         return index
 
     def split(index: np.ndarray) -> Split:
-        x = _centre_crop(_subset(tiles, index), args.crop)
+        x = _centre_crop(_subset(tiles, index), config.crop)
         return Split(x, labels[index], groups.slide[index])
 
     in_target = np.flatnonzero(np.isin(groups.domain, targets))
@@ -318,7 +406,7 @@ def real_experiment(args: argparse.Namespace, settings: Settings, seed: int, dat
         val,
         test,
         {s: split(take(np.flatnonzero(groups.domain == s))) for s in sources},
-        args.microns_per_pixel,
+        config.microns_per_pixel,
     )
 
 
@@ -349,10 +437,8 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> 
 
     Parameters
     ----------
-    labels : ndarray of shape (N,), int
-        0 or 1, both present.
-    scores : ndarray of shape (N,), float
-        Positive-class scores.
+    labels, scores : ndarray of shape (N,)
+        As :func:`youden_threshold`: labels 0 or 1 (both present), positive-class scores.
     threshold : float
         Decision threshold (positive when ``score >= threshold``).
 
@@ -436,45 +522,32 @@ def summarize(per_seed: list[dict]) -> dict[str, dict]:
 
 
 # ---------------------------------------------------------------------------------- experiment
-def make_methods(settings: Settings, args: argparse.Namespace, classifier, seed: int, mpp: float):
+def make_methods(config: Config, classifier, seed: int, microns_per_pixel: float) -> dict:
     """Column name -> unfitted normalizer (SST with the classifier's feature-preserving loss)."""
-    from stainstyle.methods import HistogramSpecification, MacenkoNormalizer, ReinhardNormalizer
-    from stainstyle.methods.wsics import WSICSNormalizer
-    from stainstyle.sst import StainStyleTransfer
-
-    sst = StainStyleTransfer(
-        preset=settings.sst_preset,
-        width=settings.sst_width,
-        max_epochs=settings.sst_epochs,
-        time_budget=settings.sst_budget,
-        lambda_fp=args.lambda_fp,
-        classifier=classifier,
-        device=args.device,
-        random_state=seed,
-        verbose=args.verbose,
-    )
-    return {
-        "SST": sst,
-        "WSICS": WSICSNormalizer(microns_per_pixel=mpp, random_state=seed),
-        "HS": HistogramSpecification(),
-        "Macenko": MacenkoNormalizer(),
-        "Reinhard": ReinhardNormalizer(),
+    settings = config.settings
+    params = {
+        "sst": {
+            "preset": settings.sst_preset,
+            "width": settings.sst_width,
+            "max_epochs": settings.sst_epochs,
+            "time_budget": settings.sst_budget,
+            "lambda_fp": config.lambda_fp,
+            "classifier": classifier,
+            "device": config.device,
+            "random_state": seed,
+            "verbose": config.verbose,
+        },
+        "wsics": {"microns_per_pixel": microns_per_pixel, "random_state": seed},
     }
+    return {column: make() for column, make in method_roster(METHOD_LABELS, params).items()}
 
 
-def run_seed(args: argparse.Namespace, settings: Settings, seed: int, data) -> dict:
-    """Train, fit and evaluate for one seed; per source, metrics, labels and scores per column."""
-    import torch
-
-    from stainstyle.sst import TileClassifier
-
-    torch.manual_seed(seed)
-    started = time.monotonic()
-    exp = (
-        synthetic_experiment(settings, seed)
-        if args.dataset == "synthetic"
-        else real_experiment(args, settings, seed, data)
-    )
+def prepare_experiment(config: Config, seed: int, data) -> Experiment:
+    """The seed's splits: synthetic tiles, or the real dataset ``data`` split by slide."""
+    if config.dataset == "synthetic":
+        exp = synthetic_experiment(config.settings, seed)
+    else:
+        exp = real_experiment(config, seed, data)
     logger.info(
         "[seed %d] data: target train %d, validation %d, test %d tiles (%d/%d/%d slides); %s",
         seed,
@@ -484,84 +557,119 @@ def run_seed(args: argparse.Namespace, settings: Settings, seed: int, data) -> d
         *(len(np.unique(p.slides)) for p in (exp.train, exp.val, exp.test)),
         ", ".join(f"source {k} {len(v)} tiles" for k, v in exp.sources.items()),
     )
-    timings = {"data": time.monotonic() - started}
+    return exp
 
-    started = time.monotonic()
+
+def logit_scores(classifier, tiles: np.ndarray) -> np.ndarray:
+    """The classifier's positive-class scores: its logit difference, in float64.
+
+    It ranks tiles as the softmax probability does, but does not saturate to tied float32
+    ones on confident tiles, which would bias the AUC.
+    """
+    return classifier.decision_function(tiles).astype(np.float64)
+
+
+def train_classifier(config: Config, exp: Experiment, seed: int):
+    """The tumour classifier trained on the target training split, and its Youden threshold."""
+    from stainstyle.sst import TileClassifier
+
     classifier = TileClassifier(
-        arch=settings.classifier_arch,
-        epochs=settings.classifier_epochs,
+        arch=config.settings.classifier_arch,
+        epochs=config.settings.classifier_epochs,
         batch_size=32,
-        device=args.device,
+        device=config.device,
         random_state=seed,
-        verbose=args.verbose,
+        verbose=config.verbose,
     ).fit(exp.train.tiles, exp.train.labels)
+    threshold = youden_threshold(exp.val.labels, logit_scores(classifier, exp.val.tiles))
+    return classifier, threshold
 
-    def scores(tiles: np.ndarray) -> np.ndarray:
-        # The logit difference, not the softmax probability: it ranks the same, but does not
-        # saturate to tied float32 ones on confident tiles, which would bias the AUC.
-        return classifier.decision_function(tiles).astype(np.float64)
 
-    threshold = youden_threshold(exp.val.labels, scores(exp.val.tiles))
-    timings["classifier"] = time.monotonic() - started
+def fit_methods(methods: dict, tiles: np.ndarray, seed: int, timings: dict) -> None:
+    """Fit every method on the target training tiles, recording ``fit NAME`` timings."""
+    for name, method in methods.items():
+        with Timer() as timer, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            method.fit(tiles)
+        timings[f"fit {name}"] = timer.seconds
+        logger.info("[seed %d] fit %s on target train: %.0f s", seed, name, timer.seconds)
+
+
+def transform(column: str, method, tiles: np.ndarray, slides: np.ndarray) -> np.ndarray:
+    """Source tiles mapped by one method (pooled per slide for :data:`POOLED_PER_SLIDE`)."""
+    groups = slides if column in POOLED_PER_SLIDE else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return method.transform(tiles, groups=groups)
+
+
+def score_source(
+    source: str, split: Split, exp: Experiment, methods: dict, scorer, seed: int, timings: dict
+) -> dict:
+    """One source's metrics, labels, scores and passed-through counts per column.
+
+    ``scorer`` is ``(tiles -> scores, threshold)``; ``timings`` gains ``transform NAME SOURCE``.
+    """
+    scores, threshold = scorer
+    outputs = {"Original": split.tiles}
+    passthrough = {}
+    for name, method in methods.items():
+        with Timer() as timer:
+            outputs[name] = transform(name, method, split.tiles, split.slides)
+        # Tiles returned unchanged (too little tissue, or a degenerate fit): counted from the
+        # output, as tile_status would run the whole method a second time.
+        unchanged = np.all(outputs[name] == split.tiles, axis=(1, 2, 3))
+        passthrough[name] = int(np.count_nonzero(unchanged))
+        timings[f"transform {name} {source}"] = timer.seconds
+        logger.info(
+            "[seed %d] %s -> %s: %.0f s, %d of %d tiles passed through unchanged",
+            seed,
+            source,
+            name,
+            timer.seconds,
+            passthrough[name],
+            len(split),
+        )
+    evaluated = {"Target": (exp.test.labels, scores(exp.test.tiles))}
+    evaluated.update({c: (split.labels, scores(x)) for c, x in outputs.items()})
+    metrics = {c: binary_metrics(y, s, threshold) for c, (y, s) in evaluated.items()}
+    logger.info(
+        "[seed %d] %s AUC: %s",
+        seed,
+        source,
+        ", ".join(f"{c} {metrics[c]['auc']:.3f}" for c in COLUMNS),
+    )
+    return {
+        "metrics": metrics,
+        "labels": {c: y.tolist() for c, (y, _) in evaluated.items()},
+        "scores": {c: s.tolist() for c, (_, s) in evaluated.items()},
+        "passthrough": passthrough,
+    }
+
+
+def run_seed(config: Config, seed: int, data) -> dict:
+    """Train, fit and evaluate for one seed; per source, metrics, labels and scores per column."""
+    import torch
+
+    torch.manual_seed(seed)
+    timings = {}
+    with Timer() as timer:
+        exp = prepare_experiment(config, seed, data)
+    timings["data"] = timer.seconds
+    with Timer() as timer:
+        classifier, threshold = train_classifier(config, exp, seed)
+    timings["classifier"] = timer.seconds
     logger.info(
         "[seed %d] classifier: %.0f s, threshold %.3f (Youden's J on target validation)",
         seed,
-        timings["classifier"],
+        timer.seconds,
         threshold,
     )
-
-    methods = make_methods(settings, args, classifier, seed, exp.microns_per_pixel)
-    for name, method in methods.items():
-        started = time.monotonic()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            method.fit(exp.train.tiles)
-        timings[f"fit {name}"] = time.monotonic() - started
-        logger.info("[seed %d] fit %s on target train: %.0f s", seed, name, timings[f"fit {name}"])
-
-    results = {}
-    for source, split in exp.sources.items():
-        outputs = {"Original": split.tiles}
-        passthrough = {}
-        for name, method in methods.items():
-            started = time.monotonic()
-            groups = split.slides if name == "WSICS" else None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                outputs[name] = method.transform(split.tiles, groups=groups)
-            # Tiles returned unchanged (too little tissue, or a degenerate fit): counted from
-            # the output, as tile_status would run the whole method a second time.
-            unchanged = np.all(outputs[name] == split.tiles, axis=(1, 2, 3))
-            passthrough[name] = int(np.count_nonzero(unchanged))
-            timings[f"transform {name} {source}"] = time.monotonic() - started
-            logger.info(
-                "[seed %d] %s -> %s: %.0f s, %d of %d tiles passed through unchanged",
-                seed,
-                source,
-                name,
-                timings[f"transform {name} {source}"],
-                passthrough[name],
-                len(split),
-            )
-        evaluated = {"Target": (exp.test.labels, scores(exp.test.tiles))}
-        evaluated.update({c: (split.labels, scores(x)) for c, x in outputs.items()})
-        results[source] = {
-            "metrics": {c: binary_metrics(y, s, threshold) for c, (y, s) in evaluated.items()},
-            "labels": {c: y.tolist() for c, (y, _) in evaluated.items()},
-            "scores": {c: s.tolist() for c, (_, s) in evaluated.items()},
-            "passthrough": passthrough,
-        }
-        logger.info(
-            "[seed %d] %s AUC: %s",
-            seed,
-            source,
-            ", ".join(f"{c} {results[source]['metrics'][c]['auc']:.3f}" for c in COLUMNS),
-        )
-    figure_tiles = {
-        source: {
-            "target": exp.test.tiles[:4],
-            **{c: outputs_for_figure(methods, c, split) for c in COLUMNS[1:]},
-        }
+    methods = make_methods(config, classifier, seed, exp.microns_per_pixel)
+    fit_methods(methods, exp.train.tiles, seed, timings)
+    scorer = (lambda tiles: logit_scores(classifier, tiles), threshold)
+    results = {
+        source: score_source(source, split, exp, methods, scorer, seed, timings)
         for source, split in exp.sources.items()
     }
     return {
@@ -572,62 +680,117 @@ def run_seed(args: argparse.Namespace, settings: Settings, seed: int, data) -> d
         # SST trains against a wall-clock budget: how far it got depends on the machine's load.
         "sst_steps": int(sum(h["steps"] for h in methods["SST"].history_)),
         "results": results,
-        "figure": figure_tiles,
+        "figure": figure_tiles(methods, exp),
+    }
+
+
+def figure_tiles(methods: dict, exp: Experiment, n: int = 4) -> dict[str, dict[str, np.ndarray]]:
+    """Figure 4's tiles: per source, ``n`` target tiles and ``n`` source tiles per column."""
+    return {
+        source: {
+            "target": exp.test.tiles[:n],
+            **{c: outputs_for_figure(methods, c, split, n) for c in COLUMNS[1:]},
+        }
+        for source, split in exp.sources.items()
     }
 
 
 def outputs_for_figure(methods: dict, column: str, split: Split, n: int = 4) -> np.ndarray:
     """The first ``n`` source tiles as they are (``Original``) or after a method."""
-    tiles = split.tiles[:n]
     if column == "Original":
-        return tiles
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # WSICS pools statistics over the whole slide: transform these tiles with their slides'
-        # other tiles, as in the evaluation, and keep the first n.
-        if column == "WSICS":
-            keep = np.isin(split.slides, split.slides[:n])
-            out = methods[column].transform(split.tiles[keep], groups=split.slides[keep])
-            return out[: np.count_nonzero(keep[:n])]
-        return methods[column].transform(tiles)
+        return split.tiles[:n]
+    if column not in POOLED_PER_SLIDE:
+        return transform(column, methods[column], split.tiles[:n], split.slides[:n])
+    # A method that pools statistics over the slide transforms these tiles with their slides'
+    # other tiles, as in the evaluation; the first n are kept.
+    keep = np.isin(split.slides, split.slides[:n])
+    out = transform(column, methods[column], split.tiles[keep], split.slides[keep])
+    return out[: np.count_nonzero(keep[:n])]
 
 
 # ------------------------------------------------------------------------------------ reporting
+def build_report(config: Config, runs: list[dict], wall_time_s: float) -> dict:
+    """What ``table1.json`` holds: configuration, environment, summary and per-seed numbers."""
+    sources = list(runs[0]["results"])
+    env = environment(config.device)
+    return {
+        "config": config.to_json()
+        | {
+            "threshold_rule": (
+                "Youden's J on the target validation split, on the classifier's logit "
+                "difference; positive if >= t"
+            ),
+            "bootstrap": f"stratified, {N_BOOTSTRAP} resamples of the test tiles, percentile",
+            "classic_methods": "Reinhard, Macenko, HS per tile; WSICS pooled per source slide",
+            "methods": {label: method for method, label in METHOD_LABELS.items()},
+        },
+        "paper_auc": PAPER_AUC,
+        "versions": env["versions"],
+        "device": env["device"],
+        "git_commit": env["git_commit"],
+        "date": env["date"],
+        "summary": {s: summarize([r["results"][s] for r in runs]) for s in sources},
+        "per_seed": [
+            {
+                "seed": r["seed"],
+                "threshold": r["threshold"],
+                "timings_s": r["timings_s"],
+                "sst_epochs": r["sst_epochs"],
+                "sst_steps": r["sst_steps"],
+                **{
+                    s: {
+                        "metrics": r["results"][s]["metrics"],
+                        "passthrough": r["results"][s]["passthrough"],
+                    }
+                    for s in sources
+                },
+            }  # fmt: skip
+            for r in runs
+        ],
+        "wall_time_s": round(wall_time_s, 1),
+    }
+
+
 def _cell(entry: dict, key: str, digits: int = 4) -> str:
     mean, std = entry[key]["mean"], entry[key]["std"]
     return "n/a" if not np.isfinite(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def markdown_table(summary: dict, n_seeds: int) -> list[str]:
-    """Rows are metrics, columns the paper's; the paper's AUC in the last row."""
-    lines = ["| | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-    for key, label in METRICS.items():
-        lines.append(f"| {label} | " + " | ".join(_cell(summary[c], key) for c in COLUMNS) + " |")
+def markdown_rows(summary: dict) -> list[str]:
+    """One source's table: rows are metrics, columns the paper's; the paper's AUC last."""
+    rows = [[label, *(_cell(summary[c], key) for c in COLUMNS)] for key, label in METRICS.items()]
     cis = [summary[c]["auc_ci95"] for c in COLUMNS]
-    lines.append("| AUC 95% CI | " + " | ".join(f"{lo:.3f}–{hi:.3f}" for lo, hi in cis) + " |")
-    lines.append("| AUC, paper | " + " | ".join(f"{PAPER_AUC[c]:.4f}" for c in COLUMNS) + " |")
-    return lines
+    rows.append(["AUC 95% CI", *(f"{lo:.3f}–{hi:.3f}" for lo, hi in cis)])
+    rows.append(["AUC, paper", *(f"{PAPER_AUC[c]:.4f}" for c in COLUMNS)])
+    return markdown_table(["", *COLUMNS], rows)
 
 
-def write_outputs(out: Path, report: dict) -> None:
-    """``table1.md``, ``table1.csv`` and ``table1.json`` under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    n_seeds = len(report["config"]["seeds"])
+def render_markdown(report: dict) -> str:
+    """``table1.md``: the set-up in one paragraph, then one table per source."""
+    config = report["config"]
     md = [
         "# Table 1: tumour classifier on source-lab tiles after stain normalization",
         "",
-        f"Dataset `{report['config']['dataset']}`, seeds {report['config']['seeds']}, "
-        f"threshold by Youden's J on the target validation split; mean ± std over {n_seeds} "
-        f"seed(s); AUC interval: stratified bootstrap of the test tiles ({N_BOOTSTRAP}×). "
-        f"Paper: Cho et al. 2017, Table 1 (CAMELYON16). Wall time {report['wall_time_s']:.0f} s "
-        f"on {report['device']['description']}.",
+        f"Dataset `{config['dataset']}`, seeds {config['seeds']}, "
+        f"threshold by Youden's J on the target validation split; mean ± std over "
+        f"{len(config['seeds'])} seed(s); AUC interval: stratified bootstrap of the test tiles "
+        f"({N_BOOTSTRAP}×). Paper: Cho et al. 2017, Table 1 (CAMELYON16). Wall time "
+        f"{report['wall_time_s']:.0f} s on {report['device']['description']}.",
         "",
     ]
+    for source, summary in report["summary"].items():
+        md += [f"## Source: {source}", "", *markdown_rows(summary), ""]
+    return "\n".join(md)
+
+
+def csv_rows(report: dict) -> list[list]:
+    """``table1.csv``'s rows: one per source, column and metric."""
+    n_seeds = len(report["config"]["seeds"])
     rows = []
     for source, summary in report["summary"].items():
-        md += [f"## Source: {source}", "", *markdown_table(summary, n_seeds), ""]
         for column in COLUMNS:
             for key in METRICS:
+                is_auc = key == "auc"
                 rows.append(
                     [
                         source,
@@ -636,33 +799,47 @@ def write_outputs(out: Path, report: dict) -> None:
                         summary[column][key]["mean"],
                         summary[column][key]["std"],
                         n_seeds,
-                        *(summary[column]["auc_ci95"] if key == "auc" else ("", "")),
-                        PAPER_AUC[column] if key == "auc" else "",
+                        *(summary[column]["auc_ci95"] if is_auc else ("", "")),
+                        PAPER_AUC[column] if is_auc else "",
                     ]
                 )
-    (out / "table1.md").write_text("\n".join(md), encoding="utf-8")
-    with open(out / "table1.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            ["source", "column", "metric", "mean", "std", "n_seeds", "ci95_low", "ci95_high",
-             "paper"]
-        )  # fmt: skip
-        writer.writerows(rows)
-    with open(out / "table1.json", "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1)
+    return rows
+
+
+CSV_HEADER = (
+    "source", "column", "metric", "mean", "std", "n_seeds", "ci95_low", "ci95_high", "paper"
+)  # fmt: skip
+
+
+def figure_to_arrays(figure: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Figure 4's tiles as flat ``"source/column"`` arrays, for ``figure4.npz``."""
+    return {
+        f"{source}/{column}": tiles for source, c in figure.items() for column, tiles in c.items()
+    }
+
+
+def figure_from_arrays(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """The inverse of :func:`figure_to_arrays` (sources and columns in the saved order)."""
+    figure: dict[str, dict[str, np.ndarray]] = {}
+    for key, tiles in arrays.items():
+        source, column = key.rsplit("/", 1)
+        figure.setdefault(source, {})[column] = tiles
+    return figure
 
 
 def write_figure(path: Path, figure: dict[str, dict[str, np.ndarray]], tile: int = 96) -> None:
     """Figure 4 panel: one row per example tile, columns Target, Original, SST, ... Reinhard."""
     from PIL import Image, ImageDraw
 
+    from stainstyle._atomic import atomic_path
+
     label_h, gap = 16, 2
     blocks = []
     for source, columns in figure.items():
         n = min(len(v) for v in columns.values())
         names = ["target", *COLUMNS[1:]]
-        width = len(names) * (tile + gap)
-        block = Image.new("RGB", (width, label_h * 2 + n * (tile + gap)), "white")
+        size = (len(names) * (tile + gap), label_h * 2 + n * (tile + gap))
+        block = Image.new("RGB", size, "white")
         draw = ImageDraw.Draw(block)
         draw.text((2, 1), f"source: {source}", fill="black")
         for j, name in enumerate(names):
@@ -682,7 +859,35 @@ def write_figure(path: Path, figure: dict[str, dict[str, np.ndarray]], tile: int
         canvas.paste(block, (0, y))
         y += block.height + 8
     path.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(path)
+    with atomic_path(path) as temporary:
+        canvas.save(temporary, format="PNG")
+
+
+def write_reports(out: Path, report: dict, figure: dict | None) -> None:
+    """``table1.md`` and ``table1.csv`` from ``report``, and ``figure4.png`` from ``figure``."""
+    write_text(out / "table1.md", render_markdown(report))
+    write_csv(out / "table1.csv", CSV_HEADER, csv_rows(report))
+    if figure is not None:
+        write_figure(out / "figure4.png", figure)
+
+
+def report_from(path: Path) -> int:
+    """Write the Markdown, CSV and figure again from a saved ``table1.json``; the exit code.
+
+    The figure's tiles are read from ``figure4.npz`` beside it (the figure is skipped, with a
+    warning, without it). The tables are printed as after a run.
+    """
+    report = read_report(path, "table1")
+    if report is None:
+        return 2
+    figure = None
+    try:
+        figure = figure_from_arrays(read_arrays(path.with_name("figure4.npz")))
+    except (OSError, ValueError) as error:
+        logger.warning("figure4.png not written: %s", error)
+    write_reports(path.parent, report, figure)
+    print_tables(report)
+    return 0
 
 
 def print_tables(report: dict) -> None:
@@ -700,42 +905,13 @@ def print_tables(report: dict) -> None:
         print("AUC, paper".ljust(22) + "".join(f"{PAPER_AUC[c]:.4f}".rjust(width) for c in COLUMNS))
 
 
-def environment(device: str) -> tuple[dict, dict]:
-    """Library versions and a description of the device."""
-    import PIL
-    import scipy
-    import skimage
-    import sklearn
-    import torch
-
-    import stainstyle
-    from stainstyle.base import describe_device, resolve_device
-
-    versions = {
-        "python": platform.python_version(),
-        "stainstyle": stainstyle.__version__,
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "scikit-image": skimage.__version__,
-        "torch": torch.__version__,
-        "pillow": PIL.__version__,
-    }
-    resolved = resolve_device(device)
-    return versions, {
-        "device": str(resolved),
-        "description": describe_device(resolved),
-        "platform": platform.platform(),
-    }
-
-
 # ----------------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="table1", description=__doc__.splitlines()[0], epilog="See the module docstring."
     )
     parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
-    parser.add_argument("--data-dir", default=None, help="dataset folder (real datasets)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="dataset folder (real data)")
     parser.add_argument("--target", default=None, help="comma-separated target domains")
     parser.add_argument("--source", default=None, help="comma-separated source domains")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
@@ -754,27 +930,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--positive", default=None, help="folder: name of the positive label")
     parser.add_argument("--pcam-split", default="train", choices=("train", "valid", "test"))
     parser.add_argument("--verbose", action="store_true", help="training progress bars")
+    add_report_from(parser, "table1.json", "table1.md, table1.csv and figure4.png")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
-    real_defaults = {"amibr": (96, 0.25)}.get(args.dataset, (None, 0.5))
-    args.crop = real_defaults[0] if args.crop is None else args.crop
-    if args.microns_per_pixel is None:
-        args.microns_per_pixel = real_defaults[1]
-    if args.dataset != "synthetic" and (args.target is None or args.source is None):
+    needs_domains = args.dataset != "synthetic" and args.report_from is None
+    if needs_domains and (args.target is None or args.source is None):
         parser.error(f"--target and --source: required with --dataset {args.dataset}")
     return args
 
 
-def settings_for(args: argparse.Namespace) -> Settings:
-    """The preset, with command-line overrides."""
-    settings = PRESETS["quick" if args.quick else args.preset]
+def settings_for(options: dict) -> Settings:
+    """The preset, with the command line's overrides (``options``: the parsed options)."""
+    settings = PRESETS["quick" if options["quick"] else options["preset"]]
     overrides = {
-        "classifier_epochs": args.classifier_epochs,
-        "sst_budget": args.sst_budget,
-        "max_tiles": args.max_tiles,
+        "classifier_epochs": options["classifier_epochs"],
+        "sst_budget": options["sst_budget"],
+        "max_tiles": options["max_tiles"],
     }
-    if args.dataset == "amibr" and not args.quick and args.preset == "cpu":
+    if options["dataset"] == "amibr" and not options["quick"] and options["preset"] == "cpu":
         # AMi-Br: fewer, larger tiles than the synthetic default; the classifier needs about
         # 12 epochs there, and SST gets 7 minutes, so that 3 seeds fit in 60 minutes on 2 cores
         # (about 16 minutes per seed: classifier 3.5, SST 7 + 2.5 inference, WSICS 1.5, scoring).
@@ -784,64 +958,45 @@ def settings_for(args: argparse.Namespace) -> Settings:
     return dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def build_config(args: argparse.Namespace) -> Config:
+    """The run's frozen configuration: the options, the dataset's defaults, the settings."""
+    options = {k: v for k, v in vars(args).items() if k != "report_from"}
+    crop, microns_per_pixel = REAL_DEFAULTS.get(args.dataset, OTHER_DEFAULTS)
+    if options["crop"] is None:
+        options["crop"] = crop
+    if options["microns_per_pixel"] is None:
+        options["microns_per_pixel"] = microns_per_pixel
+    return Config(**options, settings=settings_for(options))
+
+
+def run(config: Config) -> tuple[dict, dict]:
+    """Every seed of the experiment; returns the report and the first seed's figure tiles."""
+    started = time.monotonic()
+    data = None if config.dataset == "synthetic" else load_dataset(config)
+    runs = []
+    for seed in range(config.seeds):
+        logger.info("seed %d of %d", seed + 1, config.seeds)
+        runs.append(run_seed(config, seed, data))
+    return build_report(config, runs, time.monotonic() - started), runs[0]["figure"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; returns the exit code (2 for a dataset or argument error)."""
     args = parse_args(argv)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%X")
-    logger.setLevel(logging.INFO)
-    settings = settings_for(args)
-    started = time.monotonic()
+    configure_logging("table1")
+    if args.report_from is not None:
+        return report_from(args.report_from)
+    config = build_config(args)
     try:
-        data = None if args.dataset == "synthetic" else load_dataset(args)
-        runs = []
-        for seed in range(args.seeds):
-            logger.info("seed %d of %d", seed + 1, args.seeds)
-            runs.append(run_seed(args, settings, seed, data))
+        report, figure = run(config)
     except DataError as error:
         print(f"table1: error: {error}", file=sys.stderr)
         return 2
-    versions, device = environment(args.device)
-    sources = list(runs[0]["results"])
-    report = {
-        "config": {
-            **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "settings": dataclasses.asdict(settings),
-            "seeds": list(range(args.seeds)),
-            "threshold_rule": (
-                "Youden's J on the target validation split, on the classifier's logit "
-                "difference; positive if >= t"
-            ),
-            "bootstrap": f"stratified, {N_BOOTSTRAP} resamples of the test tiles, percentile",
-            "classic_methods": "Reinhard, Macenko, HS per tile; WSICS pooled per source slide",
-        },
-        "paper_auc": PAPER_AUC,
-        "versions": versions,
-        "device": device,
-        "summary": {s: summarize([r["results"][s] for r in runs]) for s in sources},
-        "per_seed": [
-            {
-                "seed": r["seed"],
-                "threshold": r["threshold"],
-                "timings_s": r["timings_s"],
-                "sst_epochs": r["sst_epochs"],
-                "sst_steps": r["sst_steps"],
-                **{
-                    s: {
-                        "metrics": r["results"][s]["metrics"],
-                        "passthrough": r["results"][s]["passthrough"],
-                    }
-                    for s in sources
-                },
-            }  # fmt: skip
-            for r in runs
-        ],
-    }
-    report["wall_time_s"] = round(time.monotonic() - started, 1)
-    write_outputs(args.out, report)
-    write_figure(args.out / "figure4.png", runs[0]["figure"])
+    write_json(config.out / "table1.json", report)
+    write_arrays(config.out / "figure4.npz", figure_to_arrays(figure))
+    write_reports(config.out, report, figure)
     print_tables(report)
-    print(f"\nwall time {report['wall_time_s']:.0f} s; results in {args.out}/")
+    print(f"\nwall time {report['wall_time_s']:.0f} s; results in {config.out}/")
     return 0
 
 

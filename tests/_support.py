@@ -41,8 +41,12 @@ def require_data(*parts: str) -> Path:
 def load_script(path: Path) -> ModuleType:
     """Import a script (a benchmark, a docs helper) by path, as module ``path.stem``.
 
-    The module is registered in ``sys.modules`` (dataclasses look their module up there).
+    The module is registered in ``sys.modules`` (dataclasses look their module up there), and
+    the script's folder is put on ``sys.path`` as ``python PATH`` does, so that it imports its
+    sibling modules (the benchmarks' ``_common``).
     """
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[path.stem] = module

@@ -1,11 +1,12 @@
-"""benchmarks/fidelity.py and benchmarks/sst_speed.py end to end, on small synthetic inputs."""
+"""benchmarks/fidelity.py, sst_speed.py and sst_synthetic.py: registration, quick runs, reports."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
-from _support import ROOT, load_script
+from _support import ROOT, he_tiles, load_script, require_data
 
 
 def load_benchmark(name: str):
@@ -17,25 +18,94 @@ def fidelity():
     return load_benchmark("fidelity")
 
 
-def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
-    fidelity.main(
+def rows_by_method(section: dict) -> dict[str, dict]:
+    return {row["method"]: row for row in section["rows"]}
+
+
+# -------------------------------------------------------------------------------- registration
+def test_registration_finds_a_whole_pixel_shift_exactly(fidelity):
+    scene = he_tiles(1, 160, seed=4)[0]
+    reference = scene[20:148, 20:148]
+    moving = scene[23:151, 15:143]  # reference[y, x] == moving[y - 3, x + 5]
+    registration = fidelity.register(reference, moving)
+    assert registration.shift == pytest.approx((3.0, -5.0), abs=0.05)
+    np.testing.assert_array_equal(reference[registration.reference], moving[registration.moving])
+    assert reference[registration.reference].shape == (125, 123, 3)
+
+
+def test_registration_measures_a_sub_pixel_shift(fidelity):
+    from scipy.ndimage import fourier_shift
+
+    tile = he_tiles(1, 128, seed=5)[0]
+    shifted = np.stack(
         [
-            "--out",
-            str(tmp_path),
-            "--data-dir",
-            str(tmp_path / "absent"),
-            "--synthetic-tiles",
-            "16",
-            "--synthetic-size",
-            "128",
-            "--sst-budget",
-            "2",
-        ]
+            np.fft.ifft2(fourier_shift(np.fft.fft2(tile[..., c].astype(float)), (1.5, -2.25))).real
+            for c in range(3)
+        ],
+        axis=-1,
     )
-    sections = json.loads((tmp_path / "fidelity.json").read_text())
-    assert list(sections) == ["Synthetic pairs (radboud -> utrecht)"]
-    rows = sections["Synthetic pairs (radboud -> utrecht)"]["rows"]
-    assert [row["method"] for row in rows] == [
+    moving = np.clip(np.round(shifted), 0, 255).astype(np.uint8)
+    # moving[y] = tile[y - (1.5, -2.25)]: registering moving on tile takes the opposite shift.
+    assert fidelity.estimate_shift(tile, moving) == pytest.approx((-1.5, 2.25), abs=0.1)
+    assert fidelity.register(tile, tile).shift == (0.0, 0.0)
+
+
+def test_registration_refuses_tiles_that_are_not_a_pair(fidelity):
+    tile = he_tiles(1, 64, seed=6)[0]
+    with pytest.raises(ValueError, match=r"same shape, got \(64, 64, 3\) and \(32, 64, 3\)"):
+        fidelity.register(tile, tile[:32])
+    # Tiles of 16 px, 6 rows apart: less overlap than the SSIM window needs.
+    scene = he_tiles(1, 64, seed=7)[0]
+    with pytest.raises(ValueError, match="less than 11 px of overlap"):
+        fidelity.register(scene[:16, :16], scene[6:22, :16])
+
+
+def test_registration_recovers_the_structure_of_the_real_pairs(fidelity):
+    _, source, reference, _ = fidelity.load_mitos_split(require_data("mitos_atypia_pairs"))
+    test_ids = fidelity.mitos_split_ids(require_data("mitos_atypia_pairs"))[1]
+    registrations = [fidelity.register(t, s) for s, t in zip(source, reference, strict=True)]
+    summary = fidelity.registration_summary(test_ids, registrations, source, reference)
+    # The scanners are offset by about 4 px on each axis: unregistered, the raw pairs share
+    # little structure (gray SSIM about 0.16); registered, about 0.6.
+    assert summary["raw_ssim_gray_unregistered"] < 0.25
+    assert 0.5 < summary["raw_ssim_gray_registered"] < 0.8
+    assert all(-5.5 < s < -2.0 for s in summary["median_shift"])
+    assert [p["id"] for p in summary["pairs"]] == test_ids and len(test_ids) == len(source)
+    json.dumps(summary)
+
+
+def test_real_section_scores_every_method_on_registered_pairs(fidelity, monkeypatch, tmp_path):
+    pairs = require_data("mitos_atypia_pairs")
+    monkeypatch.setattr(fidelity, "METHOD_LABELS", {"wsics": "WSICS", "reinhard": "Reinhard"})
+    config = fidelity.Config(
+        out=tmp_path, data_dir=pairs.parent, synthetic_tiles=4, synthetic_size=64,
+        sst_budget=1.0, max_pairs=6, quick=True,
+    )  # fmt: skip
+    section = fidelity.real_section(config, pairs)
+    rows = rows_by_method(section)
+    assert list(rows) == ["raw", "WSICS", "WSICS (pooled per slide)", "Reinhard"]
+    assert len(section["registration"]["pairs"]) == 6
+    raw = rows["raw"]
+    assert raw["ssim_source_gray"] == 1.0
+    assert raw["ssim_gray"] == pytest.approx(section["registration"]["raw_ssim_gray_registered"])
+    assert raw["ssim_gray"] > 0.5
+    for row in rows.values():
+        assert set(fidelity.METRIC_HEADERS) <= set(row)
+    # WSICS moves the colour towards the Aperio scans and keeps the structure.
+    assert rows["WSICS"]["ciede2000_lowpass"] < raw["ciede2000_lowpass"] - 1.0
+    assert rows["WSICS"]["ssim_source_gray"] > 0.9
+
+
+# ---------------------------------------------------------------------------------- quick runs
+def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
+    code = fidelity.main(["--quick", "--out", str(tmp_path), "--data-dir", str(tmp_path / "no")])
+    assert code == 0
+    report = json.loads((tmp_path / "fidelity.json").read_text())
+    assert list(report) == ["Synthetic pairs (radboud -> utrecht)", "run"]
+    assert report["run"]["config"]["synthetic_tiles"] == 16
+    assert report["run"]["environment"]["versions"]["numpy"] == np.__version__
+    rows = rows_by_method(report["Synthetic pairs (radboud -> utrecht)"])
+    assert list(rows) == [
         "raw",
         "SST",
         "SST (gray matched per slide)",
@@ -45,22 +115,65 @@ def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
         "Macenko",
         "Histogram specification",
     ]
-    for row in rows:
+    for row in rows.values():
         assert 0 <= row["ciede2000_lowpass"] < 100
-        assert row["psnr"] > 0 and -1 <= row["ssim"] <= 1
+        assert row["psnr"] > 0 and -1 <= row["ssim"] <= 1 and -1 <= row["ssim_gray"] <= 1
+    assert rows["raw"]["ssim_source_gray"] == 1.0
+    # Synthetic labs differ in colour and tone: histogram specification removes most of it.
+    assert rows["Histogram specification"]["ciede2000_lowpass"] < 5
+    assert rows["raw"]["ciede2000_lowpass"] > 8
     markdown = (tmp_path / "fidelity.md").read_text()
-    assert "| SST (gray matched per slide) |" in markdown
+    assert "| SST (gray matched per slide) |" in markdown and "SSIM to source (gray)" in markdown
+    # The Markdown is rendered from the JSON alone.
+    (tmp_path / "fidelity.md").unlink()
+    assert fidelity.main(["--report-from", str(tmp_path / "fidelity.json")]) == 0
+    assert (tmp_path / "fidelity.md").read_text() == markdown
+
+
+def test_report_from_a_corrupt_file_is_a_clear_error(fidelity, tmp_path, capsys):
+    (tmp_path / "fidelity.json").write_text("{")
+    assert fidelity.main(["--report-from", str(tmp_path / "fidelity.json")]) == 2
+    assert "fidelity.json: not a JSON report" in capsys.readouterr().err
 
 
 def test_sst_speed_reports_every_measure(tmp_path):
     sst_speed = load_benchmark("sst_speed")
-    sst_speed.main(
-        ["--out", str(tmp_path), "--device", "cpu", "--presets", "cpu", "--budget", "1"]
-        + ["--tiles", "4", "--repeats", "1"]
-    )
+    assert sst_speed.main(["--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "sst_speed.json").read_text())
     (row,) = report["rows"]
     assert row["preset"] == "cpu" and row["train_steps"] >= 1
     for key in ("classifier_tiles_per_s", "train_steps_per_s", "inference_mp_per_s"):
         assert row[key] > 0
+    assert report["tiles"] == 4 and report["device"] == "cpu"
+    assert report["environment"]["device"]["description"] == report["description"]
     assert "| cpu |" in (tmp_path / "sst_speed.md").read_text()
+
+
+@pytest.mark.slow
+def test_sst_synthetic_quick_run_and_report(tmp_path):
+    sst_synthetic = load_benchmark("sst_synthetic")
+    path = tmp_path / "sst_synthetic.json"
+    assert sst_synthetic.main(["--quick", "--variants", "fp", "--json", str(path)]) == 0
+    result = json.loads(path.read_text())
+    rows = {row["method"]: row for row in result["rows"]}
+    assert list(rows) == [
+        "none (source as is)",
+        "target-style ground truth",
+        "reinhard",
+        "macenko",
+        "histogram",
+        "wsics",
+        "sst",
+        "sst + gray matching per tile",
+        "sst + gray matching per slide",
+    ]
+    truth = rows["target-style ground truth"]
+    assert truth["ciede2000_lp3"] == 0.0 and truth["psnr"] == float("inf")
+    assert truth["auc"] == pytest.approx(result["classifier_auc_on_target_truth"])
+    assert rows["histogram"]["ciede2000_lp3"] < rows["none (source as is)"]["ciede2000_lp3"]
+    assert rows["sst"]["steps"] >= 1 and "reconstruction_psnr" in rows["sst"]
+    markdown = path.with_suffix(".md").read_text()
+    assert "| sst + gray matching per slide |" in markdown
+    path.with_suffix(".md").unlink()
+    assert sst_synthetic.main(["--report-from", str(path)]) == 0
+    assert path.with_suffix(".md").read_text() == markdown

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 from _support import ROOT, load_script, require_data
 from sklearn.metrics import roc_auc_score
+
+#: The files ``--report-from`` writes again.
+REPORTS = ("table1.md", "table1.csv", "figure4.png")
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,23 @@ def test_bootstrap_interval_contains_auc_and_narrows_with_more_tiles(table1):
     assert table1.bootstrap_auc([(labels, np.zeros(20))]) == (0.5, 0.5)
 
 
+def test_configuration_is_frozen_and_complete(table1, tmp_path):
+    args = table1.parse_args(
+        ["--dataset", "amibr", "--data-dir", str(tmp_path), "--target", "A, B", "--source", "C"]
+    )
+    config = table1.build_config(args)
+    assert (config.crop, config.microns_per_pixel) == (96, 0.25)
+    assert (config.settings.classifier_epochs, config.settings.sst_budget) == (12, 420.0)
+    assert config.targets == ["A", "B"] and config.sources == ["C"]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seeds = 3
+    recorded = config.to_json()
+    assert recorded["seeds"] == [0] and recorded["data_dir"] == str(tmp_path)
+    assert set(recorded) == {f.name for f in dataclasses.fields(config)}
+    quick = table1.build_config(table1.parse_args(["--quick", "--sst-budget", "5"]))
+    assert quick.settings == dataclasses.replace(table1.PRESETS["quick"], sst_budget=5.0)
+
+
 @pytest.mark.slow
 def test_quick_run_end_to_end(table1, tmp_path, capsys):
     assert table1.main(["--quick", "--out", str(tmp_path)]) == 0
@@ -79,8 +100,15 @@ def test_quick_run_end_to_end(table1, tmp_path, capsys):
         assert set(table1.METRICS) <= set(summary[column])
         lo, hi = summary[column]["auc_ci95"]
         assert 0.0 <= lo <= hi <= 1.0
-    for key in ("config", "versions", "device", "wall_time_s", "per_seed"):
+    for key in ("config", "versions", "device", "wall_time_s", "per_seed", "git_commit"):
         assert key in report
+    assert report["config"]["methods"] == {
+        "SST": "sst",
+        "WSICS": "wsics",
+        "HS": "histogram",
+        "Macenko": "macenko",
+        "Reinhard": "reinhard",
+    }
     assert report["config"]["seeds"] == [0]
     markdown = (tmp_path / "table1.md").read_text()
     assert "| AUC, paper | 0.9760 | 0.8900 | 0.9185" in markdown
@@ -90,6 +118,23 @@ def test_quick_run_end_to_end(table1, tmp_path, capsys):
 
     with Image.open(tmp_path / "figure4.png") as figure:
         assert figure.width > 7 * 64 and figure.height > 4 * 64
+    with np.load(tmp_path / "figure4.npz") as tiles:
+        assert sorted(tiles.files) == sorted(
+            f"utrecht/{c}" for c in ("target", *table1.COLUMNS[1:])
+        )
+        assert tiles["utrecht/target"].shape == (4, 32, 32, 3)
+    # Reports are rendered from the saved results alone, identically.
+    written = {name: (tmp_path / name).read_bytes() for name in REPORTS}
+    for name in REPORTS:
+        (tmp_path / name).unlink()
+    assert table1.main(["--report-from", str(tmp_path / "table1.json")]) == 0
+    assert {name: (tmp_path / name).read_bytes() for name in REPORTS} == written
+    assert "AUC, paper" in capsys.readouterr().out
+
+
+def test_report_from_a_missing_file_is_a_clear_error(table1, tmp_path, capsys):
+    assert table1.main(["--report-from", str(tmp_path / "table1.json")]) == 2
+    assert "--report-from" in capsys.readouterr().err
 
 
 def test_wrong_data_dir_is_a_clear_error(table1, tmp_path, capsys):
