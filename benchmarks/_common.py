@@ -300,6 +300,21 @@ def best_time(
 
 
 # -------------------------------------------------------------------------------------- reports
+def significant(value: float, digits: int = 3) -> float:
+    """``value`` rounded to ``digits`` significant digits (a rate stays non-zero however slow).
+
+    Parameters
+    ----------
+    value : float
+    digits : int, default=3
+
+    Returns
+    -------
+    float
+    """
+    return float(f"{value:.{digits}g}")
+
+
 def _jsonable(value: Any) -> Any:
     """JSON form of NumPy scalars and arrays, paths and tuples (``json.dump``'s ``default``)."""
     if isinstance(value, np.generic):

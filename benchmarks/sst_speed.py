@@ -32,6 +32,7 @@ from _common import (
     environment,
     frozen_config,
     markdown_table,
+    significant,
     write_json,
     write_text,
 )
@@ -90,15 +91,15 @@ def measure_preset(
     return {
         "preset": preset,
         "classifier": arch,
-        "classifier_tiles_per_s": round(len(tiles) / classifier_time.seconds, 1),
+        "classifier_tiles_per_s": significant(len(tiles) / classifier_time.seconds),
         "width": sst.width_,
         "crop_size": sst.crop_size_,
         "train_batch_size": batch,
         "train_steps": int(steps),
         "train_s": round(train_s, 1),
-        "train_steps_per_s": round(steps / train_s, 2),
-        "train_crops_per_s": round(steps * batch / train_s, 1),
-        "inference_mp_per_s": round(held_out[..., 0].size / inference_s / 1e6, 2),
+        "train_steps_per_s": significant(steps / train_s),
+        "train_crops_per_s": significant(steps * batch / train_s),
+        "inference_mp_per_s": significant(held_out[..., 0].size / inference_s / 1e6),
         "psnr_after_budget": round(float(10 * np.log10(255.0**2 / mse)), 2),
     }
 
