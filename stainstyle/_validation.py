@@ -52,6 +52,31 @@ class Tiles:
     def __len__(self) -> int:
         return len(self.images)
 
+    def subset(self, indices: np.ndarray) -> Tiles:
+        """The tiles at ``indices``, in that order, as a :class:`Tiles` of the same layout.
+
+        Parameters
+        ----------
+        indices : ndarray of int of shape (n,), n >= 1
+            Tiles to keep.
+
+        Returns
+        -------
+        Tiles
+            Shares the tile arrays (read-only views); a stacked batch stays a view when
+            ``indices`` is a contiguous run.
+        """
+        indices = np.asarray(indices, dtype=np.intp)
+        stacked = None
+        if self.stacked is not None and len(indices) and np.all(np.diff(indices) == 1):
+            stacked = self.stacked[indices[0] : indices[-1] + 1]
+        return Tiles(
+            images=[self.images[i] for i in indices],
+            layout=self.layout,
+            sources=[self.sources[i] for i in indices],
+            stacked=stacked,
+        )
+
     def shape_groups(self, indices: np.ndarray | None = None) -> list[np.ndarray]:
         """Indices of tiles grouped by spatial shape, in input order within each group.
 

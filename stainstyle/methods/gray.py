@@ -27,7 +27,7 @@ class GrayNormalizer(StainNormalizer):
     Attributes
     ----------
     n_tiles_fit_ : int
-        Number of tiles seen by ``fit``.
+        Number of target tiles with tissue seen by ``fit``.
 
     See Also
     --------
@@ -37,7 +37,8 @@ class GrayNormalizer(StainNormalizer):
     --------
     >>> import numpy as np
     >>> tile = np.full((32, 32, 3), (150, 60, 160), dtype=np.uint8)
-    >>> GrayNormalizer().fit(tile).transform(tile)[0, 0]
+    >>> tile[::2] = (120, 40, 140)
+    >>> GrayNormalizer().fit(tile).transform(tile)[1, 0]
     array([98, 98, 98], dtype=uint8)
     """
 

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from stainstyle._validation import Tiles, as_tiles
+from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, _caller_stacklevel, resolve_device
 from stainstyle.color.gray import gray_normalize
 from stainstyle.methods.histogram import match_cdf_lut
@@ -277,7 +277,8 @@ class StainStyleTransfer(StainNormalizer):
         self
         """
         self._validate_params()
-        self._train(as_tiles(X), y, extra_epochs=1)
+        tiles, y = self._tissue_targets(X, y)
+        self._train(tiles, y, extra_epochs=1)
         return self
 
     def _fit(self, tiles: Tiles, y: Any) -> None:

@@ -276,10 +276,16 @@ def test_bad_parameters(params):
 
 
 def test_fit_rejects_tiles_without_stains():
-    with pytest.raises(ValueError, match="X: WSICS needs target tiles"):
+    # Blank and single-colour targets: the screening every method shares.
+    with pytest.raises(ValueError, match="X: WSICSNormalizer cannot learn a stain style"):
         WSICSNormalizer().fit(np.full((2, 64, 64, 3), 255, np.uint8))
-    with pytest.raises(ValueError, match="X: WSICS needs target tiles"):
+    with pytest.raises(ValueError, match="X: WSICSNormalizer cannot learn a stain style"):
         WSICSNormalizer().fit(np.full((64, 64, 3), (200, 120, 180), np.uint8))
+    # Tissue without nuclei: WSICS's own rule.
+    rng = np.random.default_rng(0)
+    stroma = np.clip(rng.normal((220, 140, 185), 10, (64, 64, 3)), 0, 255).astype(np.uint8)
+    with pytest.raises(ValueError, match="X: WSICS needs target tiles"):
+        WSICSNormalizer().fit(stroma)
 
 
 def test_bad_inputs(fitted):
