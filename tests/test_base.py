@@ -314,3 +314,26 @@ def test_bad_group_ids_give_a_value_error(groups, message):
 
     with pytest.raises(ValueError, match=f"groups: .*{message}"):
         _group_members(groups, 2)
+
+
+def test_float_input_is_checked_and_quantized_strip_by_strip():
+    from stainstyle._validation import as_tiles
+
+    rng = np.random.default_rng(4)
+    image = rng.random((300, 700, 4), dtype=np.float32)  # 210,000 pixels: several strips
+    image[..., 3] = 1.0
+    tiles = as_tiles(image)
+    expected = np.rint(image[..., :3].astype(np.float64) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(tiles.images[0], expected)
+    assert not np.shares_memory(tiles.images[0], image)
+    half = np.stack([image[..., :3], image[::-1, :, :3]]).astype(np.float16)
+    np.testing.assert_array_equal(
+        as_tiles(half).images[1],
+        np.rint(half[1].astype(np.float64) * 255.0).astype(np.uint8),
+    )
+    image[5, 600, 0], image[290, 3, 2] = np.nan, np.inf  # in different strips
+    with pytest.raises(ValueError, match="contains 2 NaN or infinite values"):
+        as_tiles(image)
+    image[5, 600, 0], image[290, 3, 2] = 0.5, 1.5
+    with pytest.raises(ValueError, match=r"got values in \[1.49012e-06, 1.5\]"):
+        as_tiles(image)

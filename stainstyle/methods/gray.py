@@ -55,5 +55,6 @@ class GrayNormalizer(StainNormalizer):
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        gray = gray_normalize(batch)
-        return np.repeat(gray[..., None], 3, axis=-1), np.zeros(len(batch), dtype=bool)
+        out = np.empty_like(batch)
+        out[...] = gray_normalize(batch)[..., None]
+        return out, np.zeros(len(batch), dtype=bool)
