@@ -1,4 +1,5 @@
-"""benchmarks/fidelity.py and benchmarks/sst_speed.py end to end, on small synthetic inputs."""
+"""benchmarks/fidelity.py, benchmarks/sst_speed.py and speed.py's memory table end to end, on small
+inputs."""
 
 from __future__ import annotations
 
@@ -64,3 +65,19 @@ def test_sst_speed_reports_every_measure(tmp_path):
     for key in ("classifier_tiles_per_s", "train_steps_per_s", "inference_mp_per_s"):
         assert row[key] > 0
     assert "| cpu |" in (tmp_path / "sst_speed.md").read_text()
+
+
+def test_speed_memory_table_runs_each_measure_in_a_fresh_process(tmp_path):
+    speed = load_benchmark("speed")
+    report = speed.main(
+        ["--memory", "--memory-sizes", "512", "--memory-methods", "gray,histogram"]
+        + ["--out", str(tmp_path)]
+    )
+    assert [(row["method"], row["side"]) for row in report["rows"]] == [
+        ("gray", 512),
+        ("histogram", 512),
+    ]
+    for row in report["rows"]:
+        assert row["peak_extra_mb"] >= 0 and row["seconds"] > 0
+        assert row["multiple"] == pytest.approx(row["peak_extra_mb"] / row["image_mb"])
+    assert "| gray |" in (tmp_path / "memory.md").read_text()
