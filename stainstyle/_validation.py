@@ -52,6 +52,31 @@ class Tiles:
     def __len__(self) -> int:
         return len(self.images)
 
+    def subset(self, indices: np.ndarray) -> Tiles:
+        """The tiles at ``indices``, in that order, as a :class:`Tiles` of the same layout.
+
+        Parameters
+        ----------
+        indices : ndarray of int of shape (n,), n >= 1
+            Tiles to keep.
+
+        Returns
+        -------
+        Tiles
+            Shares the tile arrays (read-only views); a stacked batch stays a view when
+            ``indices`` is a contiguous run.
+        """
+        indices = np.asarray(indices, dtype=np.intp)
+        stacked = None
+        if self.stacked is not None and len(indices) and np.all(np.diff(indices) == 1):
+            stacked = self.stacked[indices[0] : indices[-1] + 1]
+        return Tiles(
+            images=[self.images[i] for i in indices],
+            layout=self.layout,
+            sources=[self.sources[i] for i in indices],
+            stacked=stacked,
+        )
+
     def shape_groups(self, indices: np.ndarray | None = None) -> list[np.ndarray]:
         """Indices of tiles grouped by spatial shape, in input order within each group.
 
@@ -170,30 +195,52 @@ def _to_numpy(x: Any, name: str) -> tuple[np.ndarray, _Source]:
     )
 
 
-def _check_values(array: np.ndarray, name: str) -> None:
-    """Reject dtypes and values the methods cannot interpret."""
-    if array.dtype == np.uint8:
-        return
-    if array.dtype.kind not in _FLOAT_KINDS:
+def _check_dtype(array: np.ndarray, name: str) -> None:
+    """Reject dtypes the methods cannot interpret."""
+    if array.dtype != np.uint8 and array.dtype.kind not in _FLOAT_KINDS:
         raise ValueError(
             f"{name}: expected dtype uint8 (0-255) or float in [0, 1], got {array.dtype}; "
             "convert with .astype(np.uint8) if the values are 0-255 intensities"
         )
-    finite = np.isfinite(array)
-    if not finite.all():
-        raise ValueError(
-            f"{name}: contains {array.size - np.count_nonzero(finite)} NaN or infinite values"
-        )
-    low, high = float(array.min()), float(array.max())
+
+
+def _checked_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """Float values in [0, 1] of ``(..., H, W, C)`` data, checked and quantized to uint8.
+
+    Strip by strip, so that the float64 temporaries stay strip-sized whatever the image size.
+
+    Raises
+    ------
+    ValueError
+        If some values are NaN or infinite, or outside [0, 1].
+    """
+    from stainstyle.color.quantize import row_strips
+
+    out = np.empty(array.shape, dtype=np.uint8)
+    n_bad, low, high = 0, np.inf, -np.inf
+    for index in np.ndindex(array.shape[:-3]):
+        image = array[index]
+        for rows in row_strips(image.shape):
+            strip = image[rows]
+            finite = np.isfinite(strip)
+            n_bad += strip.size - int(np.count_nonzero(finite))
+            if n_bad:
+                continue
+            low, high = min(low, float(strip.min())), max(high, float(strip.max()))
+            if low >= 0.0 and high <= 1.0:
+                out[index][rows] = np.rint(strip.astype(np.float64) * 255.0)
+    if n_bad:
+        raise ValueError(f"{name}: contains {n_bad} NaN or infinite values")
     if low < 0.0 or high > 1.0:
         hint = " (looks like 0-255 data: divide by 255 or cast to uint8)" if high > 1.0 else ""
         raise ValueError(
             f"{name}: float input must lie in [0, 1], got values in [{low:g}, {high:g}]{hint}"
         )
+    return out
 
 
 def _to_uint8_rgb(array: np.ndarray, name: str) -> np.ndarray:
-    """Check channels and alpha of (..., H, W, C) data and return uint8 RGB."""
+    """Check channels, values and alpha of (..., H, W, C) data and return uint8 RGB."""
     if array.shape[-1] not in (3, 4):
         raise ValueError(
             f"{name}: expected 3 (RGB) or 4 (RGBA) channels in the last axis, "
@@ -201,19 +248,17 @@ def _to_uint8_rgb(array: np.ndarray, name: str) -> np.ndarray:
         )
     if 0 in array.shape:
         raise ValueError(f"{name}: empty input, got shape {array.shape}")
-    _check_values(array, name)
+    _check_dtype(array, name)
+    quantized = array if array.dtype == np.uint8 else _checked_uint8(array, name)
     if array.shape[-1] == 4:
-        alpha = array[..., 3]
-        opaque = 255 if array.dtype == np.uint8 else 1.0
-        if not np.all(alpha == opaque):
+        opaque = array[..., 3] == (255 if array.dtype == np.uint8 else 1.0)
+        if not np.all(opaque):
             raise ValueError(
                 f"{name}: RGBA input is accepted only when alpha is fully opaque; "
-                f"{np.count_nonzero(alpha != opaque)} pixels are transparent"
+                f"{opaque.size - np.count_nonzero(opaque)} pixels are transparent"
             )
-        array = array[..., :3]
-    if array.dtype == np.uint8:
-        return array
-    return np.rint(array.astype(np.float64) * 255.0).astype(np.uint8)
+        quantized = quantized[..., :3]
+    return quantized
 
 
 def _read_only(array: np.ndarray) -> np.ndarray:
@@ -257,7 +302,7 @@ def as_tiles(X: Any, name: str = "X") -> Tiles:
                 )
             rgb = _to_uint8_rgb(array, f"{name}[{i}]")
             if array.dtype != np.uint8:
-                source.original = array[..., :3].copy()
+                source.original = array[..., :3]  # read only; restore copies what it returns
             images.append(_read_only(rgb))
             sources.append(source)
         return Tiles(images=images, layout="list", sources=sources)
@@ -270,7 +315,7 @@ def as_tiles(X: Any, name: str = "X") -> Tiles:
     rgb = _read_only(_to_uint8_rgb(array, name))
     float_values = array[..., :3] if array.dtype != np.uint8 else None
     if array.ndim == 3:
-        source.original = None if float_values is None else float_values.copy()
+        source.original = float_values
         return Tiles(images=[rgb], layout="tile", sources=[source], stacked=rgb[None])
     sources = [
         _Source(

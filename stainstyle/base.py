@@ -6,8 +6,9 @@ own algorithm: input validation (:mod:`stainstyle._validation`), the background 
 implements two hooks on canonical data:
 
 ``_fit(tiles, y)``
-    Learn the target style from a :class:`~stainstyle._validation.Tiles` of uint8 RGB tiles;
-    iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs.
+    Learn the target style from a :class:`~stainstyle._validation.Tiles` of uint8 RGB tiles,
+    each holding tissue with colour variation (``fit`` screens the targets and raises when none
+    does); iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs.
 ``_transform_batch(batch, tissue)``
     Map a batch ``(n, H, W, 3)`` uint8 of tiles that all hold tissue; return the mapped batch and
     a boolean ``(n,)`` array flagging tiles the method could not normalize (degenerate).
@@ -17,18 +18,28 @@ implements two hooks on canonical data:
 
 from __future__ import annotations
 
+import logging
 import warnings
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
-from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels, screen_tiles, tissue_mask
+from stainstyle.tissue import (
+    MIN_TISSUE_PIXELS,
+    UNIFORM_MAX_STD,
+    min_tissue_pixels,
+    screen_tiles,
+    tissue_mask,
+)
+
+logger = logging.getLogger(__name__)
 
 #: Per-tile status: the tile was normalized.
 STATUS_OK = "ok"
@@ -137,6 +148,12 @@ class StainNormalizer(
 
     Notes
     -----
+    ``fit`` screens the target tiles with the rule ``transform`` applies: background tiles and
+    uniform tiles (tissue of one flat colour) are left out, so no method learns from a blank
+    tile, and a ``ValueError`` names the counts and the rule when no target tile is left (all
+    white, all black, a few pixels, one colour). A method whose own model is stricter (e.g.
+    Macenko's stain filter, WSICS's nuclei) raises its own error on the tiles left.
+
     Inputs: one tile ``(H, W, 3)``, a batch ``(N, H, W, 3)`` or a list of tiles of different
     sizes; numpy arrays or torch tensors; uint8 or float in [0, 1]. The output has the input's
     container, shape and dtype (tensors stay on their device). Float input is quantized to uint8
@@ -153,21 +170,32 @@ class StainNormalizer(
     }
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
-        """Learn the target stain style from target tiles.
+        """Learn the target stain style from the target tiles that hold tissue.
+
+        Tiles are screened as ``transform`` screens them: background tiles (too little tissue)
+        and uniform tiles (tissue without colour variation, e.g. one flat colour) are left out,
+        so the method learns from tissue tiles only.
 
         Parameters
         ----------
         X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
             Target-style tiles, uint8 or float in [0, 1]. Never modified.
-        y : None
-            Ignored; present for scikit-learn compatibility.
+        y : array-like of shape (N,), optional
+            Tile labels, for methods that use them (restricted to the tiles kept); ignored
+            otherwise.
 
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            If no target tile holds tissue with colour variation (all white, all black,
+            too small or a single colour), or if ``y`` does not hold one label per tile.
         """
         self._validate_params()
-        tiles = as_tiles(X)
+        tiles, y = self._tissue_targets(X, y)
         self._fit(tiles, y)
         return self
 
@@ -180,7 +208,9 @@ class StainNormalizer(
             Tiles to normalize, uint8 or float in [0, 1].
         groups : array-like of shape (N,), optional
             Group id per tile (e.g. the slide id), for methods that pool source statistics per
-            group; methods that do not raise ``ValueError`` when it is given.
+            group; methods that do not raise ``ValueError`` when it is given. Any hashable ids
+            (str, int, None, tuples, mixed); unhashable ones (lists, arrays) raise
+            ``ValueError``.
 
         Returns
         -------
@@ -234,6 +264,60 @@ class StainNormalizer(
         for _, batch in tiles.batches(self.batch_size):
             yield batch, tissue_mask(batch)
 
+    def _tissue_targets(self, X: Any, y: Any) -> tuple[Tiles, Any]:
+        """Validate target tiles and keep those that hold tissue with colour variation.
+
+        The one screening of every fitting entry point (``fit``, and ``partial_fit`` where a
+        method has it): the rule of ``transform`` (:func:`~stainstyle.tissue.screen_tiles`).
+
+        Parameters
+        ----------
+        X : ndarray, torch.Tensor, or list of them
+            Target tiles, as for ``fit``.
+        y : array-like of shape (N,) or None
+            Tile labels.
+
+        Returns
+        -------
+        tiles : Tiles
+            The tissue tiles, in input order.
+        y : array-like of shape (n,) or None
+            The labels of those tiles.
+
+        Raises
+        ------
+        ValueError
+            If no tile holds tissue with colour variation, or ``y`` has not one label per tile.
+        """
+        tiles = as_tiles(X)
+        _check_labels(y, len(tiles))
+        background = np.zeros(len(tiles), dtype=bool)
+        uniform = np.zeros(len(tiles), dtype=bool)
+        for indices, batch in tiles.batches(self.batch_size):
+            background[indices], uniform[indices] = screen_tiles(batch)
+        keep = np.flatnonzero(~(background | uniform))
+        if len(keep) == 0:
+            raise ValueError(
+                f"X: {type(self).__name__} cannot learn a stain style from these target tiles: "
+                f"none of the {len(tiles)} holds tissue with colour variation "
+                f"({np.count_nonzero(background)} with too little tissue, i.e. fewer tissue "
+                f"pixels than {_needed_tissue(tiles)}; {np.count_nonzero(uniform)} uniform, "
+                f"i.e. at most {UNIFORM_MAX_STD} gray levels of standard deviation over their "
+                f"tissue in every channel). {_TISSUE_RULE} Fit on H&E-stained tissue tiles."
+            )
+        if len(keep) < len(tiles):
+            logger.info(
+                "%s.fit: %d of %d target tiles left out (%d with too little tissue, %d uniform)",
+                type(self).__name__,
+                len(tiles) - len(keep),
+                len(tiles),
+                np.count_nonzero(background),
+                np.count_nonzero(uniform),
+            )
+            tiles = tiles.subset(keep)
+            y = None if y is None else _safe_indexing(y, keep)
+        return tiles, y
+
     def _normalize(
         self, tiles: Tiles, produce_output: bool, groups: Any = None
     ) -> tuple[list[np.ndarray | None], np.ndarray]:
@@ -271,12 +355,11 @@ class StainNormalizer(
         n_degenerate = int(np.count_nonzero(status == STATUS_DEGENERATE))
         if n_background + n_degenerate == 0:
             return
-        shapes = {img.shape[:2] for img in tiles.images}
-        needed = ", ".join(f"{min_tissue_pixels(*s)} for {s[0]}x{s[1]}" for s in sorted(shapes))
         message = (
             f"{type(self).__name__}: {n_background + n_degenerate} of {len(status)} tiles "
             f"passed through unchanged ({n_background} with too little tissue, i.e. fewer "
-            f"tissue pixels than {needed}; {n_degenerate} without colour variation or that "
+            f"tissue pixels than {_needed_tissue(tiles)}; {n_degenerate} without colour "
+            "variation or that "
             "the method could not model). "
             "Use stainstyle.tile_status(normalizer, X) to see which."
         )
@@ -286,24 +369,84 @@ class StainNormalizer(
         warnings.warn(message, BackgroundTileWarning, stacklevel=_caller_stacklevel())
 
 
+def _needed_tissue(tiles: Tiles) -> str:
+    """The tissue pixels a tile needs, per tile size present, for messages."""
+    shapes = sorted({img.shape[:2] for img in tiles.images})
+    return ", ".join(f"{min_tissue_pixels(*shape)} for {shape[0]}x{shape[1]}" for shape in shapes)
+
+
+#: The tissue rule in words, for error messages.
+_TISSUE_RULE = (
+    "A tissue pixel has an optical density of at least 0.15 in some channel (an intensity of "
+    "at most 205) and is not black (every channel at most 8); a tile needs max(100, 0.5 %) of "
+    "its pixels to be tissue."
+)
+
+
+def _check_labels(y: Any, n_tiles: int) -> None:
+    """Raise ``ValueError`` unless ``y`` is None or holds one label per tile."""
+    if y is None:
+        return
+    try:
+        n_labels = len(y)
+    except TypeError:
+        raise ValueError(
+            f"y: expected one label per tile, an array-like of length {n_tiles}, "
+            f"got {type(y).__name__}"
+        ) from None
+    if n_labels != n_tiles:
+        raise ValueError(f"y: expected one label per tile ({n_tiles}), got {n_labels} labels")
+
+
+#: Stands for every NaN group id: NaN is not equal to itself, but all NaNs are one group.
+_NAN_GROUP = object()
+
+
 def _group_members(groups: Any, n_tiles: int) -> list[np.ndarray | None]:
     """Tile indices per group, in order of first appearance; ``[None]`` (all tiles) without groups.
+
+    Ids are grouped by equality and hash (a dict), never sorted, so any hashable ids work:
+    str, int, None, tuples, or a mix of them. Equal numbers are one group (``1``, ``1.0``,
+    ``np.int64(1)``), and so are all NaNs.
 
     Raises
     ------
     ValueError
-        If ``groups`` does not hold one id per tile.
+        If ``groups`` does not hold one id per tile, or an id is not hashable.
     """
     if groups is None:
         return [None]
-    ids = np.asarray(groups)
-    if ids.shape != (n_tiles,):
+    if isinstance(groups, (str, bytes)) or not hasattr(groups, "__len__"):
         raise ValueError(
-            f"groups: expected one group id per tile, shape ({n_tiles},), got shape {ids.shape}"
+            f"groups: expected one group id per tile, shape ({n_tiles},), "
+            f"got {type(groups).__name__}"
         )
-    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    return [np.flatnonzero(inverse.ravel() == g) for g in order]
+    if hasattr(groups, "shape") and hasattr(groups, "tolist"):  # numpy array, torch tensor
+        shape = tuple(groups.shape)
+        if shape != (n_tiles,):
+            raise ValueError(
+                f"groups: expected one group id per tile, shape ({n_tiles},), got shape {shape}"
+            )
+        ids = groups.tolist()
+    else:
+        ids = list(groups)
+        if len(ids) != n_tiles:
+            raise ValueError(
+                f"groups: expected one group id per tile, shape ({n_tiles},), "
+                f"got shape ({len(ids)},)"
+            )
+    members: dict[Any, list[int]] = {}
+    for i, group in enumerate(ids):
+        if isinstance(group, (float, np.floating)) and group != group:
+            group = _NAN_GROUP
+        try:
+            members.setdefault(group, []).append(i)
+        except TypeError:
+            raise ValueError(
+                f"groups: ids must be hashable (str, int, None, tuple, ...), got "
+                f"{type(group).__name__} {group!r:.50} at index {i}"
+            ) from None
+    return [np.asarray(indices, dtype=np.intp) for indices in members.values()]
 
 
 def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.ndarray:

@@ -49,6 +49,9 @@ MIN_TISSUE_FRACTION = 0.005
 #: :func:`screen_tiles` looks at every this-many-th pixel of every this-many-th row first.
 SCREEN_STRIDE = 4
 
+#: :func:`tissue_mask` works on strips of about this many pixels of larger inputs.
+MASK_STRIP_PIXELS = 1 << 20
+
 
 def max_tissue_intensity(io: float = IO_DEFAULT, od_threshold: float = TISSUE_OD_THRESHOLD) -> int:
     """Largest uint8 intensity whose optical density reaches ``od_threshold``.
@@ -95,7 +98,25 @@ def tissue_mask(
     limit = max_tissue_intensity(io, od_threshold)
     if limit < 0:
         return np.zeros(tiles.shape[:-1], dtype=bool)
-    flat = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
+    if tiles.ndim < 3 or tiles.size <= 3 * MASK_STRIP_PIXELS:
+        flat = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
+        return _tissue_flags(flat, limit, every_channel).reshape(tiles.shape[:-1]).view(bool)
+    # Large inputs strip by strip: the temporaries (and a contiguous copy of a strided view)
+    # stay strip-sized.
+    mask = np.empty(tiles.shape[:-1], dtype=bool)
+    height, width = tiles.shape[-3:-1]
+    step = max(1, MASK_STRIP_PIXELS // max(width, 1))
+    for index in np.ndindex(tiles.shape[:-3]):
+        image, out = tiles[index], mask[index]
+        for top in range(0, height, step):
+            flat = np.ascontiguousarray(image[top : top + step]).reshape(-1, 1, 3)
+            flags = _tissue_flags(flat, limit, every_channel)
+            out[top : top + step] = flags.reshape(out[top : top + step].shape).view(bool)
+    return mask
+
+
+def _tissue_flags(flat: np.ndarray, limit: int, every_channel: bool) -> np.ndarray:
+    """1 for tissue, 0 otherwise, of contiguous uint8 pixels ``(n, 1, 3)``, as uint8 ``(n, 1)``."""
     black = cv2.inRange(flat, (0, 0, 0), (BLACK_MAX_INTENSITY,) * 3)
     if every_channel:
         stained = cv2.inRange(flat, (0, 0, 0), (limit, limit, limit))
@@ -104,7 +125,7 @@ def tissue_mask(
         not_tissue = cv2.bitwise_or(cv2.inRange(flat, (limit + 1,) * 3, (255,) * 3), black)
     # 0/255 -> 1/0 in one OpenCV pass; a uint8 array of zeros and ones is a valid bool view.
     _, tissue = cv2.threshold(not_tissue, 0, 1, cv2.THRESH_BINARY_INV)
-    return tissue.reshape(tiles.shape[:-1]).view(bool)
+    return tissue
 
 
 def masked_pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

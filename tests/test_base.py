@@ -18,6 +18,7 @@ from sklearn.preprocessing import FunctionTransformer
 
 import stainstyle
 from stainstyle import BackgroundTileWarning, tile_status
+from stainstyle.tissue import tissue_mask
 
 CLASSIC = [
     stainstyle.ReinhardNormalizer,
@@ -195,3 +196,146 @@ def test_pipeline_and_grid_search():
     )
     search.fit(tiles, labels)
     assert search.best_params_["normalize__space"] in {"lab_ruderman", "lab_cie"}
+
+
+# ---------------------------------------------------------------------- fit screens its targets
+BLANK_TARGETS = {
+    "white": np.full((2, 32, 32, 3), 255, np.uint8),
+    "black": np.zeros((2, 32, 32, 3), np.uint8),
+    "1x1": np.full((1, 1, 3), 120, np.uint8),
+    "single-colour": np.full((32, 32, 3), (150, 60, 160), np.uint8),
+    "mixed-blanks": [
+        np.full((32, 32, 3), 255, np.uint8),
+        np.full((1, 1, 3), 90, np.uint8),
+        np.full((16, 16, 3), (150, 60, 160), np.uint8),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(stainstyle.METHODS))
+@pytest.mark.parametrize("blank", sorted(BLANK_TARGETS))
+def test_fit_rejects_targets_without_tissue_in_every_method(name, blank):
+    with pytest.raises(ValueError, match="cannot learn a stain style") as error:
+        stainstyle.METHODS[name]().fit(BLANK_TARGETS[blank])
+    message = str(error.value)
+    assert message.startswith(f"X: {stainstyle.METHODS[name].__name__}")
+    assert "too little tissue" in message and "uniform" in message
+
+
+def test_histogram_specification_rejects_a_blank_target():
+    # Issue #12, defect 5: mask="none" used to learn a constant image from blank targets.
+    for blank in (np.full((32, 32, 3), 255, np.uint8), np.zeros((32, 32, 3), np.uint8)):
+        with pytest.raises(ValueError, match="none of the 1 holds tissue"):
+            stainstyle.HistogramSpecification().fit(blank)
+
+
+@pytest.mark.parametrize("name", sorted(stainstyle.METHODS))
+def test_fit_learns_from_the_tissue_tiles_only(name, target_tiles, source_tiles):
+    good = list(target_tiles[:2])
+    mixed = [good[0], np.full((64, 64, 3), 255, np.uint8), good[1], target_tiles[2][:1, :1]]
+    mixed.append(np.full((20, 30, 3), (150, 60, 160), np.uint8))
+    cls = stainstyle.METHODS[name]
+    expected = cls().fit(good).transform(source_tiles)
+    np.testing.assert_array_equal(cls().fit(mixed).transform(source_tiles), expected)
+
+
+class _Recorder(stainstyle.GrayNormalizer):
+    """Records what reaches ``_fit``."""
+
+    def _fit(self, tiles, y):
+        self.seen_ = ([tile.shape for tile in tiles.images], y)
+
+
+def test_fit_passes_the_labels_of_the_tissue_tiles(target_tiles):
+    white = np.full((64, 64, 3), 255, np.uint8)
+    X = [white, target_tiles[0], white, target_tiles[1]]
+    shapes, y = _Recorder().fit(X, np.array([10, 11, 12, 13])).seen_
+    assert shapes == [(64, 64, 3)] * 2
+    np.testing.assert_array_equal(y, [11, 13])
+    assert _Recorder().fit(X, ["a", "b", "c", "d"]).seen_[1] == ["b", "d"]
+    assert _Recorder().fit(X).seen_[1] is None
+    with pytest.raises(ValueError, match=r"y: expected one label per tile \(4\), got 3"):
+        _Recorder().fit(X, [0, 1, 2])
+
+
+def test_reinhard_fits_a_list_with_a_one_pixel_tile(target_tiles):
+    # Issue #12, defect 11: a 1x1 tile used to reach cv2.max and crash with an OpenCV assertion.
+    tile = target_tiles[0]
+    assert tissue_mask(tile[40:41, 40:41]).all()  # a pixel of tissue
+    fitted = stainstyle.ReinhardNormalizer().fit([tile, tile[40:41, 40:41]])
+    reference = stainstyle.ReinhardNormalizer().fit(tile)
+    np.testing.assert_array_equal(fitted.target_means_, reference.target_means_)
+    np.testing.assert_array_equal(fitted.target_stds_, reference.target_stds_)
+
+
+def test_tiles_subset_keeps_layout_and_views():
+    from stainstyle._validation import as_tiles
+
+    batch = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    tiles = as_tiles(batch)
+    run = tiles.subset(np.array([1, 2]))
+    assert run.layout == "batch" and len(run) == 2
+    assert np.shares_memory(run.stacked, batch)
+    np.testing.assert_array_equal(run.stack(np.array([0, 1])), batch[1:3])
+    picked = tiles.subset(np.array([3, 0]))
+    assert picked.stacked is None
+    np.testing.assert_array_equal(picked.restore([None, None]), batch[[3, 0]])
+
+
+# ---------------------------------------------------------------------- group ids
+def test_group_ids_need_no_order(target_tiles):
+    # Issue #12, defect 14: None next to a string used to raise TypeError from np.unique.
+    from stainstyle.base import _group_members
+
+    members = _group_members([None, "a", None, ("s", 1), 1, 1.0, np.nan, float("nan")], 8)
+    assert [m.tolist() for m in members] == [[0, 2], [1], [3], [4, 5], [6, 7]]
+    array_ids = _group_members(np.array([3, 1, 3]), 3)
+    assert [m.tolist() for m in array_ids] == [[0, 2], [1]]
+    for name in ("reinhard", "macenko", "histogram", "gray"):
+        fitted = stainstyle.METHODS[name]().fit(target_tiles)
+        with pytest.raises(ValueError, match="does not pool statistics"):
+            fitted.transform(target_tiles[:2], groups=[None, "a"])
+        with pytest.raises(ValueError, match="does not pool statistics"):
+            tile_status(fitted, target_tiles[:2], groups=[None, "a"])
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ([["a"], "b"], "ids must be hashable.*list.*index 0"),
+        (["a", {"slide": 1}], "ids must be hashable.*dict.*index 1"),
+        (np.array([np.zeros(2), "b"], dtype=object), "ids must be hashable.*ndarray"),
+        ("ab", "expected one group id per tile"),
+        (7, "expected one group id per tile"),
+        (["a"], r"shape \(2,\), got shape \(1,\)"),
+        (np.zeros((2, 2)), r"got shape \(2, 2\)"),
+    ],
+)
+def test_bad_group_ids_give_a_value_error(groups, message):
+    from stainstyle.base import _group_members
+
+    with pytest.raises(ValueError, match=f"groups: .*{message}"):
+        _group_members(groups, 2)
+
+
+def test_float_input_is_checked_and_quantized_strip_by_strip():
+    from stainstyle._validation import as_tiles
+
+    rng = np.random.default_rng(4)
+    image = rng.random((300, 700, 4), dtype=np.float32)  # 210,000 pixels: several strips
+    image[..., 3] = 1.0
+    tiles = as_tiles(image)
+    expected = np.rint(image[..., :3].astype(np.float64) * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(tiles.images[0], expected)
+    assert not np.shares_memory(tiles.images[0], image)
+    half = np.stack([image[..., :3], image[::-1, :, :3]]).astype(np.float16)
+    np.testing.assert_array_equal(
+        as_tiles(half).images[1],
+        np.rint(half[1].astype(np.float64) * 255.0).astype(np.uint8),
+    )
+    image[5, 600, 0], image[290, 3, 2] = np.nan, np.inf  # in different strips
+    with pytest.raises(ValueError, match="contains 2 NaN or infinite values"):
+        as_tiles(image)
+    image[5, 600, 0], image[290, 3, 2] = 0.5, 1.5
+    with pytest.raises(ValueError, match=r"got values in \[1.49012e-06, 1.5\]"):
+        as_tiles(image)

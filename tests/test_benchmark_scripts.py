@@ -1,4 +1,5 @@
-"""benchmarks/fidelity.py, sst_speed.py and sst_synthetic.py: registration, quick runs, reports."""
+"""benchmarks/fidelity.py, sst_speed.py, sst_synthetic.py and speed.py's memory table: registration,
+quick runs, reports."""
 
 from __future__ import annotations
 
@@ -177,3 +178,19 @@ def test_sst_synthetic_quick_run_and_report(tmp_path):
     path.with_suffix(".md").unlink()
     assert sst_synthetic.main(["--report-from", str(path)]) == 0
     assert path.with_suffix(".md").read_text() == markdown
+
+
+def test_speed_memory_table_runs_each_measure_in_a_fresh_process(tmp_path):
+    speed = load_benchmark("speed")
+    report = speed.main(
+        ["--memory", "--memory-sizes", "512", "--memory-methods", "gray,histogram"]
+        + ["--out", str(tmp_path)]
+    )
+    assert [(row["method"], row["side"]) for row in report["rows"]] == [
+        ("gray", 512),
+        ("histogram", 512),
+    ]
+    for row in report["rows"]:
+        assert row["peak_extra_mb"] >= 0 and row["seconds"] > 0
+        assert row["multiple"] == pytest.approx(row["peak_extra_mb"] / row["image_mb"])
+    assert "| gray |" in (tmp_path / "memory.md").read_text()

@@ -64,3 +64,18 @@ def test_screen_tiles_equals_the_full_mask_tests(size):
     background, uniform = screen_tiles(tiles)
     np.testing.assert_array_equal(background, expected_background)
     np.testing.assert_array_equal(uniform, expected_uniform)
+
+
+@pytest.mark.parametrize("every_channel", [False, True])
+def test_tissue_mask_in_strips_equals_one_pass(monkeypatch, every_channel):
+    import stainstyle.tissue as tissue
+
+    rng = np.random.default_rng(3)
+    tiles = rng.integers(0, 256, (2, 37, 29, 3), dtype=np.uint8)
+    tiles[0, :10] = 3  # black
+    whole = tissue_mask(tiles, every_channel=every_channel)
+    monkeypatch.setattr(tissue, "MASK_STRIP_PIXELS", 50)  # strips of one row, many inputs above
+    for view in (tiles, tiles[:, ::-1, ::2], np.asfortranarray(tiles)):
+        expected = whole[:, ::-1, ::2] if view.base is tiles else whole
+        np.testing.assert_array_equal(tissue_mask(view, every_channel=every_channel), expected)
+    np.testing.assert_array_equal(tissue_mask(tiles[0], every_channel=every_channel), whole[0])

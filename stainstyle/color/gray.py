@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stainstyle.color.quantize import STRIP_PIXELS
+
 #: Pillow's integer luma weights, ``L = (R*299 + G*587 + B*114) / 1000``.
 LUMA_WEIGHTS = (299, 587, 114)
 
@@ -41,6 +43,11 @@ def gray_normalize(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"rgb: expected shape (..., 3), got {rgb.shape}")
     if rgb.dtype != np.uint8:
         raise ValueError(f"rgb: expected dtype uint8, got {rgb.dtype}")
-    wide = rgb.astype(np.uint32)
-    luma = wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000
-    return (luma >> 16).astype(np.uint8)
+    pixels = rgb.reshape(-1, 3)
+    gray = np.empty(len(pixels), dtype=np.uint8)
+    # In strips of pixels: the uint32 temporaries stay cache-sized, whatever the image size.
+    for start in range(0, len(pixels), STRIP_PIXELS):
+        wide = pixels[start : start + STRIP_PIXELS].astype(np.uint32)
+        luma = wide[:, 0] * 19595 + wide[:, 1] * 38470 + wide[:, 2] * 7471 + 0x8000
+        gray[start : start + STRIP_PIXELS] = luma >> 16
+    return gray.reshape(rgb.shape[:-1])

@@ -9,6 +9,7 @@ z-scored ``(c_x, c_y, D)``, then a 3x3 median filter.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +32,12 @@ NUCLEUS_RADIUS_UM = (1.94, 4.86)
 
 #: A tile is used when it holds more than 150 nuclei per 497.7 x 497.7 square micrometres.
 NUCLEI_PER_SQUARE_UM = 150.0 / 247700.0
+
+#: Side in micrometres of the tiles the reference code labels: 2048x2048 pixels at about
+#: 0.243 um per pixel (the level it reads), the square its nuclei rule counts 150 nuclei in.
+REFERENCE_TILE_UM = 497.7
+#: Longest side in pixels of a labelling tile (the reference code's tile).
+MAX_LABEL_TILE = 2048
 
 #: Percentile (``index floor((n - 1) p)``) of the nuclei's mean red density below which they are
 #: rejected; also the red-density floor of a hematoxylin seed pixel (``hema_percentile``).
@@ -141,6 +148,53 @@ def min_nuclei(height: int, width: int, microns_per_pixel: float) -> float:
         tiles.
     """
     return height * width * microns_per_pixel**2 * NUCLEI_PER_SQUARE_UM
+
+
+def labelling_tile_side(microns_per_pixel: float) -> int:
+    """Side in pixels of the tiles an image is labelled in: the reference tile's area.
+
+    Parameters
+    ----------
+    microns_per_pixel : float
+        Pixel size ``s``.
+
+    Returns
+    -------
+    int
+        ``min(2048, ceil(497.7 / s))``: 996 at 0.5 um per pixel, 2048 at 0.243 or finer.
+    """
+    return max(1, min(MAX_LABEL_TILE, math.ceil(REFERENCE_TILE_UM / microns_per_pixel)))
+
+
+def labelling_tiles(image: np.ndarray, microns_per_pixel: float) -> Iterator[np.ndarray]:
+    """An image cut into the tiles it is labelled in, row by row.
+
+    The reference code labels a slide tile by tile; so is a large image here, in a grid of
+    nearly equal tiles no larger than :func:`labelling_tile_side` on a side. Labelling memory
+    (about 50 times a tile's bytes) is then bounded, whatever the image size.
+
+    Parameters
+    ----------
+    image : ndarray of shape (H, W, 3), dtype uint8
+    microns_per_pixel : float
+        Pixel size.
+
+    Yields
+    ------
+    ndarray of shape (h, w, 3), dtype uint8
+        The image itself when it fits in one tile, else contiguous copies of its tiles.
+    """
+    side = labelling_tile_side(microns_per_pixel)
+    height, width = image.shape[:2]
+    n_rows, n_cols = -(-height // side), -(-width // side)
+    if n_rows * n_cols <= 1:
+        yield image
+        return
+    rows = [height * i // n_rows for i in range(n_rows + 1)]
+    cols = [width * j // n_cols for j in range(n_cols + 1)]
+    for i in range(n_rows):
+        for j in range(n_cols):
+            yield np.ascontiguousarray(image[rows[i] : rows[i + 1], cols[j] : cols[j + 1]])
 
 
 def detect_nuclei(density: np.ndarray, microns_per_pixel: float) -> np.ndarray:
@@ -298,6 +352,22 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     """
     wide = rgb.astype(np.int32)
     return (wide[..., 0] << 16) | (wide[..., 1] << 8) | wide[..., 2]
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """Unpack 24-bit integers into uint8 RGB triplets, the inverse of :func:`pack_rgb`.
+
+    Parameters
+    ----------
+    packed : ndarray of shape (...), integer
+        ``R << 16 | G << 8 | B``.
+
+    Returns
+    -------
+    ndarray of shape (..., 3), dtype uint8
+    """
+    packed = np.asarray(packed)
+    return np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=-1).astype(np.uint8)
 
 
 def label_stain_classes(

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stainstyle.color.hsd import hsd_to_rgb
+from stainstyle.color.hsd import hsd_to_rgb, rgb_to_hsd
 from stainstyle.color.quantize import float_to_uint8
+from stainstyle.methods._wsics_labels import unpack_rgb
 
 #: Rows of the per-class arrays: hematoxylin, eosin, background.
 HEMATOXYLIN, EOSIN, BACKGROUND = 0, 1, 2
@@ -69,17 +70,33 @@ def _upper_median(values: np.ndarray) -> np.ndarray:
     return np.partition(values, len(values) // 2, axis=0)[len(values) // 2]
 
 
-def _major_axis_angle(chroma: np.ndarray) -> float:
-    """Angle of the major axis of a 2-D point cloud, canonicalized to (-pi/2, pi/2]."""
-    if len(chroma) < 2:
+def _major_axis_angle(chroma: np.ndarray, counts: np.ndarray | None = None) -> float:
+    """Angle of the major axis of a 2-D point cloud, canonicalized to (-pi/2, pi/2].
+
+    ``counts`` weights each point by its number of occurrences (default one each).
+    """
+    n = len(chroma) if counts is None else int(counts.sum())
+    if n < 2:
         return 0.0
-    _, vectors = np.linalg.eigh(np.cov(chroma, rowvar=False))
+    _, vectors = np.linalg.eigh(np.cov(chroma, rowvar=False, fweights=counts))
     major = vectors[:, 1]
     # Correction: the axis direction is canonicalized (c_x >= 0) so that source and template
     # angles are comparable; the reference code folds acos(-v) into (pi/2, pi] instead.
     if major[0] < 0 or (major[0] == 0 and major[1] < 0):
         major = -major
     return float(np.arctan2(major[1], major[0]))
+
+
+def _order_statistics(values: np.ndarray, counts: np.ndarray, ranks: list[int]) -> np.ndarray:
+    """Elements at ``ranks`` (0-based) of the sorted multiset ``values`` repeated ``counts``."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(counts[order])
+    return values[order[np.searchsorted(cumulative, ranks, side="right")]]
+
+
+#: A class of more than this many pixels is summarised by its distinct colours (see
+#: :func:`colour_class_statistics`).
+MAX_PLAIN_PIXELS = 1 << 22
 
 
 def class_statistics(samples: list[np.ndarray]) -> ClassStatistics:
@@ -95,25 +112,84 @@ def class_statistics(samples: list[np.ndarray]) -> ClassStatistics:
     Returns
     -------
     ClassStatistics
+
+    See Also
+    --------
+    colour_class_statistics : The same from packed colours, in bounded memory.
     """
+    return _assemble([_plain_class(values, k) for k, values in enumerate(samples)])
+
+
+def colour_class_statistics(colours: list[np.ndarray]) -> ClassStatistics:
+    """:func:`class_statistics` of pixels given by their packed RGB colours.
+
+    A class of at most :data:`MAX_PLAIN_PIXELS` pixels is converted to HSD and measured as
+    :func:`class_statistics` does. A larger one is summarised by its distinct colours and their
+    counts, so memory is bounded by the colours present (at most 2**24), not the pixels: order
+    statistics (medians, landmarks) are the same, and means, spreads and the covariance equal
+    to floating-point rounding.
+
+    Parameters
+    ----------
+    colours : list of 3 ndarrays of shape (n_k,), integer
+        ``R << 16 | G << 8 | B`` of the hematoxylin, eosin and background pixels.
+
+    Returns
+    -------
+    ClassStatistics
+    """
+    parts = []
+    for k, packed in enumerate(colours):
+        if len(packed) <= MAX_PLAIN_PIXELS:
+            parts.append(_plain_class(rgb_to_hsd(unpack_rgb(packed)), k))
+        else:
+            distinct, counts = np.unique(packed, return_counts=True)
+            parts.append(_counted_class(rgb_to_hsd(unpack_rgb(distinct)), counts, k))
+    return _assemble(parts)
+
+
+def _plain_class(values: np.ndarray, k: int) -> tuple:
+    """(median, density mean, density std, angle, landmarks, count) of one class's pixels."""
+    median, angle, landmarks = np.zeros(2), 0.0, np.zeros((2, len(LANDMARK_FRACTIONS)))
+    if len(values) == 0:
+        return median, 0.0, 0.0, angle, landmarks, 0
+    median = _upper_median(values[:, :2])
+    density_mean, density_std = values[:, 2].mean(), values[:, 2].std()
+    if k != BACKGROUND:
+        angle = _major_axis_angle(values[:, :2])
+        rotated = _rotate(values[:, :2] - median, -angle)
+        # Order statistics at floor((n - 1) p), as the reference code's nth_element picks.
+        landmarks = np.percentile(
+            rotated, np.multiply(LANDMARK_FRACTIONS, 100), axis=0, method="lower"
+        ).T
+    return median, density_mean, density_std, angle, landmarks, len(values)
+
+
+def _counted_class(values: np.ndarray, counts: np.ndarray, k: int) -> tuple:
+    """:func:`_plain_class` of distinct values ``(u, 3)`` occurring ``counts`` times each."""
+    n = int(counts.sum())
+    median = np.array([_order_statistics(values[:, c], counts, [n // 2])[0] for c in (0, 1)])
+    density_mean = counts @ values[:, 2] / n
+    density_std = np.sqrt(counts @ (values[:, 2] - density_mean) ** 2 / n)
+    angle, landmarks = 0.0, np.zeros((2, len(LANDMARK_FRACTIONS)))
+    if k != BACKGROUND:
+        angle = _major_axis_angle(values[:, :2], counts)
+        rotated = _rotate(values[:, :2] - median, -angle)
+        ranks = [int(np.floor((n - 1) * f)) for f in LANDMARK_FRACTIONS]
+        landmarks = np.stack([_order_statistics(rotated[:, a], counts, ranks) for a in (0, 1)])
+    return median, density_mean, density_std, angle, landmarks, n
+
+
+def _assemble(parts: list[tuple]) -> ClassStatistics:
     medians = np.zeros((3, 2))
     angles = np.zeros(2)
     landmarks = np.zeros((2, 2, len(LANDMARK_FRACTIONS)))
     density_mean, density_std = np.zeros(3), np.zeros(3)
-    for k, values in enumerate(samples):
-        if len(values) == 0:
-            continue
-        medians[k] = _upper_median(values[:, :2])
-        density_mean[k], density_std[k] = values[:, 2].mean(), values[:, 2].std()
-        if k == BACKGROUND:
-            continue
-        angles[k] = _major_axis_angle(values[:, :2])
-        rotated = _rotate(values[:, :2] - medians[k], -angles[k])
-        # Order statistics at floor((n - 1) p), as the reference code's nth_element picks.
-        landmarks[k] = np.percentile(
-            rotated, np.multiply(LANDMARK_FRACTIONS, 100), axis=0, method="lower"
-        ).T
-    counts = np.array([len(values) for values in samples], dtype=np.int64)
+    counts = np.zeros(3, dtype=np.int64)
+    for k, (median, mean, std, angle, marks, count) in enumerate(parts):
+        medians[k], density_mean[k], density_std[k], counts[k] = median, mean, std, count
+        if k != BACKGROUND:
+            angles[k], landmarks[k] = angle, marks
     return ClassStatistics(medians, angles, landmarks, density_mean, density_std, counts)
 
 

@@ -28,7 +28,7 @@ class GrayNormalizer(StainNormalizer):
     Attributes
     ----------
     n_tiles_fit_ : int
-        Number of tiles seen by ``fit``.
+        Number of target tiles with tissue seen by ``fit``.
 
     See Also
     --------
@@ -38,7 +38,8 @@ class GrayNormalizer(StainNormalizer):
     --------
     >>> import numpy as np
     >>> tile = np.full((32, 32, 3), (150, 60, 160), dtype=np.uint8)
-    >>> GrayNormalizer().fit(tile).transform(tile)[0, 0]
+    >>> tile[::2] = (120, 40, 140)
+    >>> GrayNormalizer().fit(tile).transform(tile)[1, 0]
     array([98, 98, 98], dtype=uint8)
     """
 
@@ -59,5 +60,6 @@ class GrayNormalizer(StainNormalizer):
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        gray = gray_normalize(batch)
-        return np.repeat(gray[..., None], 3, axis=-1), np.zeros(len(batch), dtype=bool)
+        out = np.empty_like(batch)
+        out[...] = gray_normalize(batch)[..., None]
+        return out, np.zeros(len(batch), dtype=bool)

@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from stainstyle._fitted import FittedArray, positive_totals
 from stainstyle._validation import Tiles
-from stainstyle.base import StainNormalizer, require_tissue
+from stainstyle.base import StainNormalizer
 from stainstyle.color.quantize import float_to_uint8
 
 
@@ -115,8 +115,6 @@ class HistogramSpecification(StainNormalizer):
         counts = np.zeros((3, 256), dtype=np.int64)
         for batch, tissue in self._fit_batches(tiles):
             counts += channel_histograms(batch, tissue if self.mask == "tissue" else None)
-        if self.mask == "tissue":
-            require_tissue(int(counts[0].sum()), type(self).__name__)
         self.target_counts_ = counts
 
     def _needs_tissue_mask(self) -> bool:

@@ -12,9 +12,10 @@ from sklearn.utils._param_validation import Interval
 from stainstyle._fitted import FittedArray, columns_of_positive_norm
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, require_tissue
-from stainstyle.color.od import od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
-from stainstyle.tissue import IO_DEFAULT, masked_pixels, min_tissue_pixels, tissue_mask
+from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
+from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
+from stainstyle.tissue import IO_DEFAULT, min_tissue_pixels
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
 HE_REFERENCE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -25,10 +26,6 @@ MAX_CONCENTRATIONS_REFERENCE = np.array([1.9705, 1.0308])
 _MAX_STAIN_COSINE = 0.995
 #: Angular range below which the optical-density plane holds a single stain.
 _MIN_ANGLE_RANGE = 1e-3
-#: Arrays up to this size are sorted whole for percentiles; larger ones are bracketed first.
-_SORT_ALL_BELOW = 1 << 12
-#: Stride of the sample that brackets order statistics of larger arrays.
-_SAMPLE_STRIDE = 64
 #: Concentration percentiles at or below this leave the stain unscaled.
 _MIN_CONCENTRATION = 1e-6
 
@@ -59,18 +56,22 @@ def macenko_stain_matrix(od_tissue: np.ndarray, alpha: float = 1.0) -> tuple[np.
     average (``eigh`` may return either sign), and stain vectors with a negative component sum
     are flipped.
     """
-    od = np.ascontiguousarray(od_tissue, dtype=np.float32)
-    n = len(od)
-    # Moments by two BLAS products (float32 data, float64 result): the covariance of optical
-    # densities is far from the float32 cancellation limit, as the float64 parity test checks.
-    mean = (np.ones(n, dtype=np.float32) @ od).astype(np.float64) / n
-    second = (od.T @ od).astype(np.float64)
-    covariance = (second - n * np.outer(mean, mean)) / max(n - 1, 1)
+    od = np.ascontiguousarray(od_tissue, dtype=np.float32).reshape(-1, 3)
+    stream = ODStream.of_tissue(od)
+    return _stain_matrix(stream, stream.survey(), alpha)
+
+
+def _stain_matrix(stream: ODStream, survey: Survey, alpha: float) -> tuple[np.ndarray, bool]:
+    """:func:`macenko_stain_matrix` of the tissue pixels of a stream, from its survey."""
+    n = survey.n_tissue
+    mean = survey.total / n
+    covariance = (survey.second - n * np.outer(mean, mean)) / max(n - 1, 1)
     _, vectors = np.linalg.eigh(covariance)
     plane = vectors[:, [1, 2]]
     plane *= np.where(mean @ plane < 0, -1.0, 1.0)  # mean(od @ e) >= 0 for each axis
-    projected = od @ plane.astype(np.float32)
-    angle_min, angle_max = _angle_percentiles(projected, [alpha, 100.0 - alpha])
+    plane32 = plane.astype(np.float32)
+    job = (lambda od: _pseudo_angles(od @ plane32), [alpha, 100.0 - alpha], _pseudo_to_angle)
+    ((angle_min, angle_max),) = stream_percentiles(stream, survey, True, [job])
     v_min = plane @ np.array([np.cos(angle_min), np.sin(angle_min)])
     v_max = plane @ np.array([np.cos(angle_max), np.sin(angle_max)])
     stains = np.stack([v_min, v_max] if v_min[0] > v_max[0] else [v_max, v_min], axis=1)
@@ -103,88 +104,52 @@ def _angle_percentiles(points: np.ndarray, q: list[float]) -> np.ndarray:
     ndarray of shape (len(q),), dtype float64
         Angles in radians, equal to numpy's ``linear`` percentile of ``arctan2(y, x)``.
     """
+    return _sorted_percentiles(_pseudo_angles(points), q, _pseudo_to_angle)
+
+
+def _pseudo_angles(points: np.ndarray) -> np.ndarray:
+    """``p = sign(y) * (1 - x / (|x| + |y|))`` of points ``(M, 2)``, increasing with the angle."""
     x, y = points[:, 0], points[:, 1]
     r = x / (np.abs(x) + np.abs(y))
-
-    def angle(p: np.ndarray) -> np.ndarray:
-        r = 1.0 - np.abs(p)
-        return np.arctan2(np.copysign(1.0 - np.abs(r), p), r)
-
-    return _sorted_percentiles(np.copysign(1.0 - r, y), q, angle)
+    return np.copysign(1.0 - r, y)
 
 
-def _sorted_percentiles(values: np.ndarray, q: list[float], monotone=None) -> np.ndarray:
-    """``np.percentile(monotone(values), q)`` (linear method) from order statistics.
-
-    ``monotone`` is an increasing function applied only to the two order statistics around
-    each percentile (identity when None). Small arrays are sorted. Larger ones (a tile's pixels
-    already) are not: a strided sample brackets each needed order statistic and only the values
-    inside the bracket are sorted, a few percent of the array for Macenko's 1st and 99th
-    percentiles; when a bracket misses (rare), the whole array is sorted. The result is exact
-    either way.
-    """
-    values = values.ravel()
-    n = len(values)
-    position = np.asarray(q, dtype=np.float64) / 100.0 * (n - 1)
-    below = np.floor(position).astype(np.int64)
-    above = np.minimum(below + 1, n - 1)
-    low, high = np.empty(len(q)), np.empty(len(q))
-    ordered = np.sort(values) if n <= _SORT_ALL_BELOW else None
-    sample = None if ordered is not None else np.sort(values[::_SAMPLE_STRIDE])
-    for i in range(len(q)):
-        if ordered is None:
-            window = _bracket(values, sample, below[i], above[i])
-            if window is None:
-                ordered = np.sort(values)
-            else:
-                bracket, offset = window
-                low[i], high[i] = bracket[below[i] - offset], bracket[above[i] - offset]
-                continue
-        low[i], high[i] = ordered[below[i]], ordered[above[i]]
-    if monotone is not None:
-        low, high = monotone(low), monotone(high)
-    return low + (position - below) * (high - low)
+def _pseudo_to_angle(p: np.ndarray) -> np.ndarray:
+    """The angle in radians of pseudo-angles ``p`` (:func:`_pseudo_angles`)."""
+    r = 1.0 - np.abs(p)
+    return np.arctan2(np.copysign(1.0 - np.abs(r), p), r)
 
 
-def _bracket(values: np.ndarray, sample: np.ndarray, first: int, last: int):
-    """Sorted values bracketing ranks ``first..last``, and the rank of the first of them.
-
-    Returns None when the bracket taken from the sample does not contain both ranks.
-    """
-    n, m = len(values), len(sample)
-    # Four standard deviations of a random sample's rank at this quantile, plus two.
-    p = first / max(n - 1, 1)
-    margin = int(4 * np.sqrt(m * p * (1 - p))) + 2
-    lo = sample[max(0, first * m // n - margin)]
-    hi = sample[min(m - 1, last * m // n + margin)]
-    inside = (values >= lo) & (values <= hi)
-    offset = int(np.count_nonzero(values < lo))
-    bracket = np.sort(values[inside])
-    if offset <= first and last < offset + len(bracket):
-        return bracket, offset
-    return None
-
-
-def _max_concentrations(od: np.ndarray, stain_matrix: np.ndarray) -> np.ndarray:
+def _max_concentrations(
+    stream: ODStream, survey: Survey, stain_matrix: np.ndarray, on_tissue: bool
+) -> np.ndarray:
     """99th percentile of each stain's least-squares concentration (Macenko steps 6 and 7).
 
     Parameters
     ----------
-    od : ndarray of shape (..., 3), dtype float32
-        Optical densities (all pixels, as the reference does, or tissue only).
+    stream : ODStream
+        The pixels.
+    survey : Survey
+        ``stream.survey()``.
     stain_matrix : ndarray of shape (3, 2)
         Stain vectors as columns.
+    on_tissue : bool
+        Over the tissue pixels only, else over all pixels (as the reference does).
 
     Returns
     -------
     ndarray of shape (2,), dtype float64
         ``P99`` of ``C = pinv(HE) @ OD`` per stain; concentrations are unconstrained.
     """
-    pixels = np.ascontiguousarray(od, dtype=np.float32).reshape(-1, 1, 3)
     projection = np.linalg.pinv(stain_matrix)
-    return np.array(
-        [_sorted_percentiles(cv2.transform(pixels, row[None]), [99.0])[0] for row in projection]
-    )
+    jobs = [(_concentration(row), [99.0], None) for row in projection]
+    return np.array([p[0] for p in stream_percentiles(stream, survey, on_tissue, jobs)])
+
+
+def _concentration(projection_row: np.ndarray):
+    """``od -> row @ od`` per pixel of ``(n, 3)`` float32 optical densities, as float32."""
+    row = projection_row[None]
+    return lambda od: cv2.transform(od.reshape(-1, 1, 3), row)
 
 
 class MacenkoNormalizer(StainNormalizer):
@@ -327,23 +292,18 @@ class MacenkoNormalizer(StainNormalizer):
         return normalizer
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
-        lut = od_lut(self.io, np.float32)
-        od_tissue, od_for_maxc = [], []
-        for batch, _ in self._fit_batches(tiles):
-            od = cv2.LUT(batch.reshape(-1, 1, 3), lut)
-            keep = tissue_mask(batch, self.io, self.beta, every_channel=True).reshape(-1)
-            od_tissue.append(masked_pixels(od, keep))
-            od_for_maxc.append(od_tissue[-1] if self.maxc_on_tissue else od)
-        od_tissue = np.concatenate(od_tissue)
-        require_tissue(len(od_tissue), type(self).__name__)
-        stains, degenerate = macenko_stain_matrix(od_tissue.reshape(-1, 3), self.alpha)
+        images = [tiles.images[i] for group in tiles.shape_groups() for i in group]
+        stream = ODStream(images, self.io, self.beta)
+        survey = stream.survey()
+        require_tissue(survey.n_tissue, type(self).__name__)
+        stains, degenerate = _stain_matrix(stream, survey, self.alpha)
         if degenerate:
             raise ValueError(
                 f"{type(self).__name__}: the target tiles hold a single stain (the two "
                 "estimated stain vectors coincide); fit on H&E-stained tissue"
             )
         self.stain_matrix_ = stains
-        self.max_concentrations_ = _max_concentrations(np.concatenate(od_for_maxc), stains)
+        self.max_concentrations_ = _max_concentrations(stream, survey, stains, self.maxc_on_tissue)
 
     def _needs_tissue_mask(self) -> bool:
         return False  # stain vectors come from Macenko's own every-channel filter
@@ -365,23 +325,25 @@ class MacenkoNormalizer(StainNormalizer):
         """Normalize one tile; None when it cannot be modelled.
 
         Stain vectors come from Macenko's own pixel filter (``beta`` in every channel), not from
-        the shared tissue mask.
+        the shared tissue mask. A tile larger than 2048x2048 pixels is streamed in chunks
+        (:mod:`stainstyle.methods._macenko_pixels`): its optical densities are never all held.
         """
-        od = cv2.LUT(tile, od_lut(self.io, np.float32))
-        keep = tissue_mask(tile, self.io, self.beta, every_channel=True)
-        od_tissue = masked_pixels(od, keep)
-        if len(od_tissue) < min_tissue_pixels(*tile.shape[:2]):
+        stream = ODStream([tile], self.io, self.beta)
+        survey = stream.survey()
+        if survey.n_tissue < min_tissue_pixels(*tile.shape[:2]):
             return None
-        stains, degenerate = macenko_stain_matrix(od_tissue, self.alpha)
+        stains, degenerate = _stain_matrix(stream, survey, self.alpha)
         if degenerate:
             return None
-        maxc = _max_concentrations(od_tissue if self.maxc_on_tissue else od, stains)
+        maxc = _max_concentrations(stream, survey, stains, self.maxc_on_tissue)
         flat = maxc <= _MIN_CONCENTRATION
         scale = np.where(flat, 1.0, self.max_concentrations_ / np.where(flat, 1.0, maxc))
         # I = io * exp(-HE_ref @ diag(scale) @ pinv(HE) @ OD), one 3x4 affine map in log space
         mix = self.stain_matrix_ @ np.diag(scale) @ np.linalg.pinv(stains)
         affine = np.hstack([-mix, np.full((3, 1), np.log(self.io))]).astype(np.float32)
+        od = None if stream.whole is None else stream.whole[1].reshape(tile.shape)
         out = np.empty(tile.shape, dtype=np.uint8)
         for rows in row_strips(tile.shape):
-            out[rows] = float_to_uint8(cv2.exp(cv2.transform(od[rows], affine)))
+            od_rows = stream.optical_density(tile[rows]) if od is None else od[rows]
+            out[rows] = float_to_uint8(cv2.exp(cv2.transform(od_rows, affine)))
         return out

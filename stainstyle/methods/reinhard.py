@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import StrOptions
 
 from stainstyle._fitted import FittedArray
 from stainstyle._validation import Tiles
-from stainstyle.base import StainNormalizer, require_tissue
+from stainstyle.base import StainNormalizer
 from stainstyle.color.lab import (
     LAB_TO_LOG_LMS,
     LMS_TO_RGB,
@@ -19,7 +19,7 @@ from stainstyle.color.lab import (
     lab_cie_to_rgb,
     rgb_to_lab_cie,
 )
-from stainstyle.color.quantize import float_to_uint8, row_strips
+from stainstyle.color.quantize import STRIP_PIXELS, float_to_uint8, row_strips
 from stainstyle.tissue import masked_pixels
 
 #: Below this source standard deviation a channel is only shifted, not scaled.
@@ -91,6 +91,22 @@ _LOG_LMS_TO_LAB_F32 = LOG_LMS_TO_LAB.astype(np.float32)
 _LMS_TO_RGB_F32 = LMS_TO_RGB.astype(np.float32)
 
 
+#: Ones to clamp a strip of uint8 pixels with (see :func:`_at_least_one`).
+_ONES = np.ones(STRIP_PIXELS * 3, dtype=np.uint8)
+
+
+def _at_least_one(pixels: np.ndarray) -> np.ndarray:
+    """``max(pixels, 1)`` for uint8 pixels ``(..., 3)``, so that black pixels have a finite log.
+
+    OpenCV's ``cv2.max(pixels, (1, 1, 1, 1))`` is fast, but it reads a one-pixel array
+    ``(1, 1, 3)`` as the scalar and returns the tuple as a ``(4, 1)`` array. Two arrays of one
+    shape and dtype are never ambiguous, at the same speed.
+    """
+    n = pixels.size
+    ones = _ONES[:n] if n <= len(_ONES) else np.ones(n, dtype=np.uint8)
+    return cv2.max(pixels, ones.reshape(pixels.shape))
+
+
 class _RudermanPixels:
     """One tile in Ruderman lαβ, computed with OpenCV float32 kernels.
 
@@ -101,8 +117,7 @@ class _RudermanPixels:
     def __init__(self, tile: np.ndarray):
         self.lab = np.empty(tile.shape, dtype=np.float32)
         for rows in row_strips(tile.shape):
-            # Intensities clamped to >= 1 so that black pixels have a finite log.
-            rgb = cv2.max(tile[rows], (1, 1, 1, 1)).astype(np.float32)
+            rgb = _at_least_one(tile[rows]).astype(np.float32)
             log_lms = cv2.log(cv2.transform(rgb, _RGB_TO_LMS_F32))
             self.lab[rows] = cv2.transform(log_lms, _LOG_LMS_TO_LAB_F32)
 
@@ -218,16 +233,14 @@ class ReinhardNormalizer(StainNormalizer):
         self.batch_size = batch_size
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
+        # Every tile holds tissue: the base fit keeps only those.
         counts, means, stds = [], [], []
         for batch, tissue in self._fit_batches(tiles):
             for tile, mask in zip(batch, tissue, strict=True):
-                count = int(np.count_nonzero(mask)) if self.tissue_mask else mask.size
-                if count:
-                    mean, std = _SPACES[self.space](tile).stats(mask if self.tissue_mask else None)
-                    counts.append(count)
-                    means.append(mean)
-                    stds.append(std)
-        require_tissue(sum(counts), type(self).__name__)
+                counts.append(int(np.count_nonzero(mask)) if self.tissue_mask else mask.size)
+                mean, std = _SPACES[self.space](tile).stats(mask if self.tissue_mask else None)
+                means.append(mean)
+                stds.append(std)
         self.target_means_, self.target_stds_ = pool_stats(
             np.array(counts), np.array(means), np.array(stds)
         )

@@ -23,20 +23,23 @@ from stainstyle._fitted import FittedArray, FittedInt, non_decreasing, positive_
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.hsd import rgb_to_hsd
+from stainstyle.color.quantize import row_strips
 from stainstyle.methods._wsics_labels import (
     LABEL_BACKGROUND,
     LABEL_EOSIN,
     LABEL_HEMATOXYLIN,
     label_stain_classes,
+    labelling_tiles,
     min_nuclei,
     pack_rgb,
+    unpack_rgb,
 )
 from stainstyle.methods._wsics_model import (
     EOSIN,
     HEMATOXYLIN,
     ClassStatistics,
     NaiveBayesTables,
-    class_statistics,
+    colour_class_statistics,
     fit_naive_bayes,
     map_colours,
     naive_bayes_features,
@@ -78,17 +81,29 @@ class LabelledPixels:
 
     Attributes
     ----------
-    samples : list of 3 ndarrays of shape (n_k, 3), dtype float64
-        ``(c_x, c_y, D)`` of the hematoxylin, eosin and background pixels.
+    colours : list of 3 ndarrays of shape (n_k,), dtype int32
+        Packed RGB (:func:`~stainstyle.methods._wsics_labels.pack_rgb`) of the hematoxylin,
+        eosin and background pixels: 4 bytes a pixel instead of 24 for its HSD coordinates,
+        which are a function of the colour.
     n_nuclei : int
         Nuclei detected in the tiles used.
     n_tiles : int
-        Tiles used (with tissue and enough nuclei).
+        Labelling tiles used (with tissue and enough nuclei); a tile larger than
+        :func:`~stainstyle.methods._wsics_labels.labelling_tile_side` counts once per part.
     """
 
-    samples: list[np.ndarray]
+    colours: list[np.ndarray]
     n_nuclei: int
     n_tiles: int
+
+    @property
+    def samples(self) -> list[np.ndarray]:
+        """``(c_x, c_y, D)`` of the pixels of each class, list of 3 ndarrays ``(n_k, 3)``."""
+        return [rgb_to_hsd(unpack_rgb(packed)) for packed in self.colours]
+
+    def class_sizes(self) -> list[int]:
+        """Pixels per class: hematoxylin, eosin, background."""
+        return [len(packed) for packed in self.colours]
 
 
 def _keep_smallest_keys(
@@ -99,12 +114,28 @@ def _keep_smallest_keys(
     Keys drawn uniformly once per pixel make this a uniform sample without replacement of all
     pixels seen, however often it is applied, so the memory of a large group stays bounded.
     """
-    values = np.concatenate(parts) if parts else np.empty((0, 3))
-    key = np.concatenate(keys) if keys else np.empty(0)
+    values = _concatenate_releasing(parts, np.int32)
+    key = _concatenate_releasing(keys, np.float64)
     if len(values) > limit:
         chosen = np.argpartition(key, limit)[:limit]
         values, key = values[chosen], key[chosen]
     return [values], [key]
+
+
+def _concatenate_releasing(arrays: list[np.ndarray], dtype) -> np.ndarray:
+    """``np.concatenate(arrays)``, emptying the list as it goes so each piece is freed once copied.
+
+    The pool then needs its own size plus one piece, not twice its size.
+    """
+    if len(arrays) == 1:
+        return arrays.pop()
+    out = np.empty(sum(len(a) for a in arrays), dtype=dtype)
+    start = 0
+    while arrays:
+        piece = arrays.pop(0)
+        out[start : start + len(piece)] = piece
+        start += len(piece)
+    return out
 
 
 def wsics_pool(
@@ -112,7 +143,10 @@ def wsics_pool(
 ) -> LabelledPixels:
     """Label the pixels of tiles and pool them per class.
 
-    Background tiles (too little tissue) and tiles with no more nuclei than
+    Each tile is labelled in parts no larger than
+    :func:`~stainstyle.methods._wsics_labels.labelling_tile_side` (the reference code's tile
+    area; :func:`~stainstyle.methods._wsics_labels.labelling_tiles`). Background parts (too
+    little tissue) and parts with no more nuclei than
     :func:`~stainstyle.methods._wsics_labels.min_nuclei` requires are skipped.
 
     Parameters
@@ -121,41 +155,64 @@ def wsics_pool(
     microns_per_pixel : float
         Pixel size.
     random_state : int or None
-        Seed of the eosin-seed subsampling (the same for every tile) and of the quota
+        Seed of the eosin-seed subsampling (the same for every labelling tile) and of the quota
         subsampling (a uniform sample of at most 45 %, 45 % and 10 % of
         :data:`MAX_TRAINING_PIXELS` hematoxylin, eosin and background pixels).
 
     Returns
     -------
     LabelledPixels
+
+    Notes
+    -----
+    The quota sample keeps the pixels with the smallest of one uniform random key each. A
+    class that outgrows its quota by a quarter is pruned to it as pixels arrive, and from then
+    on only pixels keyed below the largest kept key are kept (no other can be among the
+    smallest); it ends in key order. So the pool needs at most 1.25 times the quotas, 12 bytes
+    a pixel, however many pixels are labelled. A class that never outgrows its quota keeps its
+    pixels in labelling order.
     """
     rng = np.random.default_rng(random_state)
     limits = [int(quota * MAX_TRAINING_PIXELS) for quota in CLASS_QUOTAS]
     parts: list[list[np.ndarray]] = [[], [], []]
     keys: list[list[np.ndarray]] = [[], [], []]
     sizes = [0, 0, 0]
+    # Largest kept key of a class once it has been pruned, else None.
+    thresholds: list[float | None] = [None, None, None]
     n_nuclei = n_tiles = 0
     for tile in tiles:
-        if is_background(tissue_mask(tile)[None])[0]:
-            continue
-        labels = label_stain_classes(tile, microns_per_pixel, np.random.default_rng(random_state))
-        if labels.n_nuclei <= min_nuclei(*tile.shape[:2], microns_per_pixel):
-            continue
-        n_nuclei += labels.n_nuclei
-        n_tiles += 1
-        for k, label in enumerate(_LABELS):
-            values = labels.hsd[labels.labels == label]
-            parts[k].append(values)
-            keys[k].append(rng.random(len(values)))
-            sizes[k] += len(values)
-            if sizes[k] > 2 * limits[k]:
-                parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
-                sizes[k] = limits[k]
-    samples = []
+        for part in labelling_tiles(tile, microns_per_pixel):
+            if is_background(tissue_mask(part)[None])[0]:
+                continue
+            labels = label_stain_classes(
+                part, microns_per_pixel, np.random.default_rng(random_state)
+            )
+            if labels.n_nuclei <= min_nuclei(*part.shape[:2], microns_per_pixel):
+                continue
+            n_nuclei += labels.n_nuclei
+            n_tiles += 1
+            packed = pack_rgb(part)
+            for k, label in enumerate(_LABELS):
+                values = packed[labels.labels == label]
+                key = rng.random(len(values))
+                if thresholds[k] is not None:
+                    # Keyed above the largest kept key: never among the smallest, not kept.
+                    below = key < thresholds[k]
+                    values, key = values[below], key[below]
+                parts[k].append(values)
+                keys[k].append(key)
+                sizes[k] += len(values)
+                if sizes[k] > limits[k] + limits[k] // 4:
+                    parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
+                    sizes[k], thresholds[k] = limits[k], float(keys[k][0].max())
+    colours = []
     for k in range(3):
         parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
-        samples.append(parts[k][0])
-    return LabelledPixels(samples=samples, n_nuclei=n_nuclei, n_tiles=n_tiles)
+        values = parts[k][0]
+        if thresholds[k] is not None:
+            values = values[np.argsort(keys[k][0], kind="stable")]
+        colours.append(values)
+    return LabelledPixels(colours=colours, n_nuclei=n_nuclei, n_tiles=n_tiles)
 
 
 def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> WSICSSourceModel | None:
@@ -173,15 +230,21 @@ def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> WSICSSour
     WSICSSourceModel or None
         None when the pool has too few hematoxylin or eosin pixels.
     """
-    if min(len(pool.samples[HEMATOXYLIN]), len(pool.samples[EOSIN])) < min_class_pixels:
+    sizes = pool.class_sizes()
+    if min(sizes[HEMATOXYLIN], sizes[EOSIN]) < min_class_pixels:
         return None
-    statistics = class_statistics(pool.samples)
-    hsd = np.concatenate(pool.samples)
-    classes = np.repeat(np.arange(3), [len(s) for s in pool.samples])
+    statistics = colour_class_statistics(pool.colours)
     # The reference code trains the weighting on every 20th to 50th pixel of its slide-level
     # pool; here every 20th at most, and never fewer than NAIVE_BAYES_MIN_SAMPLES when available.
-    stride = max(1, min(20, len(hsd) // NAIVE_BAYES_MIN_SAMPLES))
-    tables = fit_naive_bayes(naive_bayes_features(hsd[::stride]), classes[::stride])
+    stride = max(1, min(20, sum(sizes) // NAIVE_BAYES_MIN_SAMPLES))
+    # Every stride-th pixel of the classes laid end to end, taken class by class.
+    chosen, classes, offset = [], [], 0
+    for k, packed in enumerate(pool.colours):
+        chosen.append(packed[(-offset) % stride :: stride])
+        classes.append(np.full(len(chosen[-1]), k))
+        offset += len(packed)
+    hsd = rgb_to_hsd(unpack_rgb(np.concatenate(chosen)))
+    tables = fit_naive_bayes(naive_bayes_features(hsd), np.concatenate(classes))
     return WSICSSourceModel(statistics=statistics, tables=tables)
 
 
@@ -245,6 +308,15 @@ class WSICSNormalizer(StainNormalizer):
     nuclei contribute no hematoxylin seeds, canonical major-axis direction, all 7 landmarks for
     both stains. Nuclei are found by a Laplacian-of-Gaussian blob detector instead of the
     reference's randomized Hough ellipse fit.
+
+    Large images, in bounded memory: as the reference code labels a slide in 2048x2048 tiles
+    at about 0.243 um per pixel, an image is labelled in tiles of that area (497.7 um a side,
+    at most 2048 pixels; 996 pixels at 0.5 um per pixel), pooled like separate tiles; images
+    up to that size are labelled whole as before, larger ones get their own (slightly
+    different) statistics. The pool stores packed colours, and a class of more than 2**22
+    pixels is summarised by its distinct colours; an image of more than 2**20 pixels is mapped
+    through a lookup table over the colours present, strip by strip. ``transform`` of an
+    8192x8192 image then peaks below 5 times the image's bytes.
 
     References
     ----------
@@ -311,7 +383,7 @@ class WSICSNormalizer(StainNormalizer):
     # ------------------------------------------------------------------ estimator hooks
     def _fit(self, tiles: Tiles, y: Any) -> None:
         pool = self._pool(tile for _, batch in tiles.batches(self.batch_size) for tile in batch)
-        counts = [len(s) for s in pool.samples]
+        counts = pool.class_sizes()
         if pool.n_tiles == 0 or min(counts[HEMATOXYLIN], counts[EOSIN]) < self.min_class_pixels:
             raise ValueError(
                 f"X: WSICS needs target tiles with tissue, nuclei and at least "
@@ -320,7 +392,7 @@ class WSICSNormalizer(StainNormalizer):
                 f"{counts[EOSIN]} eosin pixels (is microns_per_pixel={self.microns_per_pixel} "
                 "right for these tiles?)"
             )
-        template = class_statistics(pool.samples)
+        template = colour_class_statistics(pool.colours)
         self.medians_ = template.medians
         self.angles_ = template.angles
         self.landmarks_ = template.landmarks
@@ -379,19 +451,64 @@ class WSICSNormalizer(StainNormalizer):
         )
 
     def _map(self, images: np.ndarray, model: WSICSSourceModel) -> np.ndarray:
-        """Map uint8 RGB ``(..., 3)`` through the model, once per distinct colour."""
-        packed, inverse = np.unique(pack_rgb(images).ravel(), return_inverse=True)
-        colours = np.stack([packed >> 16, (packed >> 8) & 255, packed & 255], axis=1)
-        mapped = map_colours(
-            rgb_to_hsd(colours.astype(np.uint8)), model.tables, model.statistics, self._template()
+        """Map uint8 RGB ``(..., H, W, 3)`` through the model, once per distinct colour."""
+        return map_distinct_colours(
+            images, lambda hsd: map_colours(hsd, model.tables, model.statistics, self._template())
         )
-        return mapped[inverse.ravel()].reshape(images.shape)
 
 
-__all__ = [
-    "LabelledPixels",
-    "WSICSNormalizer",
-    "WSICSSourceModel",
-    "wsics_pool",
-    "wsics_source_model",
-]
+#: Images with more pixels than this are mapped through a table over all 2**24 colours.
+TABLE_MIN_PIXELS = 1 << 20
+#: Distinct colours mapped at once.
+COLOUR_CHUNK = 1 << 16
+
+
+def map_distinct_colours(images: np.ndarray, mapping) -> np.ndarray:
+    """Apply a colour mapping to images, evaluating it once per distinct colour.
+
+    Up to :data:`TABLE_MIN_PIXELS` pixels, the distinct colours come from ``np.unique`` and the
+    result from its inverse index. Larger images are read strip by strip: a presence mask over
+    the 2**24 packed colours finds the colours present, their mapped values fill a lookup table
+    (50 MB, as the reference code's), and the table is applied strip by strip; memory is then
+    bounded by the table and a strip, not by the image (``np.unique`` needs about 20 bytes a
+    pixel). Both give the same result.
+
+    Parameters
+    ----------
+    images : ndarray of shape (..., H, W, 3), dtype uint8
+    mapping : callable
+        Maps HSD colours ``(n, 3)`` to uint8 RGB ``(n, 3)``, row by row.
+
+    Returns
+    -------
+    ndarray of the shape of ``images``, dtype uint8
+    """
+
+    def mapped(colours: np.ndarray) -> np.ndarray:
+        rgb = unpack_rgb(colours)
+        out = np.empty(rgb.shape, dtype=np.uint8)
+        for start in range(0, len(rgb), COLOUR_CHUNK):
+            out[start : start + COLOUR_CHUNK] = mapping(
+                rgb_to_hsd(rgb[start : start + COLOUR_CHUNK])
+            )
+        return out
+
+    if images.size // 3 <= TABLE_MIN_PIXELS:
+        packed, inverse = np.unique(pack_rgb(images).ravel(), return_inverse=True)
+        return mapped(packed)[inverse.ravel()].reshape(images.shape)
+    strips = [
+        (*index, rows)
+        for index in np.ndindex(images.shape[:-3])
+        for rows in row_strips(images.shape[-3:])
+    ]
+    present = np.zeros(1 << 24, dtype=bool)
+    for strip in strips:
+        present[pack_rgb(images[strip]).ravel()] = True
+    colours = np.flatnonzero(present)
+    del present
+    table = np.zeros((1 << 24, 3), dtype=np.uint8)
+    table[colours] = mapped(colours)
+    out = np.empty(images.shape, dtype=np.uint8)
+    for strip in strips:
+        out[strip] = table[pack_rgb(images[strip])]
+    return out

@@ -21,7 +21,7 @@ from stainstyle._fitted import (
     FittedUnsaved,
     positive_totals,
 )
-from stainstyle._validation import Tiles, as_tiles
+from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer, _caller_stacklevel, resolve_device
 from stainstyle.color.gray import gray_normalize
 from stainstyle.methods.histogram import match_cdf_lut
@@ -299,7 +299,8 @@ class StainStyleTransfer(StainNormalizer):
         self
         """
         self._validate_params()
-        self._train(as_tiles(X), y, extra_epochs=1)
+        tiles, y = self._tissue_targets(X, y)
+        self._train(tiles, y, extra_epochs=1)
         return self
 
     def _fit(self, tiles: Tiles, y: Any) -> None:

@@ -26,3 +26,13 @@ def test_estimator_replicates_gray(target_tiles):
     out = GrayNormalizer().fit(target_tiles).transform(target_tiles)
     np.testing.assert_array_equal(out[..., 0], gray_normalize(target_tiles))
     np.testing.assert_array_equal(out[..., 0], out[..., 2])
+
+
+def test_strided_and_batched_input_equals_pillow():
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (3, 90, 800, 3), dtype=np.uint8)  # 216,000 pixels: 4 strips
+    view = batch[:, ::-1, ::3]
+    expected = np.stack(
+        [np.asarray(Image.fromarray(np.ascontiguousarray(t)).convert("L")) for t in view]
+    )
+    np.testing.assert_array_equal(gray_normalize(view), expected)

@@ -11,6 +11,7 @@ from stainstyle.methods.macenko import (
     _sorted_percentiles,
     macenko_stain_matrix,
 )
+from stainstyle.tissue import tissue_mask
 
 
 def _reference_macenko(image, he_ref, maxc_ref, io=240.0, beta=0.15, alpha=1.0):
@@ -116,3 +117,58 @@ def test_fast_percentiles_equal_numpy_on_structured_values(layout):
     }[layout]
     q = [1.0, 50.0, 99.0]
     np.testing.assert_allclose(_sorted_percentiles(values, q), np.percentile(values, q), atol=1e-6)
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Stream images above 64x64 pixels, in chunks of 1024 pixels."""
+    import stainstyle.methods._macenko_pixels as pixels
+
+    monkeypatch.setattr(pixels, "IN_MEMORY_PIXELS", 64 * 64)
+    monkeypatch.setattr(pixels, "CHUNK_PIXELS", 1024)
+    return pixels
+
+
+@pytest.mark.parametrize("kind", ["random", "ties", "one-value", "sorted"])
+def test_streamed_percentiles_equal_numpy(small_chunks, kind):
+    rng = np.random.default_rng(7)
+    images = {
+        "random": rng.integers(0, 256, (3, 70, 90, 3)),
+        "ties": rng.integers(100, 104, (3, 70, 90, 3)),  # four optical densities per channel
+        "one-value": np.full((3, 70, 90, 3), 120),
+        "sorted": np.sort(rng.integers(0, 256, (3, 70 * 90 * 3))).reshape(3, 70, 90, 3),
+    }[kind].astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    assert stream.whole is None
+    survey = stream.survey()
+    weights = np.array([0.3, -0.7, 1.1], dtype=np.float32)
+
+    def values(od):  # elementwise, so that chunks and the whole agree bit for bit
+        return od[:, 0] * weights[0] + od[:, 1] * weights[1] + od[:, 2] * weights[2]
+
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    keep = np.concatenate([tissue_mask(image, every_channel=True).ravel() for image in images])
+    q = [0.0, 1.0, 37.5, 50.0, 99.0, 100.0]
+    for on_tissue, pixels in ((True, every[keep]), (False, every)):
+        (got,) = small_chunks.stream_percentiles(stream, survey, on_tissue, [(values, q, None)])
+        np.testing.assert_allclose(got, np.percentile(values(pixels), q), rtol=0, atol=1e-6)
+    assert survey.n_tissue == np.count_nonzero(keep) and survey.n_every == len(every)
+
+
+def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
+    tiles = he_tiles(4, 96, seed=9)
+    normalizer = MacenkoNormalizer().fit(tiles[:2])
+    in_memory = [normalizer.transform(tile) for tile in tiles]
+    fitted_in_memory = MacenkoNormalizer(maxc_on_tissue=True).fit(tiles)
+    small_chunks.IN_MEMORY_PIXELS = 1000
+    streamed = [normalizer.transform(tile) for tile in tiles]
+    for a, b in zip(in_memory, streamed, strict=True):
+        # The streamed moments are summed chunk by chunk in float64, the in-memory ones in one
+        # float32 product: the stain vectors agree to rounding, the images to one gray level.
+        difference = np.abs(a.astype(int) - b)
+        assert difference.max() <= 1 and np.count_nonzero(difference) < 0.01 * difference.size
+    fitted = MacenkoNormalizer(maxc_on_tissue=True).fit(tiles)
+    np.testing.assert_allclose(fitted.stain_matrix_, fitted_in_memory.stain_matrix_, atol=1e-4)
+    np.testing.assert_allclose(
+        fitted.max_concentrations_, fitted_in_memory.max_concentrations_, rtol=1e-4
+    )

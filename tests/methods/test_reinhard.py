@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from _support import read_rgb, require_data
+from _support import he_tiles, read_rgb, require_data
 
 from stainstyle import ReinhardNormalizer
 from stainstyle.color import float_to_uint8, lab_ruderman_to_rgb, rgb_to_lab_ruderman
@@ -68,3 +68,19 @@ def test_cie_mode_matches_torchstain_on_reference_pair():
     ours = ReinhardNormalizer(space="lab_cie", tissue_mask=False).fit(target).transform(source)
     # torchstain truncates where we round: the mean difference is about 0.5 gray levels
     assert np.abs(ours.astype(int) - expected).mean(axis=(0, 1)).max() <= 1.0
+
+
+def test_a_one_pixel_strip_is_not_read_as_a_scalar():
+    # Issue #12, defect 11: cv2.max(strip, (1, 1, 1, 1)) on a (1, 1, 3) strip returned the
+    # scalar as a (4, 1) array. A 65537x1 tile ends in such a strip (strips of 65536 pixels).
+    from stainstyle.methods.reinhard import _RudermanPixels
+
+    column = np.ascontiguousarray(np.resize(he_tiles(1, 64, seed=5)[0, 40], (65537, 1, 3)))
+    np.testing.assert_allclose(
+        _RudermanPixels(column).lab, rgb_to_lab_ruderman(column), rtol=0, atol=1e-4
+    )
+    target = he_tiles(2, 64, seed=6)
+    out = ReinhardNormalizer().fit(target).transform(column)
+    assert out.shape == column.shape and out.dtype == np.uint8
+    expected = _reference_ruderman(column, np.concatenate(list(target), axis=1))
+    assert np.abs(out.astype(int) - expected).max() <= 1

@@ -276,10 +276,16 @@ def test_bad_parameters(params):
 
 
 def test_fit_rejects_tiles_without_stains():
-    with pytest.raises(ValueError, match="X: WSICS needs target tiles"):
+    # Blank and single-colour targets: the screening every method shares.
+    with pytest.raises(ValueError, match="X: WSICSNormalizer cannot learn a stain style"):
         WSICSNormalizer().fit(np.full((2, 64, 64, 3), 255, np.uint8))
-    with pytest.raises(ValueError, match="X: WSICS needs target tiles"):
+    with pytest.raises(ValueError, match="X: WSICSNormalizer cannot learn a stain style"):
         WSICSNormalizer().fit(np.full((64, 64, 3), (200, 120, 180), np.uint8))
+    # Tissue without nuclei: WSICS's own rule.
+    rng = np.random.default_rng(0)
+    stroma = np.clip(rng.normal((220, 140, 185), 10, (64, 64, 3)), 0, 255).astype(np.uint8)
+    with pytest.raises(ValueError, match="X: WSICS needs target tiles"):
+        WSICSNormalizer().fit(stroma)
 
 
 def test_bad_inputs(fitted):
@@ -418,3 +424,83 @@ def test_save_and_load_round_trip(fitted, tmp_path):
     assert isinstance(loaded, WSICSNormalizer)
     tile = nuclei_tile(30)
     np.testing.assert_array_equal(loaded.transform(tile), fitted.transform(tile))
+
+
+# ---------------------------------------------------------------------- large images
+def test_labelling_tiles_cover_the_image():
+    from stainstyle.methods._wsics_labels import labelling_tile_side, labelling_tiles
+
+    assert labelling_tile_side(0.5) == 996 and labelling_tile_side(0.243) == 2048
+    assert labelling_tile_side(0.1) == 2048
+    image = np.arange(300 * 250 * 3, dtype=np.uint32).astype(np.uint8).reshape(300, 250, 3)
+    assert next(labelling_tiles(image, 497.7 / 300)) is image  # one tile: the image itself
+    parts = list(labelling_tiles(image, 497.7 / 100))  # tiles of at most 100x100
+    assert len(parts) == 3 * 3 and all(max(p.shape[:2]) <= 100 for p in parts)
+    rows = [np.concatenate(parts[i : i + 3], axis=1) for i in range(0, 9, 3)]
+    np.testing.assert_array_equal(np.concatenate(rows), image)
+
+
+def test_a_large_image_is_labelled_in_parts(fitted, monkeypatch):
+    import stainstyle.methods._wsics_labels as labels
+
+    image = np.concatenate(
+        [np.concatenate([nuclei_tile(s), nuclei_tile(s + 1)], axis=1) for s in (50, 52)]
+    )
+    parts = [image[:128, :128], image[:128, 128:], image[128:, :128], image[128:, 128:]]
+    monkeypatch.setattr(labels, "REFERENCE_TILE_UM", 64.0)  # tiles of 128x128 at 0.5 um
+    pooled = wsics_pool([image], 0.5)
+    separately = wsics_pool(parts, 0.5)
+    assert pooled.n_tiles == separately.n_tiles == 4
+    for a, b in zip(pooled.colours, separately.colours, strict=True):
+        np.testing.assert_array_equal(a, b)
+    model = wsics_source_model(separately, fitted.min_class_pixels)
+    np.testing.assert_array_equal(fitted.transform(image), fitted._map(image, model))
+
+
+def test_table_mapping_equals_unique_colour_mapping(fitted, monkeypatch):
+    import stainstyle.methods.wsics as wsics
+
+    tiles = np.stack([nuclei_tile(s) for s in (60, 61)])
+    model = wsics_source_model(wsics_pool(list(tiles), 0.5), 100)
+    expected = fitted._map(tiles, model)
+    monkeypatch.setattr(wsics, "TABLE_MIN_PIXELS", 0)
+    monkeypatch.setattr(wsics, "COLOUR_CHUNK", 1000)
+    np.testing.assert_array_equal(fitted._map(tiles, model), expected)
+    np.testing.assert_array_equal(fitted._map(tiles[1, ::-1], model), expected[1, ::-1])
+
+
+def test_colour_statistics_from_counts_equal_plain_statistics(monkeypatch):
+    import stainstyle.methods._wsics_model as model
+
+    pool = wsics_pool([nuclei_tile(s) for s in range(3)], 0.5)
+    plain = class_statistics(pool.samples)
+    monkeypatch.setattr(model, "MAX_PLAIN_PIXELS", 0)
+    counted = model.colour_class_statistics(pool.colours)
+    # Order statistics are the same elements; sums equal to rounding.
+    np.testing.assert_array_equal(counted.medians, plain.medians)
+    np.testing.assert_array_equal(counted.counts, plain.counts)
+    np.testing.assert_allclose(counted.angles, plain.angles, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(counted.landmarks, plain.landmarks, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(counted.density_mean, plain.density_mean, rtol=1e-12)
+    np.testing.assert_allclose(counted.density_std, plain.density_std, rtol=1e-12)
+
+
+def test_pruned_pool_is_the_sample_of_the_smallest_keys(monkeypatch):
+    # However often a class is pruned, the pool holds the pixels with the smallest keys of all.
+    import stainstyle.methods.wsics as wsics
+
+    tiles = [nuclei_tile(s) for s in range(70, 76)]
+    monkeypatch.setattr(wsics, "MAX_TRAINING_PIXELS", 4000)
+    pooled = wsics_pool(tiles, 0.5)
+    rng = np.random.default_rng(2000)
+    colours, keys = [[], [], []], [[], [], []]
+    for tile in tiles:
+        labels = label_stain_classes(tile, 0.5, np.random.default_rng(2000))
+        for k, label in enumerate((LABEL_HEMATOXYLIN, LABEL_EOSIN, LABEL_BACKGROUND)):
+            colours[k].append(pack_rgb(tile)[labels.labels == label])
+            keys[k].append(rng.random(len(colours[k][-1])))
+    for k, limit in enumerate((1800, 1800, 400)):
+        everything, key = np.concatenate(colours[k]), np.concatenate(keys[k])
+        assert len(everything) > 1.25 * limit  # pruned along the way
+        expected = everything[np.argsort(key)[:limit]]
+        np.testing.assert_array_equal(pooled.colours[k], expected)
