@@ -424,7 +424,8 @@ def test_train_sst_resume_over_a_truncated_state_file(tmp_path, capsys):
 def test_train_sst_resume_over_a_corrupt_json(tmp_path, capsys):
     target = tmp_path / "target"
     target.mkdir()
-    Image.fromarray(np.full((32, 32, 3), 120, np.uint8)).save(target / "a.png")
+    tile = np.random.default_rng(0).integers(40, 220, (32, 32, 3), dtype=np.uint8)
+    Image.fromarray(tile).save(target / "a.png")
     checkpoints = tmp_path / "ckpt"
     checkpoints.mkdir()
     (checkpoints / CHECKPOINT_JSON).write_text('{"format": 1, "epoch": -3')
