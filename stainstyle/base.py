@@ -227,6 +227,32 @@ class StainNormalizer(
         self._apply_background_policy(status, tiles)
         return tiles.restore(results)
 
+    def transform_with_status(self, X: Any, groups: Any = None) -> tuple[Any, np.ndarray]:
+        """Map tiles into the target style and report each tile's status, in one pass.
+
+        What :meth:`transform` followed by :func:`tile_status` would return, without running
+        the method twice. The status replaces the warning: no :class:`BackgroundTileWarning` is
+        emitted, whatever ``background`` says.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
+            Tiles to normalize, uint8 or float in [0, 1].
+        groups : array-like of shape (N,), optional
+            Group id per tile, as for :meth:`transform`.
+
+        Returns
+        -------
+        tiles : same type, shape and dtype as ``X``
+            Normalized tiles; background and degenerate tiles unchanged.
+        status : ndarray of shape (N,), dtype str
+            ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile
+            (N = 1 for a single tile).
+        """
+        tiles = as_tiles(X)
+        results, status = self._normalize(tiles, produce_output=True, groups=groups)
+        return tiles.restore(results), status
+
     # ------------------------------------------------------------------ hooks for subclasses
     def _fit(self, tiles: Tiles, y: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -553,19 +553,13 @@ def normalize_images(normalizer, images: list[np.ndarray]) -> tuple[list[np.ndar
     Returns
     -------
     outputs : list of ndarray of shape (H_i, W_i, 3), dtype uint8
-        Normalized images; passed-through images are the inputs themselves.
+        Normalized images; passed-through images unchanged.
     status : ndarray of shape (n,), dtype str
         ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"``, as
         :func:`stainstyle.tile_status` reports them.
     """
-    from stainstyle._validation import as_tiles
-
-    # transform() followed by tile_status() would run the method twice; the base class's
-    # _normalize returns both the outputs and the per-tile status of tile_status in one pass.
-    results, status = normalizer._normalize(as_tiles(images), produce_output=True)
-    return [
-        image if result is None else result for image, result in zip(images, results, strict=True)
-    ], status
+    outputs, status = normalizer.transform_with_status(list(images))
+    return outputs, status
 
 
 def _normalize_chunk(normalizer, loaded: list[tuple[ImageFile, ImageData]], report: Report):

@@ -339,3 +339,23 @@ def test_float_input_is_checked_and_quantized_strip_by_strip():
     image[5, 600, 0], image[290, 3, 2] = 0.5, 1.5
     with pytest.raises(ValueError, match=r"got values in \[1.49012e-06, 1.5\]"):
         as_tiles(image)
+
+
+@pytest.mark.parametrize("method", sorted(stainstyle.METHODS))
+def test_transform_with_status_is_transform_and_tile_status_in_one_pass(method, target_tiles):
+    normalizer = stainstyle.METHODS[method]()
+    if method == "wsics":
+        normalizer.set_params(microns_per_pixel=0.5, min_class_pixels=50)
+    try:
+        normalizer.fit(target_tiles)
+    except ValueError:
+        pytest.skip(f"{method} cannot model these synthetic tiles")
+    batch = np.concatenate([target_tiles[:2], np.full((1, 64, 64, 3), 250, np.uint8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outputs, status = normalizer.transform_with_status(batch)
+    with pytest.warns(BackgroundTileWarning):
+        expected = normalizer.transform(batch)
+    np.testing.assert_array_equal(outputs, expected)
+    np.testing.assert_array_equal(status, tile_status(normalizer, batch))
+    assert status[-1] == "passthrough_background"
