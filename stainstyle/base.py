@@ -85,32 +85,6 @@ def resolve_device(device: str):
     return resolved
 
 
-def describe_device(device) -> str:
-    """A one-line description of a torch device, for benchmark reports.
-
-    Parameters
-    ----------
-    device : torch.device
-        A resolved device (see :func:`resolve_device`).
-
-    Returns
-    -------
-    str
-        The GPU's name, or the CPU's architecture, core count and torch thread count.
-    """
-    import os
-    import platform
-
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return (
-        f"CPU {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{torch.get_num_threads()} torch threads"
-    )
-
-
 def _caller_stacklevel() -> int:
     """Stack level of the first frame outside stainstyle and scikit-learn, for warnings."""
     import os
