@@ -24,6 +24,7 @@ from types import ModuleType
 import numpy as np
 
 from stainstyle.data.images import _composite_on_white
+from stainstyle.wsi._values import mpp_pair, positive
 
 logger = logging.getLogger(__name__)
 
@@ -61,21 +62,6 @@ def import_optional(name: str) -> ModuleType:
         ) from error
 
 
-def _positive(value) -> float | None:
-    """``value`` as a positive finite float, or None when absent or not one."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
-def _mpp_pair(x, y) -> tuple[float, float] | None:
-    """Microns per pixel from two property values; None unless both are usable."""
-    x, y = _positive(x), _positive(y)
-    return None if x is None or y is None else (x, y)
-
-
 def _to_rgb(pixels: np.ndarray) -> np.ndarray:
     """uint8 (h, w, C) with C in {1, 3, 4} as uint8 RGB; alpha composited onto white."""
     channels = pixels.shape[-1]
@@ -87,17 +73,10 @@ def _to_rgb(pixels: np.ndarray) -> np.ndarray:
 
 
 class TiffSlideBackend:
-    """A slide read with tiffslide (tifffile and zarr): SVS, generic tiled TIFF, OME-TIFF.
+    """The file at ``path`` read with tiffslide (tifffile and zarr): SVS, generic and OME-TIFF.
 
-    Parameters
-    ----------
-    path : str
-        The file.
-
-    Raises
-    ------
-    BackendError
-        When tiffslide cannot open it or the file fails the checks of :meth:`_check_pages`.
+    Opening raises :class:`BackendError` when tiffslide cannot open the file or it fails the
+    checks of :meth:`_check_pages`.
     """
 
     name = "tiffslide"
@@ -125,8 +104,8 @@ class TiffSlideBackend:
             raise BackendError(f"{type(error).__name__}: {error}") from error
         properties = self._slide.properties
         self.vendor = properties.get("tiffslide.vendor") or "generic-tiff"
-        self.mpp = _mpp_pair(properties.get("tiffslide.mpp-x"), properties.get("tiffslide.mpp-y"))
-        self.objective_power = _positive(properties.get("tiffslide.objective-power"))
+        self.mpp = mpp_pair((properties.get("tiffslide.mpp-x"), properties.get("tiffslide.mpp-y")))
+        self.objective_power = positive(properties.get("tiffslide.objective-power"))
         self.properties = {k: str(v) for k, v in properties.items() if v is not None}
 
     def _load(self, file_size: int) -> np.ndarray:
@@ -183,19 +162,10 @@ class TiffSlideBackend:
 
 
 class OpenSlideBackend:
-    """A slide read with OpenSlide: every vendor format (NDPI, MRXS, SCN, BIF, ...).
+    """The file at ``path`` read with OpenSlide: every vendor format (NDPI, MRXS, SCN, ...).
 
-    After its first read error an OpenSlide handle refuses every later read; the error says so.
-
-    Parameters
-    ----------
-    path : str
-        The file.
-
-    Raises
-    ------
-    BackendError
-        When OpenSlide cannot open it.
+    Opening raises :class:`BackendError` when OpenSlide cannot open the file. After its first
+    read error an OpenSlide handle refuses every later read; the error says so.
     """
 
     name = "openslide"
@@ -211,8 +181,8 @@ class OpenSlideBackend:
             raise BackendError(f"{type(error).__name__}: {error}") from error
         for level in range(len(self.level_dimensions)):
             tile = (
-                _positive(properties.get(f"openslide.level[{level}].tile-width")) or 0,
-                _positive(properties.get(f"openslide.level[{level}].tile-height")) or 0,
+                positive(properties.get(f"openslide.level[{level}].tile-width")) or 0,
+                positive(properties.get(f"openslide.level[{level}].tile-height")) or 0,
             )
             if tile[0] * tile[1] > MAX_TILE_PIXELS:
                 self._slide.close()
@@ -221,8 +191,8 @@ class OpenSlideBackend:
                     f"than {MAX_TILE_PIXELS} (absurd header)"
                 )
         self.vendor = properties.get("openslide.vendor")
-        self.mpp = _mpp_pair(properties.get("openslide.mpp-x"), properties.get("openslide.mpp-y"))
-        self.objective_power = _positive(properties.get("openslide.objective-power"))
+        self.mpp = mpp_pair((properties.get("openslide.mpp-x"), properties.get("openslide.mpp-y")))
+        self.objective_power = positive(properties.get("openslide.objective-power"))
         self.properties = dict(properties)
 
     def read(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:

@@ -32,13 +32,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stainstyle.data.images import file_kind, missing_reason
+from stainstyle.data.images import ImageReadError, file_kind, missing_reason
 from stainstyle.wsi._backends import (
     BackendError,
     OpenSlideBackend,
     TiffSlideBackend,
     detect_vendor,
 )
+from stainstyle.wsi._values import is_integer, mpp_pair, positive
 
 logger = logging.getLogger(__name__)
 
@@ -66,38 +67,15 @@ MPP_TOLERANCE = 0.02
 _BACKENDS = {"tiffslide": TiffSlideBackend, "openslide": OpenSlideBackend}
 
 
-class _SlideProblem:
-    """The ``(path, reason)`` pair of the slide errors; the message is ``"{path}: {reason}"``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):
-        return type(self), (self.path, self.reason)
-
-
-class SlideReadError(_SlideProblem, OSError):
+class SlideReadError(ImageReadError):
     """A slide file is missing, empty, unsupported, corrupt or truncated.
 
-    Parameters
-    ----------
-    path : str or path-like
-        The file.
-    reason : str
-        What is wrong with it.
-
-    Attributes
-    ----------
-    path : str
-        The file, as given.
-    reason : str
-        What is wrong with it; the message is ``"{path}: {reason}"``.
+    An :class:`~stainstyle.data.images.ImageReadError` (so an ``OSError``): ``path`` and
+    ``reason`` as there, the message ``"{path}: {reason}"``.
     """
 
 
-class SlideRequestError(_SlideProblem, ValueError):
+class SlideRequestError(ValueError):
     """A request does not fit a slide: no such level, an impossible mpp, a region too large.
 
     Parameters
@@ -114,6 +92,13 @@ class SlideRequestError(_SlideProblem, ValueError):
     reason : str
         What does not fit; the message is ``"{path}: {reason}"``.
     """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path, self.reason = os.fspath(path), reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        return type(self), (self.path, self.reason)
 
 
 class Slide:
@@ -435,7 +420,7 @@ class Slide:
             ) from None
 
     def _check_level(self, level) -> int:
-        if isinstance(level, bool) or not isinstance(level, (int, np.integer)):
+        if not is_integer(level):
             raise SlideRequestError(self.path, f"level: expected an integer, got {level!r}")
         if not 0 <= level < self.level_count:
             raise SlideRequestError(
@@ -468,18 +453,13 @@ class Slide:
 
     def _integers(self, name: str, values, count: int) -> tuple[int, ...]:
         values = tuple(values)
-        if len(values) != count or not all(
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values
-        ):
+        if len(values) != count or not all(map(is_integer, values)):
             raise SlideRequestError(self.path, f"{name}: expected {count} integers, got {values!r}")
         return tuple(int(v) for v in values)
 
     def _positive(self, name: str, value) -> float:
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            number = math.nan
-        if not (math.isfinite(number) and number > 0):
+        number = positive(value)
+        if number is None:
             raise SlideRequestError(
                 self.path, f"{name}: expected a positive finite number, got {value!r}"
             )
@@ -518,18 +498,12 @@ def _check_file(path: Path) -> None:
 
 def _check_mpp(path: Path, mpp) -> tuple[float, float] | None:
     """The ``mpp`` argument of :func:`open_slide` as ``(x, y)``, validated."""
-    if mpp is None:
-        return None
-    pair = (mpp, mpp) if np.ndim(mpp) == 0 else tuple(mpp)
-    try:
-        values = tuple(float(v) for v in pair)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+    pair = None if mpp is None else mpp_pair(mpp)
+    if mpp is not None and pair is None:
         raise SlideRequestError(
             path, f"mpp: expected a positive number or (x, y) pair, got {mpp!r}"
         )
-    return values
+    return pair
 
 
 def _backend_order(path: Path, backend: str | None) -> list[str]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stainstyle.wsi._values import is_integer, positive
 from stainstyle.wsi.reader import MPP_TOLERANCE, Slide, SlideRequestError, open_slide
 from stainstyle.wsi.tissue import TissueMask, slide_tissue_mask
 
@@ -321,7 +322,7 @@ def sample_tiles(
     sources = [slides] if isinstance(slides, (Slide, str, os.PathLike)) else list(slides)
     if not sources:
         raise ValueError("slides: expected at least one slide, got none")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    if not is_integer(n) or n < 1:
         raise ValueError(f"n: expected a positive integer, got {n!r}")
     rng = np.random.default_rng(random_state)
     with contextlib.ExitStack() as stack:
@@ -383,18 +384,16 @@ def _opened(slide: Slide | str | os.PathLike) -> Iterator[Slide]:
 
 def _integer(path, name: str, value, low: int) -> int:
     """``value`` as an int of at least ``low``, or an error naming the slide."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    if not is_integer(value) or value < low:
         raise SlideRequestError(path, f"{name}: expected an integer >= {low}, got {value!r}")
     return int(value)
 
 
 def _fraction(path, value, *, zero: bool) -> float:
     """``min_tissue`` as a float in [0, 1] (``zero``) or (0, 1], or an error naming the slide."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and (number >= 0 if zero else number > 0) and number <= 1):
+    is_zero = isinstance(value, (int, float, np.number)) and value == 0
+    number = 0.0 if zero and is_zero else positive(value)
+    if number is None or number > 1:
         interval = "[0, 1]" if zero else "(0, 1]"
         raise SlideRequestError(path, f"min_tissue: expected a value in {interval}, got {value!r}")
     return number

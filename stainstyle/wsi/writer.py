@@ -39,6 +39,7 @@ import numpy as np
 from stainstyle._atomic import atomic_path
 from stainstyle._version import __version__
 from stainstyle.wsi._backends import import_optional
+from stainstyle.wsi._values import is_integer, mpp_pair, positive
 
 logger = logging.getLogger(__name__)
 
@@ -312,9 +313,9 @@ def _layout(path, size, tile_size, compression, jpeg_quality, mpp, magnification
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
     values = tuple(size)
-    if len(values) != 2 or not all(_is_int(v) and v >= 1 for v in values):
+    if len(values) != 2 or not all(is_integer(v) and v >= 1 for v in values):
         raise ValueError(f"{path}: size: expected (width, height), positive integers, got {size!r}")
-    if not (_is_int(tile_size) and 16 <= tile_size <= 4096 and tile_size % 16 == 0):
+    if not (is_integer(tile_size) and 16 <= tile_size <= 4096 and tile_size % 16 == 0):
         raise ValueError(
             f"{path}: tile_size: expected a multiple of 16 in [16, 4096], got {tile_size!r}"
         )
@@ -322,14 +323,14 @@ def _layout(path, size, tile_size, compression, jpeg_quality, mpp, magnification
         raise ValueError(
             f"{path}: compression: expected one of {sorted(COMPRESSIONS)}, got {compression!r}"
         )
-    if not (_is_int(jpeg_quality) and 1 <= jpeg_quality <= 100):
+    if not (is_integer(jpeg_quality) and 1 <= jpeg_quality <= 100):
         raise ValueError(
             f"{path}: jpeg_quality: expected an integer in [1, 100], got {jpeg_quality!r}"
         )
-    pair = None if mpp is None else ((mpp, mpp) if np.ndim(mpp) == 0 else tuple(mpp))
-    if pair is not None and (len(pair) != 2 or not all(_is_positive(v) for v in pair)):
+    pair = None if mpp is None else mpp_pair(mpp)
+    if mpp is not None and pair is None:
         raise ValueError(f"{path}: mpp: expected a positive number or (x, y) pair, got {mpp!r}")
-    if magnification is not None and not _is_positive(magnification):
+    if magnification is not None and positive(magnification) is None:
         raise ValueError(
             f"{path}: magnification: expected a positive number, got {magnification!r}"
         )
@@ -339,20 +340,9 @@ def _layout(path, size, tile_size, compression, jpeg_quality, mpp, magnification
         int(tile_size),
         compression,
         int(jpeg_quality),
-        None if pair is None else (float(pair[0]), float(pair[1])),
+        pair,
         None if magnification is None else float(magnification),
     )
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_positive(value) -> bool:
-    try:
-        return math.isfinite(float(value)) and float(value) > 0
-    except (TypeError, ValueError):
-        return False
 
 
 def _level_files(folder: Path, levels: list[tuple[int, int]]) -> list[_LevelFile]:
