@@ -20,6 +20,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from types import ModuleType
+from xml.etree import ElementTree
 
 import numpy as np
 
@@ -104,7 +105,9 @@ class TiffSlideBackend:
             raise BackendError(f"{type(error).__name__}: {error}") from error
         properties = self._slide.properties
         self.vendor = properties.get("tiffslide.vendor") or "generic-tiff"
-        self.mpp = mpp_pair((properties.get("tiffslide.mpp-x"), properties.get("tiffslide.mpp-y")))
+        self.mpp = mpp_pair(
+            (properties.get("tiffslide.mpp-x"), properties.get("tiffslide.mpp-y"))
+        ) or _ome_mpp(self._slide.ts_tifffile)
         self.objective_power = positive(properties.get("tiffslide.objective-power"))
         self.properties = {k: str(v) for k, v in properties.items() if v is not None}
 
@@ -159,6 +162,28 @@ class TiffSlideBackend:
     def close(self) -> None:
         """Release the file."""
         self._slide.close()
+
+
+#: Microns per unit of the OME ``PhysicalSize`` units read (the OME default is the micron).
+_OME_UNITS = {"µm": 1.0, "um": 1.0, "nm": 1e-3, "mm": 1e3}
+
+
+def _ome_mpp(tiff) -> tuple[float, float] | None:
+    """Microns per pixel from the OME-XML of an OME-TIFF's first image, or None."""
+    if not tiff.is_ome:
+        return None
+    try:
+        pixels = ElementTree.fromstring(tiff.ome_metadata).find(".//{*}Pixels")
+    except ElementTree.ParseError:
+        return None
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in ("X", "Y"):
+        scale = _OME_UNITS.get(pixels.get(f"PhysicalSize{axis}Unit", "µm"))
+        size = positive(pixels.get(f"PhysicalSize{axis}"))
+        sizes.append(None if scale is None or size is None else size * scale)
+    return mpp_pair(sizes)
 
 
 class OpenSlideBackend:

@@ -243,3 +243,24 @@ def test_a_closed_slide_says_so(pyramid):
     with pytest.raises(SlideReadError, match="the slide is closed"):
         slide.read_level(0, (0, 0, 10, 10))
     slide.close()  # twice is fine
+
+
+def test_an_ome_tiff_pyramid_in_subifds_opens_with_tiffslide(tmp_path):
+    import tifffile
+
+    levels = reference_pyramid(mosaic(1300, 900, seed=2), 256)
+    path = tmp_path / "slide.ome.tif"
+    metadata = {"axes": "YXS", "PhysicalSizeX": 250, "PhysicalSizeXUnit": "nm"}
+    metadata |= {"PhysicalSizeY": 0.25, "PhysicalSizeYUnit": "µm"}
+    options = {"tile": (256, 256), "photometric": "rgb", "compression": "zlib"}
+    with tifffile.TiffWriter(path, bigtiff=True, ome=True) as tiff:
+        tiff.write(levels[0], subifds=len(levels) - 1, metadata=metadata, **options)
+        for level in levels[1:]:
+            tiff.write(level, subfiletype=1, **options)
+    with open_slide(path) as slide:
+        assert slide.backend == "tiffslide"
+        assert slide.mpp == pytest.approx((0.25, 0.25))  # from the OME-XML
+        assert slide.level_count == 4
+        for index, expected in enumerate(levels):
+            box = (0, 0, expected.shape[1], expected.shape[0])
+            np.testing.assert_array_equal(slide.read_level(index, box), expected)
