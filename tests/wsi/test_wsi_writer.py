@@ -248,8 +248,8 @@ _MEMORY_SCRIPT = textwrap.dedent(
             return next(int(line.split()[1]) for line in f if line.startswith(field)) // 1024
 
     width, height, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    tile = np.random.default_rng(0).integers(100, 230, (256, 256, 3), dtype=np.uint8)
-    row = np.ascontiguousarray(np.tile(tile, (1, -(-width // 256), 1))[:, :width])
+    blocks = np.random.default_rng(0).integers(100, 230, (32, -(-width // 8), 3), dtype=np.uint8)
+    row = np.ascontiguousarray(blocks.repeat(8, axis=0).repeat(8, axis=1)[:, :width])
     rows = (row[: min(256, height - y)] for y in range(0, height, 256))
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # the peak resident size (VmHWM) starts again from the current size
@@ -266,7 +266,7 @@ def test_memory_does_not_grow_with_the_slide_height(tmp_path):
     script = tmp_path / "measure.py"
     script.write_text(_MEMORY_SCRIPT)
     growth = {}
-    for height in (1024, 16384):  # 12 MB and 200 MB of level-0 pixels
+    for height in (1024, 16384):  # 12 MB and 200 MB of level-0 pixels, each in a new process
         out = tmp_path / f"{height}.tif"
         growth[height] = int(run_python([script, 4096, height, out], cwd=ROOT).split()[-1])
         with open_slide(out) as slide:
