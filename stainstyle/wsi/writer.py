@@ -206,7 +206,7 @@ class _LevelFile:
             os.unlink(self.path)
 
     def _store(self, reduced: np.ndarray) -> None:
-        self._file.write(reduced.tobytes())
+        self._file.write(np.ascontiguousarray(reduced).data)  # no copy: cv2 output is contiguous
         self.rows += len(reduced)
         if self.below is not None:
             self.below.add(reduced)
