@@ -174,7 +174,8 @@ def remove_stale_temporaries(folder: str | os.PathLike, recursive: bool = False)
             if old or not _process_alive(int(match["pid"])):
                 if stat.S_ISDIR(info.st_mode):
                     shutil.rmtree(candidate, ignore_errors=True)
-                    subfolders.remove(name)  # not walked into
+                    if name in subfolders:  # listed as a file when not recursive
+                        subfolders.remove(name)  # not walked into
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         candidate.unlink()
