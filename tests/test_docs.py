@@ -28,6 +28,7 @@ PACKAGES = (
     "stainstyle.sst",
     "stainstyle.hub",
     "stainstyle.registry",
+    "stainstyle.wsi",
     "stainstyle.metrics",
 )
 
