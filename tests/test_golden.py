@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from _support import read_rgb
 from PIL import Image
 from safetensors.numpy import load_file
@@ -43,8 +44,20 @@ def _write_tiles(folder: Path, tiles: np.ndarray) -> None:
 
 @pytest.fixture(scope="module")
 def observed(tmp_path_factory) -> dict[str, np.ndarray]:
-    """Outputs and saved tensors of every method, run through the command line."""
-    base = tmp_path_factory.mktemp("golden")
+    """Outputs and saved tensors of every method, run through the command line.
+
+    Torch runs on one thread here: how a convolution splits its sums depends on the thread
+    count, and the trained weights with it.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _observe(tmp_path_factory.mktemp("golden"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _observe(base: Path) -> dict[str, np.ndarray]:
     target, _ = make_tiles(8, "radboud", size=128, seed=0)
     source, _ = make_tiles(2, "utrecht", size=128, seed=1)
     _write_tiles(base / "target", target)
