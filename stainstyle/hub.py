@@ -105,7 +105,7 @@ class NormalizerHubMixin(ModelHubMixin):
     """Save, load and share fitted normalizers; inherited by every ``StainNormalizer``.
 
     Built on :class:`huggingface_hub.ModelHubMixin`, which provides the Hub download, cache
-    and upload logic; this class defines the folder format (see the module docstring).
+    and upload logic; this class saves and loads the folder format of the module docstring.
 
     See Also
     --------
@@ -317,6 +317,11 @@ class NormalizerHubMixin(ModelHubMixin):
 
     @classmethod
     def _from_pretrained(cls, *, model_id: str, **kwargs: Any):
+        """Load from a folder, or from one snapshot of a Hub repository (the mixin's hook).
+
+        ``kwargs`` holds the download options of :meth:`from_pretrained` and the constructor
+        overrides.
+        """
         download = {option: kwargs.pop(option) for option in _DOWNLOAD_OPTIONS}
         if os.path.isdir(model_id):
             folder = model_id
