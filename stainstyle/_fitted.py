@@ -23,10 +23,11 @@ arguments with the same specifications. Two more class attributes complete a dec
     checkpoint folder, a device): they are saved as their defaults and a loaded model gets the
     defaults unless the caller passes them.
 
-Every specification has a ``storage`` (where :func:`stainstyle.hub.fitted_state` puts such a
-value: ``"fitted"`` for JSON values, ``"arrays"`` for ndarrays, ``"modules"`` for torch modules)
-and a ``problem(value)`` method that returns None for a valid value, else a short description of
-what is wrong, for the caller to prefix with the attribute or file it checked.
+Every specification is a :class:`FittedSpec`: it has a ``storage`` (where
+:func:`stainstyle.hub.fitted_state` puts such a value: ``"fitted"`` for JSON values,
+``"arrays"`` for ndarrays, ``"modules"`` for torch modules) and a ``problem(value)`` method that
+returns None for a valid value, else a short description of what is wrong, for the caller to
+prefix with the attribute or file it checked.
 """
 
 from __future__ import annotations
@@ -54,8 +55,39 @@ def _bounds_problem(
     return None
 
 
+class FittedSpec:
+    """Base of the specifications: where a fitted value is saved, and what makes it invalid.
+
+    Attributes
+    ----------
+    storage : {"fitted", "arrays", "modules"}
+        Where :func:`stainstyle.hub.fitted_state` puts such a value.
+    """
+
+    storage: ClassVar[str]
+
+    def problem(self, value: Any) -> str | None:
+        """Describe what makes ``value`` invalid.
+
+        Parameters
+        ----------
+        value : object
+            Candidate attribute value, as fitted or as read from a saved model; for a
+            :class:`FittedModule`, the module's ``state_dict`` (mapping of str to torch.Tensor).
+
+        Returns
+        -------
+        str or None
+            None when ``value`` is valid.
+        """
+        return self._problem(value)
+
+    def _problem(self, value: Any) -> str | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 @dataclass(frozen=True)
-class FittedArray:
+class FittedArray(FittedSpec):
     """A fitted ``numpy.ndarray`` of fixed shape.
 
     Parameters
@@ -88,19 +120,7 @@ class FittedArray:
     maximum_abs: float | None = None
     rule: Callable[[np.ndarray], str | None] | None = None
 
-    def problem(self, value: Any) -> str | None:
-        """Describe what makes ``value`` invalid.
-
-        Parameters
-        ----------
-        value : object
-            Candidate attribute value.
-
-        Returns
-        -------
-        str or None
-            None when ``value`` is valid.
-        """
+    def _problem(self, value: Any) -> str | None:
         if not isinstance(value, np.ndarray):
             return f"expected an ndarray of shape {self.shape}, got {type(value).__name__}"
         if value.shape != self.shape:
@@ -123,7 +143,7 @@ class FittedArray:
 
 
 @dataclass(frozen=True)
-class FittedInt:
+class FittedInt(FittedSpec):
     """A fitted Python ``int`` (not a bool), saved as JSON.
 
     Parameters
@@ -140,19 +160,7 @@ class FittedInt:
     maximum: int
     power_of_two: bool = False
 
-    def problem(self, value: Any) -> str | None:
-        """Describe what makes ``value`` invalid.
-
-        Parameters
-        ----------
-        value : object
-            Candidate attribute value.
-
-        Returns
-        -------
-        str or None
-            None when ``value`` is valid.
-        """
+    def _problem(self, value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected an int, got {type(value).__name__} {_short(value)}"
         if not self.minimum <= value <= self.maximum:
@@ -163,31 +171,19 @@ class FittedInt:
 
 
 @dataclass(frozen=True)
-class FittedBool:
+class FittedBool(FittedSpec):
     """A fitted ``bool``, saved as JSON."""
 
     storage: ClassVar[str] = "fitted"
 
-    def problem(self, value: Any) -> str | None:
-        """Describe what makes ``value`` invalid.
-
-        Parameters
-        ----------
-        value : object
-            Candidate attribute value.
-
-        Returns
-        -------
-        str or None
-            None when ``value`` is valid.
-        """
+    def _problem(self, value: Any) -> str | None:
         if not isinstance(value, bool):
             return f"expected a bool, got {type(value).__name__} {_short(value)}"
         return None
 
 
 @dataclass(frozen=True)
-class FittedRecords:
+class FittedRecords(FittedSpec):
     """A fitted list of records (dicts of str to number or None), saved as JSON.
 
     Training histories: the numbers may be non-finite (a PSNR of a perfect reconstruction is
@@ -196,19 +192,7 @@ class FittedRecords:
 
     storage: ClassVar[str] = "fitted"
 
-    def problem(self, value: Any) -> str | None:
-        """Describe what makes ``value`` invalid.
-
-        Parameters
-        ----------
-        value : object
-            Candidate attribute value.
-
-        Returns
-        -------
-        str or None
-            None when ``value`` is valid.
-        """
+    def _problem(self, value: Any) -> str | None:
         if not isinstance(value, list):
             return f"expected a list of records, got {type(value).__name__}"
         if len(value) > MAX_RECORDS:
@@ -228,31 +212,19 @@ class FittedRecords:
 
 
 @dataclass(frozen=True)
-class FittedUnsaved:
+class FittedUnsaved(FittedSpec):
     """A fitted object that is not saved (a trained classifier): saved as null, loaded as None."""
 
     storage: ClassVar[str] = "fitted"
 
-    def problem(self, value: Any) -> str | None:
-        """Describe what makes a loaded ``value`` invalid.
-
-        Parameters
-        ----------
-        value : object
-            Candidate attribute value, as read from a saved model.
-
-        Returns
-        -------
-        str or None
-            None when ``value`` is None.
-        """
+    def _problem(self, value: Any) -> str | None:
         if value is not None:
             return f"expected null (this attribute is never saved), got {_short(value)}"
         return None
 
 
 @dataclass(frozen=True)
-class FittedModule:
+class FittedModule(FittedSpec):
     """A fitted ``torch.nn.Module``, rebuilt by the estimator's ``_build_modules()``.
 
     Its architecture is checked against the saved tensors by building it on the ``meta`` device;
@@ -269,19 +241,7 @@ class FittedModule:
 
     maximum_abs: float = 1e8
 
-    def problem(self, value: Mapping[str, Any]) -> str | None:
-        """Describe what makes a ``state_dict`` invalid.
-
-        Parameters
-        ----------
-        value : mapping of str to torch.Tensor
-            The module's tensors.
-
-        Returns
-        -------
-        str or None
-            None when every floating-point tensor is finite and within ``maximum_abs``.
-        """
+    def _problem(self, value: Mapping[str, Any]) -> str | None:
         import torch
 
         for key, tensor in value.items():
@@ -296,9 +256,6 @@ class FittedModule:
                 )
         return None
 
-
-#: Any of the specifications.
-FittedSpec = FittedArray | FittedInt | FittedBool | FittedRecords | FittedUnsaved | FittedModule
 
 #: Specification of the arrays and modules of a class that declares nothing (a custom class
 #: registered with :func:`stainstyle.hub.register_normalizer`): finite floating-point values.

@@ -14,6 +14,47 @@ BASE_TAGS = ("histopathology", "stain-normalization", "h-and-e")
 #: Placeholder used in the usage snippet of a card saved to a local folder.
 LOCAL_PLACEHOLDER = "path/to/this/folder"
 
+#: Body of the card, below its metadata; filled by :func:`render_model_card`.
+_BODY = """
+# {class_name} ({method}) for stainstyle
+
+A fitted `{class_name}` saved with stainstyle {version}. It maps H&E tiles (uint8 RGB) into the
+stain style it was fitted on.
+
+## How to use
+
+```python
+import stainstyle
+
+normalizer = stainstyle.load("{source}")
+normalized = normalizer.transform(tiles)  # uint8 array of shape (N, H, W, 3)
+```
+
+From the command line:
+
+```bash
+stainstyle normalize --model {source} tiles/ --out normalized/
+```
+
+## Parameters
+
+{parameters}
+
+## Training data
+
+{training}
+
+## Benchmark
+
+{results}
+
+## Files
+
+- `config.json`: class, parameters, fitted statistics and the stainstyle version.
+- `model.safetensors`: fitted arrays and network weights. Loading reads only JSON and
+  safetensors and never unpickles.
+"""
+
 
 def _table(rows: Mapping[str, Any], header: tuple[str, str]) -> str:
     lines = [f"| {header[0]} | {header[1]} |", "|---|---|"]
@@ -73,50 +114,17 @@ def render_model_card(
         datasets=datasets,
         license=license,
     )
-    source = repo_id or LOCAL_PLACEHOLDER
-    training = training_data or "Not described by the person who saved this model."
-    results = (
-        _table(benchmark, ("metric", "value"))
-        if benchmark
-        else "No benchmark numbers were recorded for this model."
+    body = _BODY.format(
+        class_name=class_name,
+        method=method,
+        version=version,
+        source=repo_id or LOCAL_PLACEHOLDER,
+        parameters=_table(params, ("parameter", "value")) if params else "None.",
+        training=training_data or "Not described by the person who saved this model.",
+        results=(
+            _table(benchmark, ("metric", "value"))
+            if benchmark
+            else "No benchmark numbers were recorded for this model."
+        ),
     )
-    body = f"""
-# {class_name} ({method}) for stainstyle
-
-A fitted `{class_name}` saved with stainstyle {version}. It maps H&E tiles (uint8 RGB) into the
-stain style it was fitted on.
-
-## How to use
-
-```python
-import stainstyle
-
-normalizer = stainstyle.load("{source}")
-normalized = normalizer.transform(tiles)  # uint8 array of shape (N, H, W, 3)
-```
-
-From the command line:
-
-```bash
-stainstyle normalize --model {source} tiles/ --out normalized/
-```
-
-## Parameters
-
-{_table(params, ("parameter", "value")) if params else "None."}
-
-## Training data
-
-{training}
-
-## Benchmark
-
-{results}
-
-## Files
-
-- `config.json`: class, parameters, fitted statistics and the stainstyle version.
-- `model.safetensors`: fitted arrays and network weights. Loading reads only JSON and
-  safetensors and never unpickles.
-"""
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")

@@ -284,9 +284,9 @@ def write_model_file(folder: Path, config, tensors: dict, digest: bool = True) -
 
     if not isinstance(config, str):
         if digest and isinstance(config, dict):
-            from stainstyle.hub import _content_digest
+            from stainstyle._persistence.capture import content_digest
 
-            config = {**config, "content_sha256": _content_digest(config, tensors)}
+            config = {**config, "content_sha256": content_digest(config, tensors)}
         config = json.dumps(config)
     metadata = {"stainstyle_config": config}
     save_file(tensors, str(Path(folder) / "model.safetensors"), metadata=metadata)

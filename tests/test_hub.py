@@ -639,12 +639,12 @@ def test_from_reference_refuses_zero_stain_vectors():
 
 
 def test_every_fitted_attribute_of_each_method_is_declared(target_tiles):
-    from stainstyle.hub import _fitted_names
+    from stainstyle._persistence.capture import fitted_names
 
     for method in sorted(BUILTIN_METHODS):
         estimator = _fitted(method, target_tiles[:, :32, :32] if method == "sst" else target_tiles)
         declared = type(estimator)._fitted_attributes
-        assert set(_fitted_names(estimator)) == set(declared), method
+        assert set(fitted_names(estimator)) == set(declared), method
         params = set(estimator.get_params())
         assert set(type(estimator)._fit_dependent_params) <= params, method
         assert set(type(estimator)._machine_local_params) <= params, method
