@@ -8,6 +8,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -33,7 +34,14 @@ from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
-from stainstyle.sst.train import TrainConfig, make_modules, make_pairs, train
+from stainstyle.sst.train import (
+    GANModules,
+    TrainConfig,
+    make_modules,
+    make_pairs,
+    split_pairs,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -320,74 +328,55 @@ class StainStyleTransfer(StainNormalizer):
         return getattr(PRESETS[self.preset], name) if value is None else value
 
     def _train(self, tiles: Tiles, y: Any, extra_epochs: int | None) -> None:
-        """Train; ``extra_epochs=None`` means up to ``max_epochs`` in total (fresh or resumed)."""
-        device = resolve_device(self.device)
-        preset = PRESETS[self.preset]
-        if preset.needs_gpu and device.type != "cuda":
-            message = (
-                f"preset={self.preset!r} is sized for a GPU (FusionNet width "
-                f"{preset.width}, {preset.crop_size} px crops) but training runs on {device}; "
-                "expect hours per epoch. Use preset='cpu' on a machine without CUDA."
-            )
-            logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=_caller_stacklevel())
-        continuing = hasattr(self, "generator_")
-        if not continuing:
-            min_side = min(min(img.shape[:2]) for img in tiles.images)
-            crop = min(self._preset_value("crop_size"), min_side)
-            if crop < 8:
-                raise ValueError(f"X: tiles must be at least 8x8 pixels, got a side of {min_side}")
-            self.width_ = self._preset_value("width")
-            self.depth_ = self._preset_value("depth")
-            self.crop_size_ = 2 ** int(np.floor(np.log2(crop)))
-            self.disc_width_ = preset.disc_width
-        config = self._train_config()
-        images = list(tiles.images)
-        grays = [gray_normalize(img) for img in images]
-        pairs = make_pairs(images, grays)
-        split = np.random.default_rng(self.random_state).permutation(len(pairs))
-        n_val = int(round(self.validation_fraction * len(pairs))) if len(pairs) > 1 else 0
-        n_val = min(n_val, len(pairs) - 1)
-        validation = [pairs[i] for i in split[:n_val]]
-        training = [pairs[i] for i in split[n_val:]]
-        feature_loss = self._feature_loss(tiles, y, device)
+        """Train; ``extra_epochs=None`` means up to ``max_epochs`` in total (fresh or resumed).
 
-        if continuing and hasattr(self, "_modules"):
-            modules, state = self._modules, self._state
-            modules.feature_loss = feature_loss
-        elif continuing:
-            # Loaded from disk: the networks are back, the optimizer moments were not saved.
-            modules = make_modules(
-                self.generator_, self.discriminator_, feature_loss, config, device
-            )
-            state = TrainState(
-                epoch=self.epoch_,
-                history=list(self.history_),
-                rng=np.random.default_rng([self.random_state, self.epoch_]),
-            )
-        else:
-            built = build_seeded(self._build_modules, self.random_state)
-            modules = make_modules(
-                built["generator_"], built["discriminator_"], feature_loss, config, device
-            )
-            state = TrainState.start(self.random_state)
-            if self.resume and self.checkpoint_dir is not None:
-                restored = load_checkpoint(self.checkpoint_dir, modules, device)
-                if restored is not None:
-                    logger.info("resuming from epoch %d in %s", restored.epoch, self.checkpoint_dir)
-                    state = restored
+        A fresh model takes its network sizes from the tiles first, since the networks are built
+        from them; a fitted one keeps its sizes and continues.
+        """
+        device = resolve_device(self.device)
+        self._warn_if_sized_for_gpu(device)
+        if not hasattr(self, "generator_"):
+            self.width_, self.depth_, self.crop_size_, self.disc_width_ = self._network_sizes(tiles)
+        config = self._train_config()
+        grays = [gray_normalize(img) for img in tiles.images]
+        pairs = make_pairs(list(tiles.images), grays)
+        training, validation = split_pairs(pairs, self.validation_fraction, self.random_state)
+        feature_loss, classifier = self._feature_loss(tiles, y, device)
+        modules, state = self._start(feature_loss, config, device)
         end_epoch = (
             self._preset_value("max_epochs") if extra_epochs is None else state.epoch + extra_epochs
         )
         train(modules, training, config, state, end_epoch, device=device, validation=validation)
-        modules.feature_loss = None  # keep no classifier copy on the fitted estimator
-        self._modules, self._state = modules, state
-        self.generator_ = modules.generator.eval()
-        self.discriminator_ = modules.discriminator.eval()
-        self.epoch_ = state.epoch
-        self.history_ = list(state.history)
-        self.n_tiles_fit_ = len(tiles)
-        self.gray_histogram_ = _gray_counts(grays)
+        self._store_fitted(modules, state, feature_loss is not None, classifier, tiles, grays)
+
+    def _warn_if_sized_for_gpu(self, device: torch.device) -> None:
+        """Warn when the preset is made for a GPU and training runs elsewhere."""
+        preset = PRESETS[self.preset]
+        if preset.needs_gpu and device.type != "cuda":
+            warnings.warn(
+                f"preset={self.preset!r} is sized for a GPU (FusionNet width "
+                f"{preset.width}, {preset.crop_size} px crops) but training runs on {device}; "
+                "expect hours per epoch. Use preset='cpu' on a machine without CUDA.",
+                UserWarning,
+                stacklevel=_caller_stacklevel(),
+            )
+
+    def _network_sizes(self, tiles: Tiles) -> tuple[int, int, int, int]:
+        """FusionNet width and depth, crop size and discriminator width for a fresh model.
+
+        The crop is the requested one reduced to the largest power of two that fits in the
+        smallest tile.
+        """
+        min_side = min(min(img.shape[:2]) for img in tiles.images)
+        crop = min(self._preset_value("crop_size"), min_side)
+        if crop < 8:
+            raise ValueError(f"X: tiles must be at least 8x8 pixels, got a side of {min_side}")
+        return (
+            self._preset_value("width"),
+            self._preset_value("depth"),
+            2 ** int(np.floor(np.log2(crop))),
+            PRESETS[self.preset].disc_width,
+        )
 
     def _train_config(self) -> TrainConfig:
         return TrainConfig(
@@ -403,26 +392,20 @@ class StainStyleTransfer(StainNormalizer):
             checkpoint_dir=self.checkpoint_dir,
         )
 
-    def _feature_loss(self, tiles: Tiles, y: Any, device) -> FeaturePreservingLoss | None:
-        """The feature-preserving loss from ``classifier``, ``classifier_`` or ``(X, y)``."""
-        if not hasattr(self, "classifier_"):
-            self.classifier_ = None
-        self.feature_loss_ = False
+    def _feature_loss(
+        self, tiles: Tiles, y: Any, device: torch.device
+    ) -> tuple[FeaturePreservingLoss | None, TileClassifier | None]:
+        """The feature-preserving loss from ``classifier``, ``classifier_`` or ``(X, y)``.
+
+        Returns the loss (None when it is off) and the value ``classifier_`` takes: the classifier
+        trained here on ``(X, y)``, else the one an earlier fit trained, else None.
+        """
+        trained = getattr(self, "classifier_", None)
         if self.lambda_fp == 0:
-            return None
-        classifier = self.classifier if self.classifier is not None else self.classifier_
+            return None, trained
+        classifier = self.classifier if self.classifier is not None else trained
         if classifier is None and y is not None:
-            preset = PRESETS[self.preset]
-            logger.info(
-                "training a %s classifier for the feature-preserving loss", preset.classifier_arch
-            )
-            classifier = self.classifier_ = TileClassifier(
-                arch=preset.classifier_arch,
-                epochs=preset.classifier_epochs,
-                device=self.device,
-                random_state=self.random_state,
-                verbose=self.verbose,
-            ).fit(list(tiles.images), y)
+            classifier = trained = self._train_classifier(tiles, y)
         if classifier is None:
             warnings.warn(
                 "StainStyleTransfer: no classifier and no labels y were given, so the "
@@ -432,10 +415,76 @@ class StainStyleTransfer(StainNormalizer):
                 FeatureLossDisabledWarning,
                 stacklevel=_caller_stacklevel(),
             )
-            return None
+            return None, trained
         check_is_fitted(classifier)
-        self.feature_loss_ = True
-        return FeaturePreservingLoss(classifier.model_, mode=self.fp_mode).to(device)
+        return FeaturePreservingLoss(classifier.model_, mode=self.fp_mode).to(device), trained
+
+    def _train_classifier(self, tiles: Tiles, y: Any) -> TileClassifier:
+        """The preset's classifier, trained on ``(X, y)`` for the feature-preserving loss."""
+        preset = PRESETS[self.preset]
+        logger.info(
+            "training a %s classifier for the feature-preserving loss", preset.classifier_arch
+        )
+        return TileClassifier(
+            arch=preset.classifier_arch,
+            epochs=preset.classifier_epochs,
+            device=self.device,
+            random_state=self.random_state,
+            verbose=self.verbose,
+        ).fit(list(tiles.images), y)
+
+    def _start(
+        self, feature_loss: FeaturePreservingLoss | None, config: TrainConfig, device: torch.device
+    ) -> tuple[GANModules, TrainState]:
+        """The networks, optimizers and progress that training continues from.
+
+        Three starts: the run of an earlier ``fit`` in this process (networks, optimizer moments
+        and sampler as they were); a model loaded from disk (its networks, fresh optimizer
+        moments, a sampler seeded with the epoch); or fresh networks, replaced by the checkpoint
+        in ``checkpoint_dir`` when ``resume`` is set and there is one.
+        """
+        if hasattr(self, "generator_") and hasattr(self, "_modules"):
+            self._modules.feature_loss = feature_loss
+            return self._modules, self._state
+        if hasattr(self, "generator_"):
+            # Loaded from disk: the networks are back, the optimizer moments were not saved.
+            modules = make_modules(
+                self.generator_, self.discriminator_, feature_loss, config, device
+            )
+            rng = np.random.default_rng([self.random_state, self.epoch_])
+            return modules, TrainState(epoch=self.epoch_, history=list(self.history_), rng=rng)
+        built = build_seeded(self._build_modules, self.random_state)
+        modules = make_modules(
+            built["generator_"], built["discriminator_"], feature_loss, config, device
+        )
+        restored = None
+        if self.resume and self.checkpoint_dir is not None:
+            restored = load_checkpoint(self.checkpoint_dir, modules, device)
+        if restored is None:
+            return modules, TrainState.start(self.random_state)
+        logger.info("resuming from epoch %d in %s", restored.epoch, self.checkpoint_dir)
+        return modules, restored
+
+    def _store_fitted(
+        self,
+        modules: GANModules,
+        state: TrainState,
+        used_feature_loss: bool,
+        classifier: TileClassifier | None,
+        tiles: Tiles,
+        grays: list[np.ndarray],
+    ) -> None:
+        """Set the fitted attributes from a finished run, and keep the run to continue it."""
+        modules.feature_loss = None  # keep no classifier copy on the fitted estimator
+        self._modules, self._state = modules, state
+        self.generator_ = modules.generator.eval()
+        self.discriminator_ = modules.discriminator.eval()
+        self.epoch_ = state.epoch
+        self.history_ = list(state.history)
+        self.feature_loss_ = used_feature_loss
+        self.classifier_ = classifier
+        self.n_tiles_fit_ = len(tiles)
+        self.gray_histogram_ = _gray_counts(grays)
 
     # ------------------------------------------------------------------ transform
     def _group_context(self, tiles: Tiles, members: np.ndarray) -> np.ndarray:

@@ -342,6 +342,9 @@ def train(
 ) -> TrainState:
     """Train until ``state.epoch == end_epoch`` or the time budget runs out.
 
+    After every epoch: its record goes to ``state.history`` (and the log), the checkpoint is
+    written when ``config.checkpoint_dir`` is set, then ``on_epoch_end`` is called.
+
     Parameters
     ----------
     modules : GANModules
@@ -368,56 +371,22 @@ def train(
     if len(pairs) == 0:
         raise ValueError("pairs: expected at least one training tile, got none")
     started = time.monotonic()
-    batch_size = min(config.batch_size, len(pairs))
-    steps_per_epoch = max(1, len(pairs) // batch_size)
     modules.generator.train()
     modules.discriminator.train()
     while state.epoch < end_epoch:
         epoch_start = time.monotonic()
-        order = state.rng.permutation(len(pairs))
-        sums: dict[str, float] = {}
-        bar = tqdm(
-            range(steps_per_epoch),
-            desc=f"StainStyleTransfer epoch {state.epoch + 1}/{end_epoch}",
-            disable=not config.verbose,
-            leave=False,
+        means, steps, out_of_time = _train_epoch(
+            modules, pairs, config, state, end_epoch, device=device, started=started
         )
-        steps = 0
-        out_of_time = False
-        for i in bar:
-            index = order[i * batch_size : (i + 1) * batch_size]
-            gray, color = sample_batch(pairs, index, config, state.rng, device)
-            losses = train_step(modules, gray, color, config)
-            steps += 1
-            state.step += 1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value
-            bar.set_postfix({k: f"{v / steps:.3g}" for k, v in sums.items()})
-            elapsed = time.monotonic() - started
-            if config.time_budget is not None and elapsed > config.time_budget:
-                out_of_time = True
-                break
-        bar.close()
         state.epoch += 1
-        record: dict[str, Any] = {"epoch": state.epoch, "steps": steps}
-        record.update({k: v / steps for k, v in sums.items()})
+        record: dict[str, Any] = {"epoch": state.epoch, "steps": steps, **means}
         if len(validation):
             record["val_psnr"] = reconstruction_psnr(
                 modules.generator, validation, window=config.crop_size, device=device
             )
         record["seconds"] = time.monotonic() - epoch_start
         state.history.append(record)
-        logger.info(
-            "epoch %d/%d: %s",
-            state.epoch,
-            end_epoch,
-            ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
-        )
-        if config.verbose:
-            tqdm.write(
-                f"epoch {state.epoch}/{end_epoch}: "
-                + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-            )
+        _report_epoch(record, end_epoch, config.verbose)
         if config.checkpoint_dir is not None:
             save_checkpoint(config.checkpoint_dir, modules, state, config)
         if on_epoch_end is not None:
@@ -430,6 +399,87 @@ def train(
     modules.generator.eval()
     modules.discriminator.eval()
     return state
+
+
+def _train_epoch(
+    modules: GANModules,
+    pairs: Sequence[np.ndarray],
+    config: TrainConfig,
+    state: TrainState,
+    end_epoch: int,
+    *,
+    device: torch.device,
+    started: float,
+) -> tuple[dict[str, float], int, bool]:
+    """One pass over ``pairs`` in a random order, stopped early when the time budget runs out.
+
+    Parameters
+    ----------
+    modules : GANModules
+        Networks, losses and optimizers (the networks in train mode).
+    pairs : sequence of ndarray of shape (H_i, W_i, 4), dtype uint8
+        Training tiles: gray level, then R, G, B.
+    config : TrainConfig
+        Settings.
+    state : TrainState
+        Progress: ``state.rng`` draws the order and the batches, ``state.step`` counts the steps
+        (``state.epoch`` is left to the caller).
+    end_epoch : int
+        Last epoch of the run, for the progress bar.
+    device : torch.device
+        Training device.
+    started : float
+        ``time.monotonic()`` at the start of the run, from which ``config.time_budget`` counts.
+
+    Returns
+    -------
+    means : dict of str to float
+        Mean losses of the epoch's steps, keyed as by :func:`train_step`.
+    steps : int
+        Steps done (at least one).
+    out_of_time : bool
+        Whether the time budget ran out during the epoch.
+    """
+    batch_size = min(config.batch_size, len(pairs))
+    order = state.rng.permutation(len(pairs))
+    sums: dict[str, float] = {}
+    bar = tqdm(
+        range(max(1, len(pairs) // batch_size)),
+        desc=f"StainStyleTransfer epoch {state.epoch + 1}/{end_epoch}",
+        disable=not config.verbose,
+        leave=False,
+    )
+    steps, out_of_time = 0, False
+    for i in bar:
+        index = order[i * batch_size : (i + 1) * batch_size]
+        gray, color = sample_batch(pairs, index, config, state.rng, device)
+        losses = train_step(modules, gray, color, config)
+        steps += 1
+        state.step += 1
+        for key, value in losses.items():
+            sums[key] = sums.get(key, 0.0) + value
+        bar.set_postfix({k: f"{v / steps:.3g}" for k, v in sums.items()})
+        elapsed = time.monotonic() - started
+        if config.time_budget is not None and elapsed > config.time_budget:
+            out_of_time = True
+            break
+    bar.close()
+    return {k: v / steps for k, v in sums.items()}, steps, out_of_time
+
+
+def _report_epoch(record: dict[str, Any], end_epoch: int, verbose: bool) -> None:
+    """Log an epoch's record; with ``verbose``, also print it under the progress bar."""
+    logger.info(
+        "epoch %d/%d: %s",
+        record["epoch"],
+        end_epoch,
+        ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
+    )
+    if verbose:
+        tqdm.write(
+            f"epoch {record['epoch']}/{end_epoch}: "
+            + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
+        )
 
 
 def make_pairs(tiles: Sequence[np.ndarray], gray: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -447,3 +497,30 @@ def make_pairs(tiles: Sequence[np.ndarray], gray: Sequence[np.ndarray]) -> list[
     list of ndarray of shape (H_i, W_i, 4), dtype uint8
     """
     return [np.concatenate([g[..., None], t], axis=-1) for t, g in zip(tiles, gray, strict=True)]
+
+
+def split_pairs(
+    pairs: Sequence[np.ndarray], fraction: float, seed: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Hold out a random share of the tiles for validation, keeping at least one for training.
+
+    Parameters
+    ----------
+    pairs : sequence of ndarray of shape (H_i, W_i, 4), dtype uint8
+        Tiles as :func:`make_pairs` gives them.
+    fraction : float
+        Share held out, in [0, 1), rounded to whole tiles; a single tile is never held out.
+    seed : int
+        Seed of the random split.
+
+    Returns
+    -------
+    training : list of ndarray of shape (H_i, W_i, 4), dtype uint8
+        At least one tile when ``pairs`` has one.
+    validation : list of ndarray of shape (H_i, W_i, 4), dtype uint8
+        The held-out tiles, possibly none.
+    """
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = int(round(fraction * len(pairs))) if len(pairs) > 1 else 0
+    n_val = min(n_val, len(pairs) - 1)
+    return [pairs[i] for i in order[n_val:]], [pairs[i] for i in order[:n_val]]

@@ -131,9 +131,11 @@ def test_feature_loss_with_labels_trains_classifier(tiles):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
-def test_paper_preset_without_gpu_says_so(tiles):
+def test_paper_preset_without_gpu_says_so(tiles, caplog):
     with pytest.warns(UserWarning, match="sized for a GPU"):
         StainStyleTransfer(preset="paper", **{**TINY, "lambda_fp": 0.0, "max_epochs": 1}).fit(tiles)
+    # Said once: as a warning, not also as a log record.
+    assert not [r for r in caplog.records if "sized for a GPU" in r.getMessage()]
 
 
 def test_presets_resolve_sizes(tiles):

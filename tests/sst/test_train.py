@@ -15,6 +15,7 @@ from stainstyle.sst.train import (
     jitter_gray,
     make_modules,
     make_pairs,
+    split_pairs,
     train,
     train_step,
 )
@@ -161,3 +162,20 @@ def test_time_budget_stops_training():
     config.time_budget = 1e-6
     state = train(modules, pairs, config, TrainState.start(0), 50, device=CPU)
     assert state.epoch == 1 and state.history[0]["steps"] == 1
+
+
+@pytest.mark.parametrize(("n", "fraction", "n_val"), [(10, 0.1, 1), (10, 0.25, 2), (3, 0.9, 2)])
+def test_split_pairs_holds_out_a_seeded_share(n, fraction, n_val):
+    pairs = [np.full((4, 4, 4), i, np.uint8) for i in range(n)]
+    training, validation = split_pairs(pairs, fraction, seed=0)
+    assert len(validation) == n_val and len(training) == n - n_val
+    ids = sorted(int(p[0, 0, 0]) for p in training + validation)
+    assert ids == list(range(n))  # every tile once, in one of the two
+    again = split_pairs(pairs, fraction, seed=0)
+    assert [p[0, 0, 0] for p in again[1]] == [p[0, 0, 0] for p in validation]
+
+
+def test_split_pairs_keeps_a_single_tile_for_training():
+    pair = np.zeros((4, 4, 4), np.uint8)
+    training, validation = split_pairs([pair], 0.5, seed=0)
+    assert len(training) == 1 and validation == []
