@@ -468,18 +468,13 @@ def _train_epoch(
 
 
 def _report_epoch(record: dict[str, Any], end_epoch: int, verbose: bool) -> None:
-    """Log an epoch's record; with ``verbose``, also print it under the progress bar."""
-    logger.info(
-        "epoch %d/%d: %s",
-        record["epoch"],
-        end_epoch,
-        ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch"),
-    )
+    """Report an epoch's record once: under the progress bar with ``verbose``, else in the log."""
+    summary = ", ".join(f"{k}={v:.4g}" for k, v in record.items() if k != "epoch")
+    line = f"epoch {record['epoch']}/{end_epoch}: {summary}"
     if verbose:
-        tqdm.write(
-            f"epoch {record['epoch']}/{end_epoch}: "
-            + ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "epoch")
-        )
+        tqdm.write(line)
+    else:
+        logger.info(line)
 
 
 def make_pairs(tiles: Sequence[np.ndarray], gray: Sequence[np.ndarray]) -> list[np.ndarray]:
