@@ -17,7 +17,7 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
-from _support import as_format1, read_model_file, read_rgb, require_data, write_model_file
+from _support import as_format1, he_tiles, read_model_file, read_rgb, require_data, write_model_file
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import load_file
 from sklearn.base import clone
@@ -706,3 +706,16 @@ def test_a_state_that_loading_would_refuse_is_not_saved(target_tiles, toy_tiles,
     with pytest.raises(ValueError, match=r"ToyNetNormalizer.net_: cannot be saved.*finite"):
         toy.save_pretrained(tmp_path / "toy")
     assert not (tmp_path / "reinhard" / WEIGHTS_NAME).exists()
+
+
+def test_a_big_endian_fitted_array_saves_and_loads(tmp_path):
+    from stainstyle.methods.reinhard import ReinhardNormalizer
+
+    tiles = he_tiles(2, 64, seed=5)
+    model = ReinhardNormalizer().fit(tiles)
+    expected = model.transform(tiles)
+    model.target_means_ = model.target_means_.astype(">f8")
+    model.save_pretrained(tmp_path / "model")
+    loaded = load(tmp_path / "model")
+    assert loaded.target_means_.dtype == np.float64
+    np.testing.assert_array_equal(loaded.transform(tiles), expected)

@@ -125,7 +125,9 @@ def fitted_state(estimator: Any) -> tuple[dict[str, Any], dict[str, Any]]:
             fitted[name] = _json_or_null(estimator, name, value, unsaved)
             continue
         kind, tensor = captured
-        arrays[name] = {"kind": kind, "dtype": str(value.dtype), "shape": list(tensor.shape)}
+        # The recorded dtype is the stored one: numpy arrays are stored in native byte order.
+        dtype = value.dtype if kind == "tensor" else value.dtype.newbyteorder("=")
+        arrays[name] = {"kind": kind, "dtype": str(dtype), "shape": list(tensor.shape)}
         tensors[name] = tensor
     if modules and not hasattr(estimator, "_build_modules"):
         raise TypeError(
