@@ -133,7 +133,7 @@ def make_normalizer(method: str, **params):
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(
-            f"params: {unknown} are not parameters of {cls.__name__}; it takes {sorted(known)}"
+            f"params: {unknown} not parameters of {cls.__name__}; it takes {sorted(known)}"
         )
     return cls(**params)
 

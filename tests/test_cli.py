@@ -284,7 +284,7 @@ def test_benchmark_dispatches_to_the_script_with_its_arguments(tmp_path, monkeyp
         "sys.exit(3)\n"
     )
     (tmp_path / "helper.py").write_text("SUFFIX = '!'\n")  # a sibling module it imports
-    monkeypatch.setattr("stainstyle.cli.BENCHMARKS_DIR", tmp_path)
+    monkeypatch.setattr("stainstyle.cli.benchmark.BENCHMARKS_DIR", tmp_path)
     path_before = list(sys.path)
     assert main(["benchmark", "demo", str(tmp_path / "out.txt"), "--fast", "x"]) == 3
     assert (tmp_path / "out.txt").read_text() == "--fast x!"
@@ -425,7 +425,7 @@ def test_an_unexpected_error_is_one_line_and_exit_1(synthetic, monkeypatch, caps
     def broken(args):
         raise RuntimeError("something nobody planned for")
 
-    monkeypatch.setattr("stainstyle.cli.run_normalize", broken)
+    monkeypatch.setattr("stainstyle.cli.normalize.run", broken)
     assert main(_reinhard(synthetic, synthetic["inputs"])) == EXIT_FAILED
     err = capsys.readouterr().err
     assert "normalize: error: RuntimeError: something nobody planned for (--debug" in err
@@ -435,16 +435,16 @@ def test_an_unexpected_error_is_one_line_and_exit_1(synthetic, monkeypatch, caps
 
 
 def test_a_file_that_fails_alone_does_not_stop_the_run(synthetic, monkeypatch, capsys):
-    import stainstyle.cli
+    import stainstyle.cli.normalize
 
-    original = stainstyle.cli.normalize_images
+    original = stainstyle.cli.normalize.normalize_images
 
     def fail_on_dark(normalizer, images):
         if any(image.mean() < 60 for image in images):
             raise ValueError("cannot model this tile")
         return original(normalizer, images)
 
-    monkeypatch.setattr(stainstyle.cli, "normalize_images", fail_on_dark)
+    monkeypatch.setattr(stainstyle.cli.normalize, "normalize_images", fail_on_dark)
     Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(synthetic["inputs"] / "dark.png")
     argv = _reinhard(synthetic, synthetic["inputs"], extra=["--batch-size", "1"])
     assert main(argv) == EXIT_FAILED
