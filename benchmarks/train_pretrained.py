@@ -21,6 +21,7 @@ Run: ``python benchmarks/train_pretrained.py --out models/sst-radboud-cpu [--n-t
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import time
 from pathlib import Path
@@ -28,8 +29,9 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from stainstyle.data import make_tiles, render_pair
+from stainstyle.data import IMAGE_SUFFIXES, make_tiles, read_image, render_pair
 from stainstyle.sst.estimator import StainStyleTransfer
+from stainstyle.sst.presets import PRESETS
 
 SOURCE_STYLE = "utrecht"
 
@@ -59,14 +61,17 @@ def synthetic_target(args: argparse.Namespace):
 
 
 def real_target(args: argparse.Namespace):
-    from stainstyle.cli import collect_images, read_labels
-    from stainstyle.data import read_image
-
-    images = collect_images([args.target]).images
-    tiles = [read_image(image.source) for image in images]
+    files = sorted(
+        path
+        for path in args.target.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    )
+    tiles = [read_image(path) for path in files]
     labels = None
     if args.labels is not None:
-        labels = np.asarray(read_labels(args.labels, images))
+        with open(args.labels, newline="", encoding="utf-8") as f:
+            by_file = {row["file"]: row["label"] for row in csv.DictReader(f)}
+        labels = np.asarray([by_file[path.relative_to(args.target).as_posix()] for path in files])
     description = (
         args.training_data or f"{len(tiles)} target-style tiles from `{args.target.name}`."
     )
@@ -83,7 +88,7 @@ def main() -> None:
     parser.add_argument("--n-tiles", type=int, default=512, help="synthetic training tiles")
     parser.add_argument("--n-eval", type=int, default=64, help="synthetic paired test tiles")
     parser.add_argument("--size", type=int, default=128, help="synthetic tile side")
-    parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu")
     parser.add_argument("--max-epochs", type=int, help="epochs (default: the preset's)")
     parser.add_argument("--time-budget", type=float, help="training time limit in seconds")
     parser.add_argument("--lambda-fp", type=float, default=1.0, help="0 disables the fp loss")
