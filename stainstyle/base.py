@@ -32,7 +32,6 @@ from sklearn.utils.validation import check_is_fitted
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.tissue import (
-    MIN_TISSUE_PIXELS,
     UNIFORM_MAX_STD,
     min_tissue_pixels,
     screen_tiles,
@@ -114,9 +113,9 @@ class StainNormalizer(
     ----------
     background : {"passthrough", "raise"}, default="passthrough"
         What to do with a tile that holds too little tissue (fewer than ``max(100, 0.5 %)`` of
-        its pixels with optical density >= 0.15 in every channel) or that the method cannot
-        model: return it unchanged and emit one :class:`BackgroundTileWarning` per call that
-        counts such tiles, or raise ``ValueError``.
+        its pixels with optical density >= 0.15 in some channel, see :mod:`stainstyle.tissue`)
+        or that the method cannot model: return it unchanged and emit one
+        :class:`BackgroundTileWarning` per call that counts such tiles, or raise ``ValueError``.
     batch_size : int, default=32
         Number of tiles processed at once; bounds the memory used by ``transform``.
 
@@ -471,28 +470,3 @@ def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.n
     """
     _, status = normalizer._normalize(as_tiles(X), produce_output=False, groups=groups)
     return status
-
-
-def require_tissue(n_pixels: int, what: str, needed: int = MIN_TISSUE_PIXELS) -> None:
-    """Raise a clear error when fitting data holds too little tissue.
-
-    Parameters
-    ----------
-    n_pixels : int
-        Tissue pixels found.
-    what : str
-        What was being fitted, for the message.
-    needed : int, default=100
-        Tissue pixels required.
-
-    Raises
-    ------
-    ValueError
-        If ``n_pixels < needed``.
-    """
-    if n_pixels < needed:
-        raise ValueError(
-            f"{what}: the target tiles hold {n_pixels} tissue pixels, at least {needed} are "
-            "needed (tissue = optical density >= 0.15 in every channel); are they blank or "
-            "background?"
-        )

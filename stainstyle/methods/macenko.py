@@ -11,11 +11,12 @@ from sklearn.utils._param_validation import Interval
 
 from stainstyle._fitted import FittedArray, columns_of_positive_norm
 from stainstyle._validation import Tiles
-from stainstyle.base import StainNormalizer, require_tissue
+from stainstyle.base import StainNormalizer
+from stainstyle.color.od import IO_DEFAULT
 from stainstyle.color.quantize import float_to_uint8, row_strips
 from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
 from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
-from stainstyle.tissue import IO_DEFAULT, min_tissue_pixels
+from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
 HE_REFERENCE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -295,7 +296,12 @@ class MacenkoNormalizer(StainNormalizer):
         images = [tiles.images[i] for group in tiles.shape_groups() for i in group]
         stream = ODStream(images, self.io, self.beta)
         survey = stream.survey()
-        require_tissue(survey.n_tissue, type(self).__name__)
+        if survey.n_tissue < MIN_TISSUE_PIXELS:
+            raise ValueError(
+                f"{type(self).__name__}: the target tiles hold {survey.n_tissue} pixels with an "
+                f"optical density of at least beta={self.beta} in every channel (Macenko's stain "
+                f"filter), at least {MIN_TISSUE_PIXELS} are needed; are they pale or blank?"
+            )
         stains, degenerate = _stain_matrix(stream, survey, self.alpha)
         if degenerate:
             raise ValueError(
