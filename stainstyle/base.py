@@ -9,11 +9,14 @@ implements two hooks on canonical data:
     Learn the target style from a :class:`~stainstyle._validation.Tiles` of uint8 RGB tiles,
     each holding tissue with colour variation (``fit`` screens the targets and raises when none
     does); iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs.
-``_transform_batch(batch, tissue)``
+``_transform_batch(batch, tissue, *, context=None)``
     Map a batch ``(n, H, W, 3)`` uint8 of tiles that all hold tissue; return the mapped batch and
     a boolean ``(n,)`` array flagging tiles the method could not normalize (degenerate).
     ``tissue`` holds the tiles' tissue masks ``(n, H, W)``, or is None when the method's
     ``_needs_tissue_mask()`` says it does not use them (they are not computed then).
+    ``context`` is what ``_group_context`` returned for the batch's group, passed by keyword
+    when ``transform`` is called with ``groups``; only methods that override ``_group_context``
+    get it (for the others ``transform`` refuses ``groups``).
 """
 
 from __future__ import annotations
@@ -231,7 +234,7 @@ class StainNormalizer(
         raise NotImplementedError
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -243,8 +246,8 @@ class StainNormalizer(
         """Source statistics pooled over the tiles ``members`` of one group.
 
         Only methods supporting ``transform(X, groups=...)`` override this; their
-        ``_transform_batch(batch, tissue, context)`` then receives the returned object for every
-        batch of the group.
+        ``_transform_batch(batch, tissue, context=...)`` then receives the returned object for
+        every batch of the group.
         """
         raise ValueError(
             f"groups: {type(self).__name__} does not pool statistics over groups of tiles; "
@@ -329,7 +332,7 @@ class StainNormalizer(
         status = np.full(len(tiles), STATUS_OK, dtype=object)
         results: list[np.ndarray | None] = [None] * len(tiles)
         for members in _group_members(groups, len(tiles)):
-            context = () if groups is None else (self._group_context(tiles, members),)
+            group = {} if groups is None else {"context": self._group_context(tiles, members)}
             for indices, batch in tiles.batches(self.batch_size, members):
                 background, uniform = screen_tiles(batch)
                 status[indices[background]] = STATUS_BACKGROUND
@@ -340,7 +343,7 @@ class StainNormalizer(
                 if not keep.all():
                     batch = batch[keep]
                 tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
-                mapped, degenerate = self._transform_batch(batch, tissue, *context)
+                mapped, degenerate = self._transform_batch(batch, tissue, **group)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
                 if produce_output:

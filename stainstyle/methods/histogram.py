@@ -121,7 +121,7 @@ class HistogramSpecification(StainNormalizer):
         return self.mask == "tissue"
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):

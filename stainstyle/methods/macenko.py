@@ -315,7 +315,7 @@ class MacenkoNormalizer(StainNormalizer):
         return False  # stain vectors come from Macenko's own every-channel filter
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         degenerate = np.zeros(len(batch), dtype=bool)

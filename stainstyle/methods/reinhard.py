@@ -249,7 +249,7 @@ class ReinhardNormalizer(StainNormalizer):
         return self.tissue_mask or self.passthrough_background
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):

@@ -416,13 +416,13 @@ class WSICSNormalizer(StainNormalizer):
         return False
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray, group: _Group | None = None
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: _Group | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
-        if group is not None:
-            degenerate = np.full(len(batch), group.model is None)
-            if group.model is not None:
-                out = self._map(batch, group.model)
+        if context is not None:
+            degenerate = np.full(len(batch), context.model is None)
+            if context.model is not None:
+                out = self._map(batch, context.model)
             return out, degenerate
         degenerate = np.zeros(len(batch), dtype=bool)
         for i, tile in enumerate(batch):
