@@ -32,6 +32,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.tissue import (
@@ -144,6 +145,8 @@ class StainNormalizer(
         "background": [StrOptions({"passthrough", "raise"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
+    #: Deprecated constructor parameters: old name -> :class:`~stainstyle._renamed.Renamed`.
+    _renamed_params: dict = {}
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
         """Learn the target stain style from the target tiles that hold tissue.
@@ -228,6 +231,31 @@ class StainNormalizer(
         tiles = as_tiles(X)
         results, status = self._normalize(tiles, produce_output=True, groups=groups)
         return tiles.restore(results), status
+
+    def _validate_params(self) -> None:
+        """Check the parameters against ``_parameter_constraints``, then the renamed ones.
+
+        Called when ``fit`` and ``transform`` start. A deprecated spelling that was given
+        (``_renamed_params``, see :mod:`stainstyle._renamed`) is accepted with a warning.
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError
+            If a parameter breaks its constraints (a ``ValueError``).
+        ValueError
+            If a deprecated parameter and its new name are set to values that disagree.
+
+        Warns
+        -----
+        FutureWarning
+            For each deprecated parameter given, naming its new name.
+        """
+        super()._validate_params()
+        check_renamed(self, stacklevel=_caller_stacklevel())
+
+    def _param(self, name: str) -> Any:
+        """The value of parameter ``name`` in effect: a deprecated spelling's, when it was given."""
+        return param_in_effect(self, name)
 
     # ------------------------------------------------------------------ hooks for subclasses
     def _fit(self, tiles: Tiles, y: Any) -> None:  # pragma: no cover - abstract

@@ -67,6 +67,7 @@ from sklearn.utils.validation import check_is_fitted
 from stainstyle._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
 from stainstyle._fitted import GENERIC_MODULE, FittedModule, generic_array_problem
 from stainstyle._modelcard import render_model_card
+from stainstyle._renamed import upgrade_saved_params
 from stainstyle._version import __version__
 from stainstyle.registry import (  # noqa: F401  (re-exported: the persistence API names them)
     BUILTIN_METHODS,
@@ -758,7 +759,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def _params(klass: type, saved: _Saved, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """Constructor arguments: saved, machine-local ones reset, then the allowed overrides."""
-    params = _from_json(saved.config["params"])
+    params = upgrade_saved_params(klass, _from_json(saved.config["params"]))
     names = set(klass._get_param_names())
     missing, unknown = sorted(names - set(params)), sorted(set(params) - names)
     if missing or unknown:
