@@ -8,7 +8,8 @@ implements two hooks on canonical data:
 ``_fit(tiles, y)``
     Learn the target style from a :class:`~stainstyle._validation.Tiles` of uint8 RGB tiles,
     each holding tissue with colour variation (``fit`` screens the targets and raises when none
-    does); iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs.
+    does); iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs (``tissue``
+    as for ``_transform_batch``).
 ``_transform_batch(batch, tissue, *, context=None)``
     Map a batch ``(n, H, W, 3)`` uint8 of tiles that all hold tissue; return the mapped batch and
     a boolean ``(n,)`` array flagging tiles the method could not normalize (degenerate).
@@ -289,10 +290,12 @@ class StainNormalizer(
         Yields
         ------
         batch : ndarray of shape (n, H, W, 3), dtype uint8, read-only
-        tissue : ndarray of shape (n, H, W), dtype bool
+        tissue : ndarray of shape (n, H, W), dtype bool, or None
+            None when ``_needs_tissue_mask()`` is False, as for ``_transform_batch``.
         """
+        needs_tissue = self._needs_tissue_mask()
         for _, batch in tiles.batches(self.batch_size):
-            yield batch, tissue_mask(batch)
+            yield batch, tissue_mask(batch) if needs_tissue else None
 
     def _tissue_targets(self, X: Any, y: Any) -> tuple[Tiles, Any]:
         """Validate target tiles and keep those that hold tissue with colour variation.

@@ -124,22 +124,20 @@ class HistogramSpecification(StainNormalizer):
         self.mask = mask
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
-        tissue_only = self._param("tissue_only")
         counts = np.zeros((3, 256), dtype=np.int64)
         for batch, tissue in self._fit_batches(tiles):
-            counts += channel_histograms(batch, tissue if tissue_only else None)
+            counts += channel_histograms(batch, tissue)
         self.target_counts_ = counts
 
     def _needs_tissue_mask(self) -> bool:
-        return self._param("tissue_only")
+        return self._param("tissue_only")  # then ``tissue`` is None: every pixel counts
 
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        tissue_only = self._param("tissue_only")
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):
-            mask = tissue[i] if tissue_only else None
+            mask = None if tissue is None else tissue[i]
             counts = channel_histograms(tile, mask)
             lut = np.stack(
                 [match_cdf_lut(counts[c], self.target_counts_[c]) for c in range(3)], axis=-1

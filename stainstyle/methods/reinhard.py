@@ -245,9 +245,12 @@ class ReinhardNormalizer(StainNormalizer):
         tissue_only = self._param("tissue_only")
         counts, means, stds = [], [], []
         for batch, tissue in self._fit_batches(tiles):
-            for tile, mask in zip(batch, tissue, strict=True):
-                counts.append(int(np.count_nonzero(mask)) if tissue_only else mask.size)
-                mean, std = _SPACES[self.space](tile).stats(mask if tissue_only else None)
+            for i, tile in enumerate(batch):
+                mask = tissue[i] if tissue_only else None
+                counts.append(
+                    tile.shape[0] * tile.shape[1] if mask is None else np.count_nonzero(mask)
+                )
+                mean, std = _SPACES[self.space](tile).stats(mask)
                 means.append(mean)
                 stds.append(std)
         self.target_means_, self.target_stds_ = pool_stats(
