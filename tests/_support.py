@@ -99,6 +99,15 @@ def he_tiles(n: int = 4, size: int = 64, seed: int = 0) -> np.ndarray:
     return tiles
 
 
+#: Tiles no method can normalize, by name: every method passes them through with a warning.
+DEGENERATE_TILES = {
+    "white": np.full((32, 32, 3), 255, np.uint8),
+    "black": np.zeros((32, 32, 3), np.uint8),
+    "single-colour": np.full((32, 32, 3), (150, 60, 160), np.uint8),
+    "1x1": np.full((1, 1, 3), 90, np.uint8),
+}
+
+
 def tile_batches(
     max_tiles: int = 3,
     max_side: int = 48,

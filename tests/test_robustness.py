@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _support import he_tiles, tile_batches
+from _support import DEGENERATE_TILES, he_tiles, tile_batches
 from hypothesis import HealthCheck, given, settings
 
 import stainstyle
@@ -43,18 +43,11 @@ def test_any_shape_and_content(name, tiles):
         _check(fitted(name).transform(as_float), as_float)
 
 
+DEGENERATE = {**DEGENERATE_TILES, "2x3-dark": np.full((2, 3, 3), 10, np.uint8)}
+
+
 @names
-@pytest.mark.parametrize(
-    "tile",
-    [
-        np.full((32, 32, 3), 255, np.uint8),
-        np.zeros((32, 32, 3), np.uint8),
-        np.full((32, 32, 3), (150, 60, 160), np.uint8),
-        np.full((1, 1, 3), 90, np.uint8),
-        np.full((2, 3, 3), 10, np.uint8),
-    ],
-    ids=["white", "black", "single-colour", "1x1", "2x3-dark"],
-)
+@pytest.mark.parametrize("tile", list(DEGENERATE.values()), ids=list(DEGENERATE))
 def test_degenerate_tiles_pass_through_with_a_warning(name, tile):
     with pytest.warns(stainstyle.BackgroundTileWarning):
         out = fitted(name).transform(tile)

@@ -5,7 +5,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _support import ROOT, load_script, require_data, tile_batches
+from _support import DEGENERATE_TILES, ROOT, load_script, require_data, tile_batches
 from hypothesis import HealthCheck, given, settings
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -296,17 +296,10 @@ def test_bad_inputs(fitted):
         fitted.transform(np.stack([nuclei_tile(1), nuclei_tile(2)]), groups=[0, 0, 1])
 
 
-@pytest.mark.parametrize(
-    "tile",
-    [
-        np.full((32, 32, 3), 255, np.uint8),
-        np.zeros((32, 32, 3), np.uint8),
-        np.full((32, 32, 3), (150, 60, 160), np.uint8),
-        np.full((1, 1, 3), 90, np.uint8),
-        np.full((64, 64, 3), (200, 120, 180), np.uint8),
-    ],
-    ids=["white", "black", "single-colour", "1x1", "eosin-only"],
-)
+DEGENERATE = {**DEGENERATE_TILES, "eosin-only": np.full((64, 64, 3), (200, 120, 180), np.uint8)}
+
+
+@pytest.mark.parametrize("tile", list(DEGENERATE.values()), ids=list(DEGENERATE))
 def test_degenerate_tiles_pass_through_with_a_warning(fitted, tile):
     with pytest.warns(BackgroundTileWarning):
         out = fitted.transform(tile)
