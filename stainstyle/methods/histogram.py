@@ -130,7 +130,7 @@ class HistogramSpecification(StainNormalizer):
         self.target_counts_ = counts
 
     def _needs_tissue_mask(self) -> bool:
-        return self._param("tissue_only")  # then ``tissue`` is None: every pixel counts
+        return self._param("tissue_only")  # else ``tissue`` is None: every pixel counts
 
     def _transform_batch(
         self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
