@@ -28,24 +28,60 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
+import logging
 import resource
 import subprocess
 import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from _common import (
+    ROOT,
+    Timer,
+    best_time,
+    configure_logging,
+    data_root,
+    device_info,
+    frozen_config,
+    markdown_table,
+    method_roster,
+    write_json,
+    write_text,
+)
 
-import stainstyle
+from stainstyle.registry import CLASSIC_METHODS
 
-ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("speed")
 N_TILES, TILE, LARGE = 256, 256, 2048
 
+#: A timed run longer than this many seconds is not repeated.
+ENOUGH_SECONDS = 10.0
 
+#: The three throughputs of a row, in table order, with their column titles.
+THROUGHPUTS = {
+    "fit_batch": "fit, 256x256 tiles",
+    "transform_batch": "transform, 256x256 tiles",
+    "transform_image": "transform, 2048x2048 image",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    """One run, built once from the command line (see ``--help`` for each field)."""
+
+    out: Path
+    repeats: int
+    methods: tuple[str, ...]
+    memory_sizes: tuple[int, ...]
+    memory_methods: tuple[str, ...]
+    memory_timeout: float
+
+
+# ------------------------------------------------------------------------------------- data
 def load_images() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     """(target tiles (8, 256, 256, 3), source tiles (256, 256, 256, 3), large image, origin)."""
     target, pool, origin = load_tiles()
@@ -68,17 +104,13 @@ def mosaic(tiles: np.ndarray | list[np.ndarray], side: int) -> np.ndarray:
 
 def load_tiles() -> tuple[np.ndarray, list[np.ndarray], str]:
     """(target tiles (8, 256, 256, 3), pool of 256x256 source tiles, origin)."""
-    root = Path(os.environ.get("STAINSTYLE_DATA", ROOT.parent / "shared" / "data"))
-    folder = root / "camelyon17_tiles"
+    folder = data_root() / "camelyon17_tiles"
     if folder.exists():
-        from PIL import Image
+        from stainstyle.data.images import read_image
 
-        images = {
-            p: np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.rglob("*.png"))
-        }
         by_centre: dict[str, list[np.ndarray]] = {}
-        for path, image in images.items():
-            by_centre.setdefault(path.parent.name, []).append(image)
+        for path in sorted(folder.rglob("*.png")):
+            by_centre.setdefault(path.parent.name, []).append(read_image(path))
         target = np.stack([q for img in by_centre.pop(sorted(by_centre)[0]) for q in _quads(img)])
         pool = [q for imgs in by_centre.values() for img in imgs for q in _quads(img)]
         origin = f"CAMELYON17 tiles from {folder}"
@@ -100,30 +132,15 @@ def _quads(image: np.ndarray) -> list[np.ndarray]:
     ]
 
 
-def best_time(function: Callable[[], object], repeats: int, enough: float = 10.0) -> float:
-    """Best wall time of ``repeats`` runs; a run longer than ``enough`` seconds is not repeated."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-        if times[-1] > enough:
-            break
-    return min(times)
-
-
 # ----------------------------------------------------------------------------- implementations
-def ours(name: str) -> dict:
-    cls = stainstyle.METHODS[name]
+def batched(fit: Callable, transform: Callable) -> dict:
+    """An implementation that takes batches and images alike: ``transform(model, x)``."""
+    return {"fit": fit, "batch": transform, "image": transform}
 
-    def fit(target):
-        return cls().fit(target)
 
-    return {
-        "fit": fit,
-        "batch": lambda model, x: model.transform(x),
-        "image": lambda model, x: model.transform(x),
-    }
+def ours(make: Callable[[], object]) -> dict:
+    """A stainstyle method from its factory."""
+    return batched(lambda target: make().fit(target), lambda model, x: model.transform(x))
 
 
 def per_image(make, fit_one, apply_one) -> dict:
@@ -141,93 +158,180 @@ def per_image(make, fit_one, apply_one) -> dict:
     }
 
 
-def peers() -> dict[str, dict[str, dict]]:
-    table: dict[str, dict[str, dict]] = {"reinhard": {}, "macenko": {}, "histogram": {}}
-    try:
-        import staintools
+def _staintools() -> dict[str, dict[str, dict]]:
+    import staintools
 
-        table["reinhard"]["staintools"] = per_image(
-            staintools.ReinhardColorNormalizer, lambda m, t: m.fit(t), lambda m, x: m.transform(x)
+    fit, apply = (lambda m, t: m.fit(t)), (lambda m, x: m.transform(x))
+    macenko = lambda: staintools.StainNormalizer(method="macenko")  # noqa: E731
+    return {
+        "reinhard": {"staintools": per_image(staintools.ReinhardColorNormalizer, fit, apply)},
+        "macenko": {"staintools (spams)": per_image(macenko, fit, apply)},
+    }
+
+
+def _torchstain() -> dict[str, dict[str, dict]]:
+    import torch
+    import torchstain
+
+    chw = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)  # noqa: E731
+    table: dict[str, dict[str, dict]] = {"reinhard": {}, "macenko": {}}
+    for backend in ("numpy", "torch"):
+        convert = (lambda x: x) if backend == "numpy" else chw
+        table["reinhard"][f"torchstain {backend}"] = per_image(
+            lambda b=backend: torchstain.normalizers.ReinhardNormalizer(backend=b),
+            lambda m, t, c=convert: m.fit(c(t)),
+            lambda m, x, c=convert: m.normalize(c(x)),
         )
-        table["macenko"]["staintools (spams)"] = per_image(
-            lambda: staintools.StainNormalizer(method="macenko"),
-            lambda m, t: m.fit(t),
-            lambda m, x: m.transform(x),
+        table["macenko"][f"torchstain {backend}"] = per_image(
+            lambda b=backend: torchstain.normalizers.MacenkoNormalizer(backend=b),
+            lambda m, t, c=convert: m.fit(c(t)),
+            lambda m, x, c=convert: m.normalize(I=c(x), stains=False),
         )
-    except ImportError:
-        pass
-    try:
-        import torch
-        import torchstain
+    return table
 
-        chw = lambda x: torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)  # noqa: E731
-        for backend in ("numpy", "torch"):
-            convert = (lambda x: x) if backend == "numpy" else chw
-            table["reinhard"][f"torchstain {backend}"] = per_image(
-                lambda b=backend: torchstain.normalizers.ReinhardNormalizer(backend=b),
-                lambda m, t, c=convert: m.fit(c(t)),
-                lambda m, x, c=convert: m.normalize(c(x)),
-            )
-            table["macenko"][f"torchstain {backend}"] = per_image(
-                lambda b=backend: torchstain.normalizers.MacenkoNormalizer(backend=b),
-                lambda m, t, c=convert: m.fit(c(t)),
-                lambda m, x, c=convert: m.normalize(I=c(x), stains=False),
-            )
-    except ImportError:
-        pass
-    try:
-        import stainx
-        import torch
 
-        def batched(cls):
-            nchw = lambda x: torch.from_numpy(  # noqa: E731
-                np.ascontiguousarray(x if x.ndim == 4 else x[None])
-            ).permute(0, 3, 1, 2)
+def _stainx() -> dict[str, dict[str, dict]]:
+    import stainx
+    import torch
 
-            def fit(target):
-                return cls(device="cpu").fit(nchw(target))
+    def nchw(x):
+        return torch.from_numpy(np.ascontiguousarray(x if x.ndim == 4 else x[None])).permute(
+            0, 3, 1, 2
+        )
 
-            return {
-                "fit": fit,
-                "batch": lambda m, x: m.transform(nchw(x)),
-                "image": lambda m, x: m.transform(nchw(x)),
+    def peer(cls) -> dict:
+        return batched(
+            lambda target: cls(device="cpu").fit(nchw(target)), lambda m, x: m.transform(nchw(x))
+        )
+
+    return {
+        "reinhard": {"stainx": peer(stainx.Reinhard)},
+        "macenko": {"stainx": peer(stainx.Macenko)},
+        "histogram": {"stainx": peer(stainx.HistogramMatching)},
+    }
+
+
+def _skimage() -> dict[str, dict[str, dict]]:
+    from skimage.exposure import match_histograms
+
+    def apply(reference, x):
+        return match_histograms(x, reference, channel_axis=-1)
+
+    return {
+        "histogram": {
+            "skimage match_histograms": {
+                "fit": lambda target: np.concatenate([t.reshape(-1, 3) for t in target])[None],
+                "batch": lambda m, x: [apply(m, t) for t in x],
+                "image": apply,
             }
-
-        table["reinhard"]["stainx"] = batched(stainx.Reinhard)
-        table["macenko"]["stainx"] = batched(stainx.Macenko)
-        table["histogram"]["stainx"] = batched(stainx.HistogramMatching)
-    except ImportError:
-        pass
-    try:
-        from skimage.exposure import match_histograms
-
-        def fit(target):
-            return np.concatenate([t.reshape(-1, 3) for t in target])[None]
-
-        apply = lambda ref, x: match_histograms(x, ref, channel_axis=-1)  # noqa: E731
-        table["histogram"]["skimage match_histograms"] = {
-            "fit": fit,
-            "batch": lambda m, x: [apply(m, t) for t in x],
-            "image": apply,
         }
-    except ImportError:
-        pass
+    }
+
+
+def peers() -> dict[str, dict[str, dict]]:
+    """Peer implementations by method, then label; libraries not installed are left out."""
+    table: dict[str, dict[str, dict]] = {"reinhard": {}, "macenko": {}, "histogram": {}}
+    for library in (_staintools, _torchstain, _stainx, _skimage):
+        try:
+            found = library()
+        except ImportError:
+            continue
+        for method, implementations in found.items():
+            table[method].update(implementations)
     return table
 
 
 def measure(impl: dict, target, source, large, repeats: int) -> dict:
+    """Megapixels per second of one implementation's fit, batch and image transform."""
     model = impl["fit"](target)
     mp_batch, mp_large = source.size / 3e6, large.size / 3e6
+
+    def rate(megapixels: float, function: Callable[[], object]) -> float:
+        return megapixels / best_time(function, repeats, ENOUGH_SECONDS)
+
     return {
-        "fit_batch": mp_batch / best_time(lambda: impl["fit"](source), repeats),
-        "transform_batch": mp_batch / best_time(lambda: impl["batch"](model, source), repeats),
-        "transform_image": mp_large / best_time(lambda: impl["image"](model, large), repeats),
+        "fit_batch": rate(mp_batch, lambda: impl["fit"](source)),
+        "transform_batch": rate(mp_batch, lambda: impl["batch"](model, source)),
+        "transform_image": rate(mp_large, lambda: impl["image"](model, large)),
     }
+
+
+def throughput_rows(config: Config) -> tuple[list[dict], str]:
+    """One row per method and implementation, ours first, and where the tiles came from."""
+    target, source, large, origin = load_images()
+    peer_table = peers()
+    methods = [method for method in config.methods if method in CLASSIC_METHODS]
+    roster = method_roster({method: method for method in methods})
+    rows = []
+    for method in methods:
+        entries = {
+            "stainstyle": measure(ours(roster[method]), target, source, large, config.repeats)
+        }
+        for peer, impl in peer_table.get(method, {}).items():
+            try:
+                entries[peer] = measure(impl, target, source, large, config.repeats)
+            except Exception as error:  # a peer failing must not stop the benchmark
+                entries[peer] = {"error": f"{type(error).__name__}: {error}"}
+        for name, result in entries.items():
+            rows.append({"method": method, "implementation": name, **result})
+    _ratios(rows)
+    return rows, origin
+
+
+def _ratios(rows: list[dict]) -> None:
+    """Add, to our rows, the ratio to the fastest peer per metric."""
+    for row in rows:
+        if row["implementation"] != "stainstyle":
+            continue
+        peers_of = [
+            r for r in rows if r["method"] == row["method"] and r is not row and "error" not in r
+        ]
+        for key in THROUGHPUTS:
+            if peers_of:
+                row[f"{key}_ratio"] = row[key] / max(r[key] for r in peers_of)
+
+
+def _markdown(rows: list[dict]) -> str:
+    cells = []
+    for row in rows:
+        if "error" in row:
+            cells.append([row["method"], row["implementation"], row["error"], "", ""])
+            continue
+        rates = []
+        for key in THROUGHPUTS:
+            ratio = row.get(f"{key}_ratio")
+            rates.append(f"{row[key]:.1f}" + (f" ({ratio:.1f}x)" if ratio else ""))
+        cells.append([row["method"], row["implementation"], *rates])
+    lines = markdown_table(["method", "implementation", *THROUGHPUTS.values()], cells)
+    lines.append("\nMegapixels per second, best of the repeats; (Nx) = ratio to the fastest peer.")
+    return "\n".join(lines)
+
+
+def speed_main(config: Config) -> dict:
+    """The throughput table: ``speed.json`` and ``speed.md`` in ``config.out``."""
+    rows, origin = throughput_rows(config)
+    machine = device_info("cpu")
+    report = {
+        "data": origin,
+        "batch": [N_TILES, TILE, TILE, 3],
+        "image": [LARGE, LARGE, 3],
+        "machine": {key: machine[key] for key in ("cpus", "platform", "processor")},
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": rows,
+    }
+    write_json(config.out / "speed.json", report)
+    table = _markdown(rows)
+    write_text(config.out / "speed.md", table + "\n")
+    print(f"Data: {origin}\n\n{table}")
+    return report
 
 
 # ----------------------------------------------------------------------------- peak memory
 MEMORY_SIZES = "4096,8192"
 MEMORY_METHODS = "gray,reinhard,macenko,histogram,wsics"
+
+#: The estimators measured: defaults, but a 1-epoch CPU stain-style transfer.
+MEMORY_PARAMS = {"sst": {"preset": "cpu", "max_epochs": 1, "lambda_fp": 0.0}}
 
 
 def _status_bytes(field: str) -> int | None:
@@ -256,12 +360,9 @@ def _max_rss_bytes() -> int:
 
 
 def memory_fitted(method: str, target: np.ndarray):
-    """The estimator measured: defaults, fitted on the target tiles (a 1-epoch CPU SST)."""
-    if method == "sst":
-        from stainstyle.sst import StainStyleTransfer
-
-        return StainStyleTransfer(preset="cpu", max_epochs=1, lambda_fp=0.0).fit(target)
-    return stainstyle.METHODS[method]().fit(target)
+    """The estimator measured (see :data:`MEMORY_PARAMS`), fitted on the target tiles."""
+    (make,) = method_roster({method: method}, MEMORY_PARAMS).values()
+    return make().fit(target)
 
 
 def measure_memory(method: str, side: int) -> dict:
@@ -279,9 +380,8 @@ def measure_memory(method: str, side: int) -> dict:
     exact = _reset_peak()
     if before is None:
         before = _max_rss_bytes()
-    start = time.perf_counter()
-    out = model.transform(image)
-    seconds = time.perf_counter() - start
+    with Timer() as timer:
+        out = model.transform(image)
     peak = _status_bytes("VmHWM") if exact else _max_rss_bytes()
     assert out.shape == image.shape
     extra = max(peak - before, 0)
@@ -291,53 +391,53 @@ def measure_memory(method: str, side: int) -> dict:
         "image_mb": image.nbytes / 1e6,
         "peak_extra_mb": extra / 1e6,
         "multiple": extra / image.nbytes,
-        "seconds": seconds,
+        "seconds": timer.seconds,
         "peak_source": "VmHWM reset before transform" if exact else "ru_maxrss",
         "data": origin,
     }
 
 
+def _memory_child(method: str, side: int, timeout: float) -> dict:
+    """:func:`measure_memory` in a fresh process; a row with ``error`` when it fails."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--memory-child", method, str(side)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"method": method, "side": side, "error": f"over {timeout:g} s"}
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        return {"method": method, "side": side, "error": tail[0]}
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    logger.info(
+        "%s %dx%d: %.0f MB (%.2fx the image), %.1f s",
+        method,
+        side,
+        side,
+        row["peak_extra_mb"],
+        row["multiple"],
+        row["seconds"],
+    )
+    return row
+
+
 def memory_table(methods: list[str], sizes: list[int], timeout: float) -> list[dict]:
     """:func:`measure_memory` for every method and size, each in a fresh process."""
-    rows = []
-    for method in methods:
-        for side in sizes:
-            command = [sys.executable, str(Path(__file__).resolve()), "--memory-child"]
-            command += [method, str(side)]
-            try:
-                done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=timeout, check=False
-                )
-            except subprocess.TimeoutExpired:
-                rows.append({"method": method, "side": side, "error": f"over {timeout:g} s"})
-                continue
-            if done.returncode != 0:
-                tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
-                rows.append({"method": method, "side": side, "error": tail[0]})
-                continue
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-            row = rows[-1]
-            print(
-                f"{method} {side}x{side}: {row['peak_extra_mb']:.0f} MB "
-                f"({row['multiple']:.2f}x the image), {row['seconds']:.1f} s",
-                flush=True,
-            )
-    return rows
+    return [_memory_child(method, side, timeout) for method in methods for side in sizes]
 
 
 def _memory_markdown(rows: list[dict], sizes: list[int]) -> str:
-    header = "| method | " + " | ".join(f"{s}x{s}: MB, x image, s" for s in sizes) + " |"
-    lines = [header, "|---|" + "---|" * len(sizes)]
+    cells = []
     for method in dict.fromkeys(row["method"] for row in rows):
-        cells = []
+        line = [method]
         for side in sizes:
             row = next(r for r in rows if r["method"] == method and r["side"] == side)
             if "error" in row:
-                cells.append(row["error"])
+                line.append(row["error"])
             else:
                 mb, multiple, seconds = row["peak_extra_mb"], row["multiple"], row["seconds"]
-                cells.append(f"{mb:.0f} MB, {multiple:.2f}x, {seconds:.1f} s")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+                line.append(f"{mb:.0f} MB, {multiple:.2f}x, {seconds:.1f} s")
+        cells.append(line)
+    lines = markdown_table(["method", *(f"{s}x{s}: MB, x image, s" for s in sizes)], cells)
     lines.append(
         "\nPeak resident memory during one transform above the memory before it (output "
         "included); x image = multiple of the image's H*W*3 bytes."
@@ -345,24 +445,25 @@ def _memory_markdown(rows: list[dict], sizes: list[int]) -> str:
     return "\n".join(lines)
 
 
-def memory_main(args: argparse.Namespace) -> dict:
-    sizes = [int(s) for s in args.memory_sizes.split(",")]
-    methods = [m for m in args.memory_methods.split(",") if m]
-    rows = memory_table(methods, sizes, args.memory_timeout)
+def memory_main(config: Config) -> dict:
+    """The memory table: ``memory.json`` and ``memory.md`` in ``config.out``."""
+    sizes, methods = list(config.memory_sizes), list(config.memory_methods)
+    rows = memory_table(methods, sizes, config.memory_timeout)
+    machine = device_info("cpu")
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {key: machine[key] for key in ("cpus", "platform")},
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "memory.json").write_text(json.dumps(report, indent=2))
+    write_json(config.out / "memory.json", report)
     table = _memory_markdown(rows, sizes)
-    (args.out / "memory.md").write_text(table + "\n")
+    write_text(config.out / "memory.md", table + "\n")
     print(table)
     return report
 
 
-def main(argv: list[str] | None = None) -> dict:
+# ------------------------------------------------------------------------------ command line
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--repeats", type=int, default=3)
@@ -381,79 +482,24 @@ def main(argv: list[str] | None = None) -> dict:
         "--memory-child", nargs=2, metavar=("METHOD", "SIDE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
+    args.methods = tuple(args.methods.split(","))
+    args.memory_sizes = tuple(int(s) for s in args.memory_sizes.split(","))
+    args.memory_methods = tuple(m for m in args.memory_methods.split(",") if m)
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; returns the report."""
+    args = parse_args(argv)
     warnings.simplefilter("ignore")
     if args.memory_child:
         method, side = args.memory_child
         result = measure_memory(method, int(side))
         print(json.dumps(result))
         return result
-    if args.memory:
-        return memory_main(args)
-    target, source, large, origin = load_images()
-    peer_table = peers()
-    rows = []
-    for method in args.methods.split(","):
-        if method not in stainstyle.METHODS:
-            continue
-        entries = {"stainstyle": measure(ours(method), target, source, large, args.repeats)}
-        for peer, impl in peer_table.get(method, {}).items():
-            try:
-                entries[peer] = measure(impl, target, source, large, args.repeats)
-            except Exception as error:  # a peer failing must not stop the benchmark
-                entries[peer] = {"error": f"{type(error).__name__}: {error}"}
-        for name, result in entries.items():
-            rows.append({"method": method, "implementation": name, **result})
-    _ratios(rows)
-    report = {
-        "data": origin,
-        "batch": [N_TILES, TILE, TILE, 3],
-        "image": [LARGE, LARGE, 3],
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-        },
-        "date": time.strftime("%Y-%m-%d"),
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.json").write_text(json.dumps(report, indent=2))
-    table = _markdown(rows)
-    (args.out / "speed.md").write_text(table + "\n")
-    print(f"Data: {origin}\n\n{table}")
-    return report
-
-
-def _ratios(rows: list[dict]) -> None:
-    """Add, to our rows, the ratio to the fastest peer per metric."""
-    for row in rows:
-        if row["implementation"] != "stainstyle":
-            continue
-        peers_of = [
-            r for r in rows if r["method"] == row["method"] and r is not row and "error" not in r
-        ]
-        for key in ("fit_batch", "transform_batch", "transform_image"):
-            if peers_of:
-                row[f"{key}_ratio"] = row[key] / max(r[key] for r in peers_of)
-
-
-def _markdown(rows: list[dict]) -> str:
-    lines = [
-        "| method | implementation | fit, 256x256 tiles | transform, 256x256 tiles "
-        "| transform, 2048x2048 image |",
-        "|---|---|---|---|---|",
-    ]
-    for row in rows:
-        if "error" in row:
-            lines.append(f"| {row['method']} | {row['implementation']} | {row['error']} | | |")
-            continue
-        cells = []
-        for key in ("fit_batch", "transform_batch", "transform_image"):
-            ratio = row.get(f"{key}_ratio")
-            cells.append(f"{row[key]:.1f}" + (f" ({ratio:.1f}x)" if ratio else ""))
-        lines.append(f"| {row['method']} | {row['implementation']} | " + " | ".join(cells) + " |")
-    lines.append("\nMegapixels per second, best of the repeats; (Nx) = ratio to the fastest peer.")
-    return "\n".join(lines)
+    configure_logging("speed")
+    config = frozen_config(Config, args)
+    return memory_main(config) if args.memory else speed_main(config)
 
 
 if __name__ == "__main__":

@@ -267,6 +267,25 @@ def _read_only(array: np.ndarray) -> np.ndarray:
     return view
 
 
+def _list_tiles(X: list | tuple, name: str) -> Tiles:
+    """:func:`as_tiles` of a list of tiles, each ``(H_i, W_i, 3)``."""
+    if len(X) == 0:
+        raise ValueError(f"{name}: empty input, got an empty {type(X).__name__}")
+    images, sources = [], []
+    for i, element in enumerate(X):
+        array, source = _to_numpy(element, f"{name}[{i}]")
+        if array.ndim != 3:
+            raise ValueError(
+                f"{name}[{i}]: expected one tile of shape (H, W, 3), got shape {array.shape}"
+            )
+        rgb = _to_uint8_rgb(array, f"{name}[{i}]")
+        if array.dtype != np.uint8:
+            source.original = array[..., :3]  # read only; restore copies what it returns
+        images.append(_read_only(rgb))
+        sources.append(source)
+    return Tiles(images=images, layout="list", sources=sources)
+
+
 def as_tiles(X: Any, name: str = "X") -> Tiles:
     """Validate tiles and convert them to the canonical uint8 RGB form.
 
@@ -291,22 +310,7 @@ def as_tiles(X: Any, name: str = "X") -> Tiles:
         what was received.
     """
     if isinstance(X, (list, tuple)):
-        if len(X) == 0:
-            raise ValueError(f"{name}: empty input, got an empty {type(X).__name__}")
-        images, sources = [], []
-        for i, element in enumerate(X):
-            array, source = _to_numpy(element, f"{name}[{i}]")
-            if array.ndim != 3:
-                raise ValueError(
-                    f"{name}[{i}]: expected one tile of shape (H, W, 3), got shape {array.shape}"
-                )
-            rgb = _to_uint8_rgb(array, f"{name}[{i}]")
-            if array.dtype != np.uint8:
-                source.original = array[..., :3]  # read only; restore copies what it returns
-            images.append(_read_only(rgb))
-            sources.append(source)
-        return Tiles(images=images, layout="list", sources=sources)
-
+        return _list_tiles(X, name)
     array, source = _to_numpy(X, name)
     if array.ndim not in (3, 4):
         raise ValueError(

@@ -8,12 +8,16 @@ implements two hooks on canonical data:
 ``_fit(tiles, y)``
     Learn the target style from a :class:`~stainstyle._validation.Tiles` of uint8 RGB tiles,
     each holding tissue with colour variation (``fit`` screens the targets and raises when none
-    does); iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs.
-``_transform_batch(batch, tissue)``
+    does); iterate over ``self._fit_batches(tiles)`` for ``(batch, tissue)`` pairs (``tissue``
+    as for ``_transform_batch``).
+``_transform_batch(batch, tissue, *, context=None)``
     Map a batch ``(n, H, W, 3)`` uint8 of tiles that all hold tissue; return the mapped batch and
     a boolean ``(n,)`` array flagging tiles the method could not normalize (degenerate).
     ``tissue`` holds the tiles' tissue masks ``(n, H, W)``, or is None when the method's
     ``_needs_tissue_mask()`` says it does not use them (they are not computed then).
+    ``context`` is what ``_group_context`` returned for the batch's group, passed by keyword
+    when ``transform`` is called with ``groups``; only methods that override ``_group_context``
+    get it (for the others ``transform`` refuses ``groups``).
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.tissue import (
-    MIN_TISSUE_PIXELS,
     UNIFORM_MAX_STD,
     min_tissue_pixels,
     screen_tiles,
@@ -114,9 +118,9 @@ class StainNormalizer(
     ----------
     background : {"passthrough", "raise"}, default="passthrough"
         What to do with a tile that holds too little tissue (fewer than ``max(100, 0.5 %)`` of
-        its pixels with optical density >= 0.15 in every channel) or that the method cannot
-        model: return it unchanged and emit one :class:`BackgroundTileWarning` per call that
-        counts such tiles, or raise ``ValueError``.
+        its pixels with optical density >= 0.15 in some channel, see :mod:`stainstyle.tissue`)
+        or that the method cannot model: return it unchanged and emit one
+        :class:`BackgroundTileWarning` per call that counts such tiles, or raise ``ValueError``.
     batch_size : int, default=32
         Number of tiles processed at once; bounds the memory used by ``transform``.
 
@@ -142,6 +146,8 @@ class StainNormalizer(
         "background": [StrOptions({"passthrough", "raise"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
+    #: Deprecated constructor parameters: old name -> :class:`~stainstyle._renamed.Renamed`.
+    _renamed_params: dict = {}
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
         """Learn the target stain style from the target tiles that hold tissue.
@@ -227,12 +233,37 @@ class StainNormalizer(
         results, status = self._normalize(tiles, produce_output=True, groups=groups)
         return tiles.restore(results), status
 
+    def _validate_params(self) -> None:
+        """Check the parameters against ``_parameter_constraints``, then the renamed ones.
+
+        Called when ``fit`` and ``transform`` start. A deprecated spelling that was given
+        (``_renamed_params``, see :mod:`stainstyle._renamed`) is accepted with a warning.
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError
+            If a parameter breaks its constraints (a ``ValueError``).
+        ValueError
+            If a deprecated parameter and its new name are set to values that disagree.
+
+        Warns
+        -----
+        FutureWarning
+            For each deprecated parameter given, naming its new name.
+        """
+        super()._validate_params()
+        check_renamed(self, stacklevel=_caller_stacklevel())
+
+    def _param(self, name: str) -> Any:
+        """The value of parameter ``name`` in effect: a deprecated spelling's, when it was given."""
+        return param_in_effect(self, name)
+
     # ------------------------------------------------------------------ hooks for subclasses
     def _fit(self, tiles: Tiles, y: Any) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -244,8 +275,8 @@ class StainNormalizer(
         """Source statistics pooled over the tiles ``members`` of one group.
 
         Only methods supporting ``transform(X, groups=...)`` override this; their
-        ``_transform_batch(batch, tissue, context)`` then receives the returned object for every
-        batch of the group.
+        ``_transform_batch(batch, tissue, context=...)`` then receives the returned object for
+        every batch of the group.
         """
         raise ValueError(
             f"groups: {type(self).__name__} does not pool statistics over groups of tiles; "
@@ -259,10 +290,12 @@ class StainNormalizer(
         Yields
         ------
         batch : ndarray of shape (n, H, W, 3), dtype uint8, read-only
-        tissue : ndarray of shape (n, H, W), dtype bool
+        tissue : ndarray of shape (n, H, W), dtype bool, or None
+            None when ``_needs_tissue_mask()`` is False, as for ``_transform_batch``.
         """
+        needs_tissue = self._needs_tissue_mask()
         for _, batch in tiles.batches(self.batch_size):
-            yield batch, tissue_mask(batch)
+            yield batch, tissue_mask(batch) if needs_tissue else None
 
     def _tissue_targets(self, X: Any, y: Any) -> tuple[Tiles, Any]:
         """Validate target tiles and keep those that hold tissue with colour variation.
@@ -330,7 +363,7 @@ class StainNormalizer(
         status = np.full(len(tiles), STATUS_OK, dtype=object)
         results: list[np.ndarray | None] = [None] * len(tiles)
         for members in _group_members(groups, len(tiles)):
-            context = () if groups is None else (self._group_context(tiles, members),)
+            group = {} if groups is None else {"context": self._group_context(tiles, members)}
             for indices, batch in tiles.batches(self.batch_size, members):
                 background, uniform = screen_tiles(batch)
                 status[indices[background]] = STATUS_BACKGROUND
@@ -341,7 +374,7 @@ class StainNormalizer(
                 if not keep.all():
                     batch = batch[keep]
                 tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
-                mapped, degenerate = self._transform_batch(batch, tissue, *context)
+                mapped, degenerate = self._transform_batch(batch, tissue, **group)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
                 if produce_output:
@@ -471,28 +504,3 @@ def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.n
     """
     _, status = normalizer._normalize(as_tiles(X), produce_output=False, groups=groups)
     return status
-
-
-def require_tissue(n_pixels: int, what: str, needed: int = MIN_TISSUE_PIXELS) -> None:
-    """Raise a clear error when fitting data holds too little tissue.
-
-    Parameters
-    ----------
-    n_pixels : int
-        Tissue pixels found.
-    what : str
-        What was being fitted, for the message.
-    needed : int, default=100
-        Tissue pixels required.
-
-    Raises
-    ------
-    ValueError
-        If ``n_pixels < needed``.
-    """
-    if n_pixels < needed:
-        raise ValueError(
-            f"{what}: the target tiles hold {n_pixels} tissue pixels, at least {needed} are "
-            "needed (tissue = optical density >= 0.15 in every channel); are they blank or "
-            "background?"
-        )

@@ -28,8 +28,7 @@ import math
 import cv2
 import numpy as np
 
-#: Blank-field intensity of the optical-density transform (Macenko reference code).
-IO_DEFAULT = 240.0
+from stainstyle.color.od import IO_DEFAULT
 
 #: Minimum optical density of a tissue pixel (Macenko's beta).
 TISSUE_OD_THRESHOLD = 0.15

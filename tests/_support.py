@@ -99,6 +99,49 @@ def he_tiles(n: int = 4, size: int = 64, seed: int = 0) -> np.ndarray:
     return tiles
 
 
+#: Tiles no method can normalize, by name: every method passes them through with a warning.
+DEGENERATE_TILES = {
+    "white": np.full((32, 32, 3), 255, np.uint8),
+    "black": np.zeros((32, 32, 3), np.uint8),
+    "single-colour": np.full((32, 32, 3), (150, 60, 160), np.uint8),
+    "1x1": np.full((1, 1, 3), 90, np.uint8),
+}
+
+
+def tile_batches(
+    max_tiles: int = 3,
+    max_side: int = 48,
+    source_size: int = 64,
+    extra_kinds: dict | None = None,
+):
+    """Hypothesis strategy of uint8 batches ``(n, H, W, 3)`` of any size and content.
+
+    Each batch is one kind: ``"random"`` (uniform noise), ``"smooth"`` (one flat colour per
+    tile) or ``"he"`` (:func:`he_tiles` of ``source_size`` pixels, cropped to ``H x W``), or a
+    kind of ``extra_kinds``, ``{name: make(n, source_size, seed) -> (n, S, S, 3)}``, cropped the
+    same way. ``n`` is at most ``max_tiles`` and ``H``, ``W`` at most ``max_side``.
+    """
+    from hypothesis import strategies as st
+
+    makers = {"he": lambda n, size, seed: he_tiles(n, size, seed=seed), **(extra_kinds or {})}
+
+    @st.composite
+    def batches(draw) -> np.ndarray:
+        n = draw(st.integers(1, max_tiles))
+        height, width = draw(st.integers(1, max_side)), draw(st.integers(1, max_side))
+        seed = draw(st.integers(0, 2**32 - 1))
+        kind = draw(st.sampled_from(["random", "smooth", *makers]))
+        rng = np.random.default_rng(seed)
+        if kind == "random":
+            return rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8)
+        if kind == "smooth":
+            colours = rng.integers(0, 256, (n, 1, 1, 3), dtype=np.uint8)
+            return np.broadcast_to(colours, (n, height, width, 3)).copy()
+        return makers[kind](n, source_size, seed % 1000)[:, :height, :width]
+
+    return batches()
+
+
 def png_bytes(width: int, height: int, bit_depth: int, colour_type: int, rows: bytes) -> bytes:
     """A PNG file built by hand: IHDR claiming ``width x height``, one IDAT of ``rows``, IEND.
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from _support import he_tiles
+from _support import he_tiles, read_model_file, write_model_file
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -359,3 +360,98 @@ def test_transform_with_status_is_transform_and_tile_status_in_one_pass(method, 
     np.testing.assert_array_equal(outputs, expected)
     np.testing.assert_array_equal(status, tile_status(normalizer, batch))
     assert status[-1] == "passthrough_background"
+
+
+# ---------------------------------------------------------------------- renamed parameters
+#: Each renamed parameter: its class, a setting in the deprecated spelling, the same today.
+RENAMED = [
+    (stainstyle.ReinhardNormalizer, {"tissue_mask": False}, {"tissue_only": False}),
+    (stainstyle.HistogramSpecification, {"mask": "tissue"}, {"tissue_only": True}),
+    (stainstyle.MacenkoNormalizer, {"maxc_on_tissue": True}, {"tissue_only": True}),
+]
+renamed = pytest.mark.parametrize("cls, old, new", RENAMED, ids=[c.__name__ for c, *_ in RENAMED])
+
+
+def _only(params):
+    ((name, value),) = params.items()
+    return name, value
+
+
+@renamed
+def test_a_deprecated_spelling_warns_and_means_the_new_one(cls, old, new, target_tiles):
+    (name, value), (new_name, new_value) = _only(old), _only(new)
+    expected = cls(**new).fit(target_tiles).transform(target_tiles)
+    assert cls().get_params()[name] == "deprecated"
+    estimator = cls(**old)
+    assert estimator.get_params()[name] == value  # stored unchanged
+    warning = rf"'{name}' is deprecated .*renamed '{new_name}': pass {new_name}={new_value!r}"
+    with pytest.warns(FutureWarning, match=warning):
+        estimator.fit(target_tiles)
+    with pytest.warns(FutureWarning, match=warning):
+        np.testing.assert_array_equal(estimator.transform(target_tiles), expected)
+    with pytest.warns(FutureWarning, match=warning):  # both spellings, the same setting
+        cls(**old, **new).fit(target_tiles)
+
+
+@pytest.mark.parametrize(
+    "cls, old, new",
+    [
+        (stainstyle.ReinhardNormalizer, {"tissue_mask": True}, {"tissue_only": False}),
+        (stainstyle.HistogramSpecification, {"mask": "none"}, {"tissue_only": True}),
+        (stainstyle.MacenkoNormalizer, {"maxc_on_tissue": False}, {"tissue_only": True}),
+    ],
+    ids=lambda value: getattr(value, "__name__", ""),
+)
+def test_a_deprecated_spelling_contradicting_the_new_one_is_refused(cls, old, new, target_tiles):
+    (name, _), (new_name, _) = _only(old), _only(new)
+    with pytest.raises(ValueError, match=rf"^{name}, {new_name}: .*set {new_name} only"):
+        cls(**old, **new).fit(target_tiles)
+
+
+def _mean_output(estimator, X, y=None):
+    return float(np.mean(estimator.transform(X)))
+
+
+@renamed
+def test_both_spellings_survive_clone_and_grid_search(cls, old, new, target_tiles):
+    (name, value), (new_name, new_value) = _only(old), _only(new)
+    for params in (old, new):
+        estimator = cls(**params)
+        assert clone(estimator).get_params() == estimator.get_params()
+    search = GridSearchCV(
+        cls(), [{name: [value]}, {new_name: [new_value]}], cv=2, scoring=_mean_output
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        search.set_params(error_score="raise").fit(target_tiles)
+    scores = search.cv_results_["mean_test_score"]
+    assert len(scores) == 2 and scores[0] == scores[1]
+
+
+@renamed
+def test_models_saved_in_either_spelling_or_before_the_rename_load_alike(
+    cls, old, new, target_tiles, source_tiles, tmp_path
+):
+    (name, _), (new_name, new_value) = _only(old), _only(new)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        estimator = cls(**old).fit(target_tiles)
+        expected = estimator.transform(source_tiles)
+    estimator.save_pretrained(tmp_path)
+    with pytest.warns(FutureWarning):  # the saved parameters use the deprecated spelling
+        loaded = stainstyle.load(tmp_path)
+    assert loaded.get_params() == estimator.get_params()
+    with pytest.warns(FutureWarning):
+        np.testing.assert_array_equal(loaded.transform(source_tiles), expected)
+
+    # A model saved before the rename holds the deprecated name only.
+    config, tensors = read_model_file(tmp_path)
+    del config["params"][new_name]
+    write_model_file(tmp_path, config, tensors)
+    (tmp_path / "config.json").write_text(json.dumps(read_model_file(tmp_path)[0]))
+    loaded = stainstyle.load(tmp_path)
+    assert loaded.get_params()[new_name] == new_value
+    assert loaded.get_params()[name] == "deprecated"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        np.testing.assert_array_equal(loaded.transform(source_tiles), expected)

@@ -7,9 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from _support import he_tiles
+from _support import DEGENERATE_TILES, he_tiles, tile_batches
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 import stainstyle
 
@@ -34,23 +33,8 @@ def _check(out, tiles):
 
 @names
 @quick
-@given(
-    st.integers(1, 3),
-    st.integers(1, 48),
-    st.integers(1, 48),
-    st.integers(0, 2**32 - 1),
-    st.sampled_from(["random", "smooth", "he"]),
-)
-def test_any_shape_and_content(name, n, height, width, seed, kind):
-    rng = np.random.default_rng(seed)
-    if kind == "random":
-        tiles = rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8)
-    elif kind == "smooth":
-        tiles = np.broadcast_to(
-            rng.integers(0, 256, (n, 1, 1, 3), dtype=np.uint8), (n, height, width, 3)
-        ).copy()
-    else:
-        tiles = he_tiles(n, 64, seed=seed % 1000)[:, :height, :width]
+@given(tile_batches(max_tiles=3, max_side=48, source_size=64))
+def test_any_shape_and_content(name, tiles):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stainstyle.BackgroundTileWarning)
         out = fitted(name).transform(tiles)
@@ -59,18 +43,11 @@ def test_any_shape_and_content(name, n, height, width, seed, kind):
         _check(fitted(name).transform(as_float), as_float)
 
 
+DEGENERATE = {**DEGENERATE_TILES, "2x3-dark": np.full((2, 3, 3), 10, np.uint8)}
+
+
 @names
-@pytest.mark.parametrize(
-    "tile",
-    [
-        np.full((32, 32, 3), 255, np.uint8),
-        np.zeros((32, 32, 3), np.uint8),
-        np.full((32, 32, 3), (150, 60, 160), np.uint8),
-        np.full((1, 1, 3), 90, np.uint8),
-        np.full((2, 3, 3), 10, np.uint8),
-    ],
-    ids=["white", "black", "single-colour", "1x1", "2x3-dark"],
-)
+@pytest.mark.parametrize("tile", list(DEGENERATE.values()), ids=list(DEGENERATE))
 def test_degenerate_tiles_pass_through_with_a_warning(name, tile):
     with pytest.warns(stainstyle.BackgroundTileWarning):
         out = fitted(name).transform(tile)

@@ -28,6 +28,7 @@ from stainstyle._persistence.declarations import (
 from stainstyle._persistence.json_values import from_json
 from stainstyle._persistence.networks import Layout, check_network_sizes, load_networks
 from stainstyle._persistence.safetensors_file import SafetensorsFile
+from stainstyle._renamed import upgrade_saved_params
 from stainstyle.registry import normalizer_class
 
 
@@ -166,7 +167,7 @@ def _constructor_params(
     klass: type, saved: SavedModel, overrides: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Constructor arguments: saved, machine-local ones reset, then the allowed overrides."""
-    params = from_json(saved.config["params"])
+    params = upgrade_saved_params(klass, from_json(saved.config["params"]))
     names = set(klass._get_param_names())
     missing, unknown = sorted(names - set(params)), sorted(set(params) - names)
     if missing or unknown:

@@ -1,4 +1,4 @@
-"""Optical density (Beer-Lambert absorbance) of RGB intensities."""
+"""Optical density (Beer-Lambert absorbance) of RGB intensities, ``OD = -ln((I + 1) / io)``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import functools
 
 import numpy as np
 
-from stainstyle.tissue import IO_DEFAULT
+#: Blank-field (transmitted light) intensity of the optical-density transform, 240 as in
+#: Macenko's reference code (staintools uses 255).
+IO_DEFAULT = 240.0
 
 
 @functools.lru_cache(maxsize=16)

@@ -58,7 +58,7 @@ class GrayNormalizer(StainNormalizer):
         return False
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         out[...] = gray_normalize(batch)[..., None]

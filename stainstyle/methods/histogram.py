@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
 from stainstyle._fitted import FittedArray, positive_totals
+from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.quantize import float_to_uint8
@@ -63,14 +64,17 @@ class HistogramSpecification(StainNormalizer):
 
     Parameters
     ----------
-    mask : {"none", "tissue"}, default="none"
-        ``"none"`` builds both histograms from every pixel, as ``skimage.exposure.
-        match_histograms`` does. ``"tissue"`` uses tissue pixels only and returns background
-        pixels unchanged, so that a mostly-background tile does not get over-stained tissue.
+    tissue_only : bool, default=False
+        Build both histograms from tissue pixels only (see :mod:`stainstyle.tissue`) and return
+        background pixels unchanged, so that a mostly-background tile does not get over-stained
+        tissue. False uses every pixel, as ``skimage.exposure.match_histograms`` does.
     background : {"passthrough", "raise"}, default="passthrough"
         Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
     batch_size : int, default=32
         Tiles processed at once.
+    mask : {"none", "tissue"}, deprecated
+        The former spelling of ``tissue_only`` (``"tissue"`` is ``tissue_only=True``); accepted
+        with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -96,36 +100,44 @@ class HistogramSpecification(StainNormalizer):
 
     _parameter_constraints: dict = {
         **StainNormalizer._parameter_constraints,
-        "mask": [StrOptions({"none", "tissue"})],
+        "tissue_only": ["boolean"],
+        "mask": [StrOptions({"none", "tissue"}), DEPRECATED_CONSTRAINT],
     }
     _fitted_attributes: dict = {
         "target_counts_": FittedArray((3, 256), kinds="iu", minimum=0, rule=positive_totals()),
     }
-    _fit_dependent_params = ("mask",)
+    _fit_dependent_params = ("tissue_only", "mask")
     _machine_local_params = ()
+    _renamed_params: dict = {"mask": Renamed("tissue_only", {"none": False, "tissue": True})}
 
     def __init__(
-        self, *, mask: str = "none", background: str = "passthrough", batch_size: int = 32
+        self,
+        *,
+        tissue_only: bool = False,
+        background: str = "passthrough",
+        batch_size: int = 32,
+        mask: str = DEPRECATED,
     ):
-        self.mask = mask
+        self.tissue_only = tissue_only
         self.background = background
         self.batch_size = batch_size
+        self.mask = mask
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
         counts = np.zeros((3, 256), dtype=np.int64)
         for batch, tissue in self._fit_batches(tiles):
-            counts += channel_histograms(batch, tissue if self.mask == "tissue" else None)
+            counts += channel_histograms(batch, tissue)
         self.target_counts_ = counts
 
     def _needs_tissue_mask(self) -> bool:
-        return self.mask == "tissue"
+        return self._param("tissue_only")  # else ``tissue`` is None: every pixel counts
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):
-            mask = tissue[i] if self.mask == "tissue" else None
+            mask = None if tissue is None else tissue[i]
             counts = channel_histograms(tile, mask)
             lut = np.stack(
                 [match_cdf_lut(counts[c], self.target_counts_[c]) for c in range(3)], axis=-1

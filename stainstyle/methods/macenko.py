@@ -10,12 +10,14 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from stainstyle._fitted import FittedArray, columns_of_positive_norm
+from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
-from stainstyle.base import StainNormalizer, require_tissue
+from stainstyle.base import StainNormalizer
+from stainstyle.color.od import IO_DEFAULT
 from stainstyle.color.quantize import float_to_uint8, row_strips
 from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
 from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
-from stainstyle.tissue import IO_DEFAULT, min_tissue_pixels
+from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
 HE_REFERENCE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -168,14 +170,17 @@ class MacenkoNormalizer(StainNormalizer):
         Minimum optical density, in every channel, of the pixels used to estimate stain vectors.
     alpha : float, default=1
         Angle percentile (in %) that defines the extreme stain directions.
-    maxc_on_tissue : bool, default=False
-        Take the 99th concentration percentile over tissue pixels only (more robust on
-        mostly-background tiles) instead of over all pixels as the reference does.
+    tissue_only : bool, default=False
+        Take the 99th concentration percentile over tissue pixels only (those of the stain
+        filter, optical density >= ``beta`` in every channel; more robust on mostly-background
+        tiles) instead of over all pixels as the reference does.
     background : {"passthrough", "raise"}, default="passthrough"
         Policy for tiles with too little tissue or a single stain (see
         :class:`~stainstyle.base.StainNormalizer`).
     batch_size : int, default=32
         Tiles processed at once.
+    maxc_on_tissue : bool, deprecated
+        The former name of ``tissue_only``; accepted with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -213,14 +218,16 @@ class MacenkoNormalizer(StainNormalizer):
         "io": [Interval(Real, 1, None, closed="left")],
         "beta": [Interval(Real, 0, None, closed="left")],
         "alpha": [Interval(Real, 0, 50, closed="left")],
-        "maxc_on_tissue": ["boolean"],
+        "tissue_only": ["boolean"],
+        "maxc_on_tissue": ["boolean", DEPRECATED_CONSTRAINT],
     }
     _fitted_attributes: dict = {
         "stain_matrix_": FittedArray((3, 2), maximum_abs=1e3, rule=columns_of_positive_norm),
         "max_concentrations_": FittedArray((2,), minimum=0, exclusive_minimum=True, maximum=1e3),
     }
-    _fit_dependent_params = ("io", "beta", "alpha", "maxc_on_tissue")
+    _fit_dependent_params = ("io", "beta", "alpha", "tissue_only", "maxc_on_tissue")
     _machine_local_params = ()
+    _renamed_params: dict = {"maxc_on_tissue": Renamed("tissue_only")}
 
     def __init__(
         self,
@@ -228,16 +235,18 @@ class MacenkoNormalizer(StainNormalizer):
         io: float = IO_DEFAULT,
         beta: float = 0.15,
         alpha: float = 1.0,
-        maxc_on_tissue: bool = False,
+        tissue_only: bool = False,
         background: str = "passthrough",
         batch_size: int = 32,
+        maxc_on_tissue: bool | str = DEPRECATED,
     ):
         self.io = io
         self.beta = beta
         self.alpha = alpha
-        self.maxc_on_tissue = maxc_on_tissue
+        self.tissue_only = tissue_only
         self.background = background
         self.batch_size = batch_size
+        self.maxc_on_tissue = maxc_on_tissue
 
     @classmethod
     def from_reference(
@@ -295,7 +304,12 @@ class MacenkoNormalizer(StainNormalizer):
         images = [tiles.images[i] for group in tiles.shape_groups() for i in group]
         stream = ODStream(images, self.io, self.beta)
         survey = stream.survey()
-        require_tissue(survey.n_tissue, type(self).__name__)
+        if survey.n_tissue < MIN_TISSUE_PIXELS:
+            raise ValueError(
+                f"{type(self).__name__}: the target tiles hold {survey.n_tissue} pixels with an "
+                f"optical density of at least beta={self.beta} in every channel (Macenko's stain "
+                f"filter), at least {MIN_TISSUE_PIXELS} are needed; are they pale or blank?"
+            )
         stains, degenerate = _stain_matrix(stream, survey, self.alpha)
         if degenerate:
             raise ValueError(
@@ -303,13 +317,15 @@ class MacenkoNormalizer(StainNormalizer):
                 "estimated stain vectors coincide); fit on H&E-stained tissue"
             )
         self.stain_matrix_ = stains
-        self.max_concentrations_ = _max_concentrations(stream, survey, stains, self.maxc_on_tissue)
+        self.max_concentrations_ = _max_concentrations(
+            stream, survey, stains, self._param("tissue_only")
+        )
 
     def _needs_tissue_mask(self) -> bool:
         return False  # stain vectors come from Macenko's own every-channel filter
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         degenerate = np.zeros(len(batch), dtype=bool)
@@ -335,7 +351,7 @@ class MacenkoNormalizer(StainNormalizer):
         stains, degenerate = _stain_matrix(stream, survey, self.alpha)
         if degenerate:
             return None
-        maxc = _max_concentrations(stream, survey, stains, self.maxc_on_tissue)
+        maxc = _max_concentrations(stream, survey, stains, self._param("tissue_only"))
         flat = maxc <= _MIN_CONCENTRATION
         scale = np.where(flat, 1.0, self.max_concentrations_ / np.where(flat, 1.0, maxc))
         # I = io * exp(-HE_ref @ diag(scale) @ pinv(HE) @ OD), one 3x4 affine map in log space

@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.utils._param_validation import StrOptions
 
 from stainstyle._fitted import FittedArray
+from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.lab import (
@@ -161,15 +162,18 @@ class ReinhardNormalizer(StainNormalizer):
     ----------
     space : {"lab_ruderman", "lab_cie"}, default="lab_ruderman"
         Colour space. ``"lab_cie"`` uses float CIE L*a*b* (sRGB, D65) like torchstain.
-    tissue_mask : bool, default=True
-        Compute statistics over tissue pixels only (optical density >= 0.15 in every channel).
-        False uses every pixel, as torchstain and staintools do.
+    tissue_only : bool, default=True
+        Compute the statistics over tissue pixels only (optical density >= 0.15 in some
+        channel, see :mod:`stainstyle.tissue`). False uses every pixel, as torchstain and
+        staintools do.
     passthrough_background : bool, default=False
         Return non-tissue pixels with their original colour, as HistomicsTK does.
     background : {"passthrough", "raise"}, default="passthrough"
         Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
     batch_size : int, default=32
         Tiles processed at once.
+    tissue_mask : bool, deprecated
+        The former name of ``tissue_only``; accepted with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -207,38 +211,46 @@ class ReinhardNormalizer(StainNormalizer):
     _parameter_constraints: dict = {
         **StainNormalizer._parameter_constraints,
         "space": [StrOptions({"lab_ruderman", "lab_cie"})],
-        "tissue_mask": ["boolean"],
+        "tissue_only": ["boolean"],
         "passthrough_background": ["boolean"],
+        "tissue_mask": ["boolean", DEPRECATED_CONSTRAINT],
     }
     _fitted_attributes: dict = {
         "target_means_": FittedArray((3,), maximum_abs=1e3),
         "target_stds_": FittedArray((3,), minimum=0, maximum=1e3),
     }
-    _fit_dependent_params = ("space", "tissue_mask")
+    _fit_dependent_params = ("space", "tissue_only", "tissue_mask")
     _machine_local_params = ()
+    _renamed_params: dict = {"tissue_mask": Renamed("tissue_only")}
 
     def __init__(
         self,
         *,
         space: str = "lab_ruderman",
-        tissue_mask: bool = True,
+        tissue_only: bool = True,
         passthrough_background: bool = False,
         background: str = "passthrough",
         batch_size: int = 32,
+        tissue_mask: bool | str = DEPRECATED,
     ):
         self.space = space
-        self.tissue_mask = tissue_mask
+        self.tissue_only = tissue_only
         self.passthrough_background = passthrough_background
         self.background = background
         self.batch_size = batch_size
+        self.tissue_mask = tissue_mask
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
         # Every tile holds tissue: the base fit keeps only those.
+        tissue_only = self._param("tissue_only")
         counts, means, stds = [], [], []
         for batch, tissue in self._fit_batches(tiles):
-            for tile, mask in zip(batch, tissue, strict=True):
-                counts.append(int(np.count_nonzero(mask)) if self.tissue_mask else mask.size)
-                mean, std = _SPACES[self.space](tile).stats(mask if self.tissue_mask else None)
+            for i, tile in enumerate(batch):
+                mask = tissue[i] if tissue_only else None
+                counts.append(
+                    tile.shape[0] * tile.shape[1] if mask is None else np.count_nonzero(mask)
+                )
+                mean, std = _SPACES[self.space](tile).stats(mask)
                 means.append(mean)
                 stds.append(std)
         self.target_means_, self.target_stds_ = pool_stats(
@@ -246,15 +258,16 @@ class ReinhardNormalizer(StainNormalizer):
         )
 
     def _needs_tissue_mask(self) -> bool:
-        return self.tissue_mask or self.passthrough_background
+        return self._param("tissue_only") or self.passthrough_background
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
     ) -> tuple[np.ndarray, np.ndarray]:
+        tissue_only = self._param("tissue_only")
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):
             pixels = _SPACES[self.space](tile)
-            mean, std = pixels.stats(tissue[i] if self.tissue_mask else None)
+            mean, std = pixels.stats(tissue[i] if tissue_only else None)
             scale = reinhard_scale(std, self.target_stds_)
             pixels.mapped(scale, self.target_means_ - mean * scale, out=out[i])
         if self.passthrough_background:

@@ -138,6 +138,42 @@ def _concatenate_releasing(arrays: list[np.ndarray], dtype) -> np.ndarray:
     return out
 
 
+class _QuotaSample:
+    """A uniform sample of at most ``limit`` pixels of one class, kept as the pixels arrive.
+
+    The sample keeps the pixels with the smallest of one uniform random key each. Once it
+    outgrows its quota by a quarter it is pruned to it, and from then on only pixels keyed
+    below the largest kept key are kept (no other can be among the smallest).
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.parts: list[np.ndarray] = []
+        self.keys: list[np.ndarray] = []
+        self.size = 0
+        self.threshold: float | None = None  # the largest kept key, once pruned
+
+    def add(self, values: np.ndarray, key: np.ndarray) -> None:
+        """Offer packed colours ``(n,)`` with their random keys ``(n,)``."""
+        if self.threshold is not None:
+            below = key < self.threshold
+            values, key = values[below], key[below]
+        self.parts.append(values)
+        self.keys.append(key)
+        self.size += len(values)
+        if self.size > self.limit + self.limit // 4:
+            self.parts, self.keys = _keep_smallest_keys(self.parts, self.keys, self.limit)
+            self.size, self.threshold = self.limit, float(self.keys[0].max())
+
+    def pixels(self) -> np.ndarray:
+        """The sample: in arrival order if never pruned, else in key order."""
+        self.parts, self.keys = _keep_smallest_keys(self.parts, self.keys, self.limit)
+        values = self.parts[0]
+        if self.threshold is not None:
+            values = values[np.argsort(self.keys[0], kind="stable")]
+        return values
+
+
 def wsics_pool(
     tiles: Iterable[np.ndarray], microns_per_pixel: float, random_state: int | None = 2000
 ) -> LabelledPixels:
@@ -165,20 +201,13 @@ def wsics_pool(
 
     Notes
     -----
-    The quota sample keeps the pixels with the smallest of one uniform random key each. A
-    class that outgrows its quota by a quarter is pruned to it as pixels arrive, and from then
-    on only pixels keyed below the largest kept key are kept (no other can be among the
-    smallest); it ends in key order. So the pool needs at most 1.25 times the quotas, 12 bytes
-    a pixel, however many pixels are labelled. A class that never outgrows its quota keeps its
-    pixels in labelling order.
+    Each class is a uniform sample of its quota, pruned as pixels arrive (:class:`_QuotaSample`),
+    so the pool needs at most 1.25 times the quotas, 12 bytes a pixel, however many pixels are
+    labelled. A class that never outgrows its quota keeps its pixels in labelling order, a
+    pruned one ends in key order.
     """
     rng = np.random.default_rng(random_state)
-    limits = [int(quota * MAX_TRAINING_PIXELS) for quota in CLASS_QUOTAS]
-    parts: list[list[np.ndarray]] = [[], [], []]
-    keys: list[list[np.ndarray]] = [[], [], []]
-    sizes = [0, 0, 0]
-    # Largest kept key of a class once it has been pruned, else None.
-    thresholds: list[float | None] = [None, None, None]
+    samples = [_QuotaSample(int(quota * MAX_TRAINING_PIXELS)) for quota in CLASS_QUOTAS]
     n_nuclei = n_tiles = 0
     for tile in tiles:
         for part in labelling_tiles(tile, microns_per_pixel):
@@ -192,26 +221,10 @@ def wsics_pool(
             n_nuclei += labels.n_nuclei
             n_tiles += 1
             packed = pack_rgb(part)
-            for k, label in enumerate(_LABELS):
+            for sample, label in zip(samples, _LABELS, strict=True):
                 values = packed[labels.labels == label]
-                key = rng.random(len(values))
-                if thresholds[k] is not None:
-                    # Keyed above the largest kept key: never among the smallest, not kept.
-                    below = key < thresholds[k]
-                    values, key = values[below], key[below]
-                parts[k].append(values)
-                keys[k].append(key)
-                sizes[k] += len(values)
-                if sizes[k] > limits[k] + limits[k] // 4:
-                    parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
-                    sizes[k], thresholds[k] = limits[k], float(keys[k][0].max())
-    colours = []
-    for k in range(3):
-        parts[k], keys[k] = _keep_smallest_keys(parts[k], keys[k], limits[k])
-        values = parts[k][0]
-        if thresholds[k] is not None:
-            values = values[np.argsort(keys[k][0], kind="stable")]
-        colours.append(values)
+                sample.add(values, rng.random(len(values)))
+    colours = [sample.pixels() for sample in samples]
     return LabelledPixels(colours=colours, n_nuclei=n_nuclei, n_tiles=n_tiles)
 
 
@@ -416,13 +429,13 @@ class WSICSNormalizer(StainNormalizer):
         return False
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray, group: _Group | None = None
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: _Group | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
-        if group is not None:
-            degenerate = np.full(len(batch), group.model is None)
-            if group.model is not None:
-                out = self._map(batch, group.model)
+        if context is not None:
+            degenerate = np.full(len(batch), context.model is None)
+            if context.model is not None:
+                out = self._map(batch, context.model)
             return out, degenerate
         degenerate = np.zeros(len(batch), dtype=bool)
         for i, tile in enumerate(batch):

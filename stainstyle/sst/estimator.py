@@ -497,15 +497,15 @@ class StainStyleTransfer(StainNormalizer):
         return False
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray, group_counts: np.ndarray | None = None
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         device = resolve_device(self.device)
         generator = self.generator_.to(device).eval()
         window = self.window_size if self.window_size is not None else self.crop_size_
         gray = gray_normalize(batch)
         if self.gray_matching == "histogram":
-            if group_counts is not None:
-                gray = match_cdf_lut(group_counts, self.gray_histogram_)[gray]
+            if context is not None:
+                gray = match_cdf_lut(context, self.gray_histogram_)[gray]
             else:
                 gray = np.stack(
                     [match_cdf_lut(_gray_counts([g]), self.gray_histogram_)[g] for g in gray]

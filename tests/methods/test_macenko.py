@@ -159,7 +159,7 @@ def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
     tiles = he_tiles(4, 96, seed=9)
     normalizer = MacenkoNormalizer().fit(tiles[:2])
     in_memory = [normalizer.transform(tile) for tile in tiles]
-    fitted_in_memory = MacenkoNormalizer(maxc_on_tissue=True).fit(tiles)
+    fitted_in_memory = MacenkoNormalizer(tissue_only=True).fit(tiles)
     small_chunks.IN_MEMORY_PIXELS = 1000
     streamed = [normalizer.transform(tile) for tile in tiles]
     for a, b in zip(in_memory, streamed, strict=True):
@@ -167,7 +167,7 @@ def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
         # float32 product: the stain vectors agree to rounding, the images to one gray level.
         difference = np.abs(a.astype(int) - b)
         assert difference.max() <= 1 and np.count_nonzero(difference) < 0.01 * difference.size
-    fitted = MacenkoNormalizer(maxc_on_tissue=True).fit(tiles)
+    fitted = MacenkoNormalizer(tissue_only=True).fit(tiles)
     np.testing.assert_allclose(fitted.stain_matrix_, fitted_in_memory.stain_matrix_, atol=1e-4)
     np.testing.assert_allclose(
         fitted.max_concentrations_, fitted_in_memory.max_concentrations_, rtol=1e-4

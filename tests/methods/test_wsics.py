@@ -5,9 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
-from _support import ROOT, he_tiles, load_script, require_data
+from _support import DEGENERATE_TILES, ROOT, load_script, require_data, tile_batches
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -297,17 +296,10 @@ def test_bad_inputs(fitted):
         fitted.transform(np.stack([nuclei_tile(1), nuclei_tile(2)]), groups=[0, 0, 1])
 
 
-@pytest.mark.parametrize(
-    "tile",
-    [
-        np.full((32, 32, 3), 255, np.uint8),
-        np.zeros((32, 32, 3), np.uint8),
-        np.full((32, 32, 3), (150, 60, 160), np.uint8),
-        np.full((1, 1, 3), 90, np.uint8),
-        np.full((64, 64, 3), (200, 120, 180), np.uint8),
-    ],
-    ids=["white", "black", "single-colour", "1x1", "eosin-only"],
-)
+DEGENERATE = {**DEGENERATE_TILES, "eosin-only": np.full((64, 64, 3), (200, 120, 180), np.uint8)}
+
+
+@pytest.mark.parametrize("tile", list(DEGENERATE.values()), ids=list(DEGENERATE))
 def test_degenerate_tiles_pass_through_with_a_warning(fitted, tile):
     with pytest.warns(BackgroundTileWarning):
         out = fitted.transform(tile)
@@ -323,32 +315,18 @@ def test_tile_without_nuclei_is_degenerate(fitted):
 quick = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+def _nuclei_tiles(n, size, seed):
+    return np.stack([nuclei_tile(seed + i, size=size) for i in range(n)])
+
+
 @quick
-@given(
-    st.integers(1, 3),
-    st.integers(1, 70),
-    st.integers(1, 70),
-    st.integers(0, 2**32 - 1),
-    st.sampled_from(["random", "smooth", "he", "nuclei"]),
-)
-def test_any_shape_and_content(fitted, n, height, width, seed, kind):
-    rng = np.random.default_rng(seed)
-    if kind == "random":
-        tiles = rng.integers(0, 256, (n, height, width, 3), dtype=np.uint8)
-    elif kind == "smooth":
-        tiles = np.broadcast_to(
-            rng.integers(0, 256, (n, 1, 1, 3), dtype=np.uint8), (n, height, width, 3)
-        ).copy()
-    elif kind == "he":
-        tiles = he_tiles(n, 72, seed=seed % 1000)[:, :height, :width]
-    else:
-        tiles = np.stack([nuclei_tile(seed % 1000 + i, size=72) for i in range(n)])
-        tiles = tiles[:, :height, :width]
+@given(tile_batches(max_side=70, source_size=72, extra_kinds={"nuclei": _nuclei_tiles}))
+def test_any_shape_and_content(fitted, tiles):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BackgroundTileWarning)
         out = fitted.transform(tiles)
         as_float = fitted.transform(tiles.astype(np.float32) / 255)
-        grouped = fitted.transform(tiles, groups=np.arange(n) % 2)
+        grouped = fitted.transform(tiles, groups=np.arange(len(tiles)) % 2)
     assert out.shape == tiles.shape and out.dtype == np.uint8
     assert grouped.shape == tiles.shape and grouped.dtype == np.uint8
     assert as_float.dtype == np.float32 and np.all(np.isfinite(as_float))
