@@ -620,6 +620,8 @@ def test_overriding_a_parameter_the_fitted_state_depends_on_is_refused(target_ti
         load(tmp_path, space="lab_cie")
     with pytest.raises(ValueError, match=r"^tissue_mask: "):
         load(tmp_path, tissue_mask=False)
+    with pytest.raises(ValueError, match=r"^tissue_only: "):
+        load(tmp_path, tissue_only=False)
     assert load(tmp_path, space="lab_ruderman").space == "lab_ruderman"  # the saved value
     loaded = load(tmp_path, batch_size=3, passthrough_background=True)
     assert loaded.batch_size == 3 and loaded.passthrough_background is True

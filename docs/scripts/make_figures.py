@@ -141,7 +141,7 @@ def background_figure(out: Path) -> Path:
         "Reinhard": ReinhardNormalizer(),
         "Macenko": MacenkoNormalizer(),
         "HS mask=none": HistogramSpecification(),
-        "HS mask=tissue": HistogramSpecification(mask="tissue"),
+        "HS tissue_only": HistogramSpecification(tissue_only=True),
     }
     columns, titles = [sparse], ["source tile"]
     with warnings.catch_warnings():

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 def models() -> tuple[ReinhardNormalizer, ReinhardNormalizer]:
     """Two different fitted models: the folder holds one or the other."""
     first = ReinhardNormalizer().fit(he_tiles(2, 64, seed=1))
-    second = ReinhardNormalizer(tissue_mask=False).fit(he_tiles(2, 64, seed=2) // 2 + 100)
+    second = ReinhardNormalizer(tissue_only=False).fit(he_tiles(2, 64, seed=2) // 2 + 100)
     assert not np.allclose(first.target_means_, second.target_means_)
     return first, second
 
