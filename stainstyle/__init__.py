@@ -25,6 +25,7 @@ from stainstyle.methods import (
     WSICSNormalizer,
 )
 from stainstyle.registry import register_normalizer
+from stainstyle.sources import SourceStatistics
 
 _LAZY = {
     "StainStyleTransfer": "stainstyle.sst.estimator",
@@ -46,6 +47,7 @@ __all__ = [
     "HistogramSpecification",
     "MacenkoNormalizer",
     "ReinhardNormalizer",
+    "SourceStatistics",
     "StainNormalizer",
     "StainStyleTransfer",
     "TileClassifier",

@@ -15,9 +15,14 @@ implements two hooks on canonical data:
     a boolean ``(n,)`` array flagging tiles the method could not normalize (degenerate).
     ``tissue`` holds the tiles' tissue masks ``(n, H, W)``, or is None when the method's
     ``_needs_tissue_mask()`` says it does not use them (they are not computed then).
-    ``context`` is what ``_group_context`` returned for the batch's group, passed by keyword
-    when ``transform`` is called with ``groups``; only methods that override ``_group_context``
-    get it (for the others ``transform`` refuses ``groups``).
+    ``context`` is the method's source statistics for the batch (what ``_source_context``
+    returned for the batch's slide or group), passed by keyword when ``transform`` is called
+    with ``source`` or ``groups``; None otherwise, when each tile is measured on its own.
+
+A method whose mapping depends on statistics of the source tiles (see
+:mod:`stainstyle.sources`) also implements ``_source_context(tiles)``: measure them on a
+:class:`~stainstyle._validation.Tiles` of tissue tiles and return them, or raise
+:class:`~stainstyle.sources.UnmodelledSource`. The default returns None (no statistics).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted
 from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.hub import NormalizerHubMixin
+from stainstyle.sources import SourceStatistics, UnmodelledSource, group_members
 from stainstyle.tissue import (
     UNIFORM_MAX_STD,
     min_tissue_pixels,
@@ -179,18 +185,26 @@ class StainNormalizer(
         self._fit(tiles, y)
         return self
 
-    def transform(self, X: Any, groups: Any = None) -> Any:
+    def transform(self, X: Any, groups: Any = None, *, source: SourceStatistics | None = None):
         """Map tiles into the learned target stain style.
+
+        By default each tile's source statistics (its means, stain vectors, histogram...) are
+        measured on the tile itself. With ``groups`` they are measured once per group, and with
+        ``source`` they are given (:meth:`source_statistics`), so that every tile of a slide gets
+        the same mapping and neighbouring tiles join without seams.
 
         Parameters
         ----------
         X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
             Tiles to normalize, uint8 or float in [0, 1].
         groups : array-like of shape (N,), optional
-            Group id per tile (e.g. the slide id), for methods that pool source statistics per
-            group; methods that do not raise ``ValueError`` when it is given. Any hashable ids
-            (str, int, None, tuples, mixed); unhashable ones (lists, arrays) raise
-            ``ValueError``.
+            Group id per tile (e.g. the slide id): the statistics are measured on each group's
+            tissue tiles, equal to ``transform(X[g], source=source_statistics(X[g]))`` per
+            group ``g``. Any hashable ids (str, int, None, tuples, mixed); unhashable ones
+            (lists, arrays) raise ``ValueError``.
+        source : SourceStatistics, optional
+            Statistics from :meth:`source_statistics` of this normalizer (or one with the same
+            class and fit-dependent parameters), applied to every tile. Not with ``groups``.
 
         Returns
         -------
@@ -203,11 +217,13 @@ class StainNormalizer(
             Once per call, when some tiles were passed through unchanged.
         """
         tiles = as_tiles(X)
-        results, status = self._normalize(tiles, produce_output=True, groups=groups)
+        results, status = self._normalize(tiles, True, groups, source)
         self._apply_background_policy(status, tiles)
         return tiles.restore(results)
 
-    def transform_with_status(self, X: Any, groups: Any = None) -> tuple[Any, np.ndarray]:
+    def transform_with_status(
+        self, X: Any, groups: Any = None, *, source: SourceStatistics | None = None
+    ) -> tuple[Any, np.ndarray]:
         """Map tiles into the target style and report each tile's status, in one pass.
 
         What :meth:`transform` followed by :func:`tile_status` would return, without running
@@ -220,6 +236,8 @@ class StainNormalizer(
             Tiles to normalize, uint8 or float in [0, 1].
         groups : array-like of shape (N,), optional
             Group id per tile, as for :meth:`transform`.
+        source : SourceStatistics, optional
+            Statistics for every tile, as for :meth:`transform`.
 
         Returns
         -------
@@ -230,8 +248,30 @@ class StainNormalizer(
             (N = 1 for a single tile).
         """
         tiles = as_tiles(X)
-        results, status = self._normalize(tiles, produce_output=True, groups=groups)
+        results, status = self._normalize(tiles, True, groups, source)
         return tiles.restore(results), status
+
+    def source_statistics(self, X: Any) -> SourceStatistics:
+        """Measure the source statistics of a set of tiles once, for one fixed mapping.
+
+        Typically on a sample of one slide's tissue tiles (``stainstyle.wsi.sample_tiles``);
+        then ``transform(tile, source=statistics)`` maps every tile of the slide the same way.
+        Background and uniform tiles of ``X`` are left out, as ``fit`` leaves them out.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
+            Source tiles, uint8 or float in [0, 1]. Never modified.
+
+        Returns
+        -------
+        SourceStatistics
+            With ``modelled=False`` (and the reason) when the tiles hold nothing the method can
+            measure: every tile transformed with them is then passed through as degenerate.
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        return self._measure_source(as_tiles(X))
 
     def _validate_params(self) -> None:
         """Check the parameters against ``_parameter_constraints``, then the renamed ones.
@@ -271,17 +311,19 @@ class StainNormalizer(
         """Whether ``_transform_batch`` uses its ``tissue`` masks (else it gets None)."""
         return True
 
-    def _group_context(self, tiles: Tiles, members: np.ndarray) -> Any:
-        """Source statistics pooled over the tiles ``members`` of one group.
+    def _source_context(self, tiles: Tiles) -> Any:
+        """The method's source statistics, measured on ``tiles`` (all holding tissue).
 
-        Only methods supporting ``transform(X, groups=...)`` override this; their
-        ``_transform_batch(batch, tissue, context=...)`` then receives the returned object for
-        every batch of the group.
+        Methods whose mapping depends on source-side statistics override this; what it returns
+        reaches ``_transform_batch`` as ``context``. Raise
+        :class:`~stainstyle.sources.UnmodelledSource` when the tiles cannot be modelled.
+
+        Returns
+        -------
+        object or None
+            None here: the mapping does not depend on the source tiles.
         """
-        raise ValueError(
-            f"groups: {type(self).__name__} does not pool statistics over groups of tiles; "
-            "call transform(X) without groups"
-        )
+        return None
 
     # ------------------------------------------------------------------ shared machinery
     def _fit_batches(self, tiles: Tiles):
@@ -324,10 +366,7 @@ class StainNormalizer(
         """
         tiles = as_tiles(X)
         _check_labels(y, len(tiles))
-        background = np.zeros(len(tiles), dtype=bool)
-        uniform = np.zeros(len(tiles), dtype=bool)
-        for indices, batch in tiles.batches(self.batch_size):
-            background[indices], uniform[indices] = screen_tiles(batch)
+        background, uniform = self._screen(tiles)
         keep = np.flatnonzero(~(background | uniform))
         if len(keep) == 0:
             raise ValueError(
@@ -351,10 +390,74 @@ class StainNormalizer(
             y = None if y is None else _safe_indexing(y, keep)
         return tiles, y
 
+    def _screen(self, tiles: Tiles) -> tuple[np.ndarray, np.ndarray]:
+        """Background and uniform flags ``(N,)`` of all tiles (:func:`screen_tiles`)."""
+        background = np.zeros(len(tiles), dtype=bool)
+        uniform = np.zeros(len(tiles), dtype=bool)
+        for indices, batch in tiles.batches(self.batch_size):
+            background[indices], uniform[indices] = screen_tiles(batch)
+        return background, uniform
+
+    def _measure_source(self, tiles: Tiles) -> SourceStatistics:
+        """:meth:`source_statistics` of validated tiles, on their tissue tiles."""
+        background, uniform = self._screen(tiles)
+        keep = np.flatnonzero(~(background | uniform))
+        found = {
+            "method": type(self).__name__,
+            "params": self._source_params(),
+            "n_tiles": len(keep),
+            "n_left_out": len(tiles) - len(keep),
+        }
+        if len(keep) == 0:
+            reason = f"none of the {len(tiles)} tiles holds tissue with colour variation"
+            return SourceStatistics(**found, modelled=False, reason=reason)
+        try:
+            statistics = self._source_context(tiles.subset(keep))
+        except UnmodelledSource as problem:
+            return SourceStatistics(**found, modelled=False, reason=str(problem))
+        return SourceStatistics(**found, statistics=statistics)
+
+    def _source_params(self) -> dict[str, Any]:
+        """The parameters source statistics depend on: the fit-dependent ones."""
+        params = self.get_params(deep=False)
+        return {name: params[name] for name in getattr(self, "_fit_dependent_params", ())}
+
+    def _check_source(self, source: SourceStatistics) -> None:
+        """Refuse statistics measured by another class or with other parameters."""
+        if not isinstance(source, SourceStatistics):
+            raise ValueError(
+                f"source: expected SourceStatistics from {type(self).__name__}.source_statistics"
+                f", got {type(source).__name__}"
+            )
+        if source.method != type(self).__name__ or source.params != self._source_params():
+            raise ValueError(
+                f"source: measured by a {source.method} with {source.params}, this is a "
+                f"{type(self).__name__} with {self._source_params()}; measure them with this "
+                "normalizer's source_statistics"
+            )
+
+    def _plan(
+        self, tiles: Tiles, groups: Any, source: SourceStatistics | None
+    ) -> list[tuple[np.ndarray | None, SourceStatistics | None]]:
+        """Which tiles are mapped with which source statistics (None: each tile its own)."""
+        if source is not None:
+            if groups is not None:
+                raise ValueError("groups, source: give one of them; source applies to all tiles")
+            self._check_source(source)
+            return [(None, source)]
+        if groups is None:
+            return [(None, None)]
+        members = group_members(groups, len(tiles))
+        return [(group, self._measure_source(tiles.subset(group))) for group in members]
+
     def _normalize(
-        self, tiles: Tiles, produce_output: bool, groups: Any = None
+        self,
+        tiles: Tiles,
+        produce_output: bool,
+        groups: Any = None,
+        source: SourceStatistics | None = None,
     ) -> tuple[list[np.ndarray | None], np.ndarray]:
-        """Run the method over all tissue tiles, group by group when ``groups`` is given.
+        """Run the method over all tissue tiles, with the source statistics of :meth:`_plan`.
 
         Returns per-tile results (None means unchanged) and the per-tile status.
         """
@@ -362,19 +465,22 @@ class StainNormalizer(
         self._validate_params()
         status = np.full(len(tiles), STATUS_OK, dtype=object)
         results: list[np.ndarray | None] = [None] * len(tiles)
-        for members in _group_members(groups, len(tiles)):
-            group = {} if groups is None else {"context": self._group_context(tiles, members)}
+        for members, statistics in self._plan(tiles, groups, source):
+            context = {} if statistics is None else {"context": statistics.statistics}
             for indices, batch in tiles.batches(self.batch_size, members):
                 background, uniform = screen_tiles(batch)
                 status[indices[background]] = STATUS_BACKGROUND
                 status[indices[uniform]] = STATUS_DEGENERATE
                 keep = ~(background | uniform)
+                if statistics is not None and not statistics.modelled:
+                    status[indices[keep]] = STATUS_DEGENERATE
+                    continue
                 if not keep.any():
                     continue
                 if not keep.all():
                     batch = batch[keep]
                 tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
-                mapped, degenerate = self._transform_batch(batch, tissue, **group)
+                mapped, degenerate = self._transform_batch(batch, tissue, **context)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
                 if produce_output:
@@ -431,58 +537,13 @@ def _check_labels(y: Any, n_tiles: int) -> None:
         raise ValueError(f"y: expected one label per tile ({n_tiles}), got {n_labels} labels")
 
 
-#: Stands for every NaN group id: NaN is not equal to itself, but all NaNs are one group.
-_NAN_GROUP = object()
-
-
-def _group_members(groups: Any, n_tiles: int) -> list[np.ndarray | None]:
-    """Tile indices per group, in order of first appearance; ``[None]`` (all tiles) without groups.
-
-    Ids are grouped by equality and hash (a dict), never sorted, so any hashable ids work:
-    str, int, None, tuples, or a mix of them. Equal numbers are one group (``1``, ``1.0``,
-    ``np.int64(1)``), and so are all NaNs.
-
-    Raises
-    ------
-    ValueError
-        If ``groups`` does not hold one id per tile, or an id is not hashable.
-    """
-    if groups is None:
-        return [None]
-    if isinstance(groups, (str, bytes)) or not hasattr(groups, "__len__"):
-        raise ValueError(
-            f"groups: expected one group id per tile, shape ({n_tiles},), "
-            f"got {type(groups).__name__}"
-        )
-    if hasattr(groups, "shape") and hasattr(groups, "tolist"):  # numpy array, torch tensor
-        shape = tuple(groups.shape)
-        if shape != (n_tiles,):
-            raise ValueError(
-                f"groups: expected one group id per tile, shape ({n_tiles},), got shape {shape}"
-            )
-        ids = groups.tolist()
-    else:
-        ids = list(groups)
-        if len(ids) != n_tiles:
-            raise ValueError(
-                f"groups: expected one group id per tile, shape ({n_tiles},), "
-                f"got shape ({len(ids)},)"
-            )
-    members: dict[Any, list[int]] = {}
-    for i, group in enumerate(ids):
-        if isinstance(group, (float, np.floating)) and group != group:
-            group = _NAN_GROUP
-        try:
-            members.setdefault(group, []).append(i)
-        except TypeError:
-            raise ValueError(
-                f"groups: ids must be hashable (str, int, None, tuple, ...), got "
-                f"{type(group).__name__} {group!r:.50} at index {i}"
-            ) from None
-    return [np.asarray(indices, dtype=np.intp) for indices in members.values()]
-
-
-def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.ndarray:
+def tile_status(
+    normalizer: StainNormalizer,
+    X: Any,
+    groups: Any = None,
+    *,
+    source: SourceStatistics | None = None,
+) -> np.ndarray:
     """Report, per tile, whether a fitted normalizer would normalize it or pass it through.
 
     The estimator is not changed and no warning is emitted.
@@ -495,6 +556,8 @@ def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.n
         Tiles, uint8 or float in [0, 1].
     groups : array-like of shape (N,), optional
         Group ids, as for ``normalizer.transform(X, groups)``.
+    source : SourceStatistics, optional
+        Source statistics, as for ``normalizer.transform(X, source=...)``.
 
     Returns
     -------
@@ -502,5 +565,5 @@ def tile_status(normalizer: StainNormalizer, X: Any, groups: Any = None) -> np.n
         ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile (N = 1
         for a single tile).
     """
-    _, status = normalizer._normalize(as_tiles(X), produce_output=False, groups=groups)
+    _, status = normalizer._normalize(as_tiles(X), False, groups, source)
     return status

@@ -13,6 +13,7 @@ from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.quantize import float_to_uint8
+from stainstyle.sources import UnmodelledSource
 
 
 def channel_histograms(tiles: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -82,6 +83,12 @@ class HistogramSpecification(StainNormalizer):
         Pooled target histogram per channel (the sum over target tiles, which equals the
         histogram of all target pixels together).
 
+    Notes
+    -----
+    The source histogram is counted per tile, or once for a slide or group
+    (``source_statistics``, ``transform(X, groups=...)``); the statistics carried are then the
+    lookup table ``(256, 3)`` uint8 it gives.
+
     See Also
     --------
     match_cdf_lut : The per-channel mapping, as a function.
@@ -124,24 +131,44 @@ class HistogramSpecification(StainNormalizer):
         self.mask = mask
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
+        self.target_counts_ = self._pooled_counts(tiles)
+
+    def _source_context(self, tiles: Tiles) -> np.ndarray:
+        """Lookup table ``(256, 3)`` uint8 from the pooled histogram of ``tiles`` (a slide).
+
+        Raises
+        ------
+        UnmodelledSource
+            If the tiles hold no pixel to count (no tissue pixel with ``tissue_only``).
+        """
+        counts = self._pooled_counts(tiles)
+        if counts[0].sum() == 0:
+            raise UnmodelledSource("histogram specification: no tissue pixel to count")
+        return self._lut(counts)
+
+    def _pooled_counts(self, tiles: Tiles) -> np.ndarray:
+        """Histogram ``(3, 256)`` of the tiles' pixels together (tissue only if asked)."""
         counts = np.zeros((3, 256), dtype=np.int64)
         for batch, tissue in self._fit_batches(tiles):
             counts += channel_histograms(batch, tissue)
-        self.target_counts_ = counts
+        return counts
+
+    def _lut(self, source_counts: np.ndarray) -> np.ndarray:
+        """Per-channel lookup table ``(256, 3)`` uint8 from source counts to the target's."""
+        return np.stack(
+            [match_cdf_lut(source_counts[c], self.target_counts_[c]) for c in range(3)], axis=-1
+        )
 
     def _needs_tissue_mask(self) -> bool:
         return self._param("tissue_only")  # else ``tissue`` is None: every pixel counts
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
+        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):
             mask = None if tissue is None else tissue[i]
-            counts = channel_histograms(tile, mask)
-            lut = np.stack(
-                [match_cdf_lut(counts[c], self.target_counts_[c]) for c in range(3)], axis=-1
-            )
+            lut = self._lut(channel_histograms(tile, mask)) if context is None else context
             out[i] = cv2.LUT(tile, lut[None])
             if mask is not None:
                 np.copyto(out[i], tile, where=~mask[..., None])

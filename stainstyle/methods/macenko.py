@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
@@ -13,10 +14,11 @@ from stainstyle._fitted import FittedArray, columns_of_positive_norm
 from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
-from stainstyle.color.od import IO_DEFAULT
+from stainstyle.color.od import IO_DEFAULT, od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
 from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
 from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
+from stainstyle.sources import UnmodelledSource
 from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
@@ -154,6 +156,27 @@ def _concentration(projection_row: np.ndarray):
     return lambda od: cv2.transform(od.reshape(-1, 1, 3), row)
 
 
+@dataclass(frozen=True)
+class MacenkoSource:
+    """Macenko's source statistics of a slide or group (or one tile): what is mapped from.
+
+    Attributes
+    ----------
+    stain_matrix : ndarray of shape (3, 2), dtype float64
+        Source stain vectors (columns H, E; rows R, G, B).
+    max_concentrations : ndarray of shape (2,), dtype float64
+        Source 99th-percentile concentrations of H and E.
+    """
+
+    stain_matrix: np.ndarray
+    max_concentrations: np.ndarray
+
+
+def _images(tiles: Tiles) -> list[np.ndarray]:
+    """The tiles' images grouped by shape (the order the pooled estimate reads them in)."""
+    return [tiles.images[i] for group in tiles.shape_groups() for i in group]
+
+
 class MacenkoNormalizer(StainNormalizer):
     """Macenko stain normalization: map stain concentrations onto a target stain matrix.
 
@@ -197,7 +220,10 @@ class MacenkoNormalizer(StainNormalizer):
     Notes
     -----
     ``fit`` on several target tiles pools their pixels before the estimate (torchstain's
-    ``MultiMacenkoNormalizer`` "concat" mode).
+    ``MultiMacenkoNormalizer`` "concat" mode). The source stain vectors and maximum
+    concentrations are estimated per tile, or once for a slide or group (``source_statistics``,
+    ``transform(X, groups=...)``) from their pooled pixels in the same way: a
+    :class:`MacenkoSource`.
 
     References
     ----------
@@ -301,65 +327,94 @@ class MacenkoNormalizer(StainNormalizer):
         return normalizer
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
-        images = [tiles.images[i] for group in tiles.shape_groups() for i in group]
+        try:
+            target, _ = self._estimate(_images(tiles), MIN_TISSUE_PIXELS)
+        except UnmodelledSource as problem:
+            raise ValueError(
+                f"{type(self).__name__}: the target tiles {problem}; fit on H&E-stained tissue"
+            ) from None
+        self.stain_matrix_ = target.stain_matrix
+        self.max_concentrations_ = target.max_concentrations
+
+    def _source_context(self, tiles: Tiles) -> MacenkoSource:
+        """Stain vectors and maximum concentrations of ``tiles`` pooled (a slide, a group).
+
+        Raises
+        ------
+        UnmodelledSource
+            If the tiles hold too few stained pixels or a single stain.
+        """
+        return self._estimate(_images(tiles), MIN_TISSUE_PIXELS)[0]
+
+    def _estimate(self, images: list[np.ndarray], needed: int) -> tuple[MacenkoSource, ODStream]:
+        """Macenko's steps 1 to 7 on the pooled pixels of ``images``.
+
+        Returns the estimate and the optical-density stream it was made from (which holds the
+        optical densities of a single image that was not streamed in chunks).
+
+        Raises
+        ------
+        UnmodelledSource
+            If fewer than ``needed`` pixels pass Macenko's filter, or one stain only is found.
+        """
         stream = ODStream(images, self.io, self.beta)
         survey = stream.survey()
-        if survey.n_tissue < MIN_TISSUE_PIXELS:
-            raise ValueError(
-                f"{type(self).__name__}: the target tiles hold {survey.n_tissue} pixels with an "
-                f"optical density of at least beta={self.beta} in every channel (Macenko's stain "
-                f"filter), at least {MIN_TISSUE_PIXELS} are needed; are they pale or blank?"
+        if survey.n_tissue < needed:
+            raise UnmodelledSource(
+                f"hold {survey.n_tissue} pixels with an optical density of at least "
+                f"beta={self.beta} in every channel (Macenko's stain filter), at least {needed} "
+                "are needed; are they pale or blank?"
             )
         stains, degenerate = _stain_matrix(stream, survey, self.alpha)
         if degenerate:
-            raise ValueError(
-                f"{type(self).__name__}: the target tiles hold a single stain (the two "
-                "estimated stain vectors coincide); fit on H&E-stained tissue"
-            )
-        self.stain_matrix_ = stains
-        self.max_concentrations_ = _max_concentrations(
-            stream, survey, stains, self._param("tissue_only")
-        )
+            raise UnmodelledSource("hold a single stain (the two estimated stain vectors coincide)")
+        maxc = _max_concentrations(stream, survey, stains, self._param("tissue_only"))
+        return MacenkoSource(stain_matrix=stains, max_concentrations=maxc), stream
 
     def _needs_tissue_mask(self) -> bool:
         return False  # stain vectors come from Macenko's own every-channel filter
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
+        self,
+        batch: np.ndarray,
+        tissue: np.ndarray | None,
+        *,
+        context: MacenkoSource | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         degenerate = np.zeros(len(batch), dtype=bool)
         for i, tile in enumerate(batch):
-            mapped = self._transform_tile(tile)
+            mapped = self._transform_tile(tile, context)
             if mapped is None:
                 degenerate[i] = True
             else:
                 out[i] = mapped
         return out, degenerate
 
-    def _transform_tile(self, tile: np.ndarray) -> np.ndarray | None:
-        """Normalize one tile; None when it cannot be modelled.
+    def _transform_tile(self, tile: np.ndarray, source: MacenkoSource | None) -> np.ndarray | None:
+        """Normalize one tile with the source's stains, or its own; None when it has none.
 
         Stain vectors come from Macenko's own pixel filter (``beta`` in every channel), not from
         the shared tissue mask. A tile larger than 2048x2048 pixels is streamed in chunks
         (:mod:`stainstyle.methods._macenko_pixels`): its optical densities are never all held.
         """
-        stream = ODStream([tile], self.io, self.beta)
-        survey = stream.survey()
-        if survey.n_tissue < min_tissue_pixels(*tile.shape[:2]):
-            return None
-        stains, degenerate = _stain_matrix(stream, survey, self.alpha)
-        if degenerate:
-            return None
-        maxc = _max_concentrations(stream, survey, stains, self._param("tissue_only"))
+        stream = None
+        if source is None:
+            try:
+                source, stream = self._estimate([tile], min_tissue_pixels(*tile.shape[:2]))
+            except UnmodelledSource:
+                return None
+        maxc = source.max_concentrations
         flat = maxc <= _MIN_CONCENTRATION
         scale = np.where(flat, 1.0, self.max_concentrations_ / np.where(flat, 1.0, maxc))
         # I = io * exp(-HE_ref @ diag(scale) @ pinv(HE) @ OD), one 3x4 affine map in log space
-        mix = self.stain_matrix_ @ np.diag(scale) @ np.linalg.pinv(stains)
+        mix = self.stain_matrix_ @ np.diag(scale) @ np.linalg.pinv(source.stain_matrix)
         affine = np.hstack([-mix, np.full((3, 1), np.log(self.io))]).astype(np.float32)
-        od = None if stream.whole is None else stream.whole[1].reshape(tile.shape)
+        held = None if stream is None or stream.whole is None else stream.whole[1]
+        od = None if held is None else held.reshape(tile.shape)
+        lut = od_lut(self.io, np.float32)
         out = np.empty(tile.shape, dtype=np.uint8)
         for rows in row_strips(tile.shape):
-            od_rows = stream.optical_density(tile[rows]) if od is None else od[rows]
+            od_rows = cv2.LUT(tile[rows], lut) if od is None else od[rows]
             out[rows] = float_to_uint8(cv2.exp(cv2.transform(od_rows, affine)))
         return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -149,6 +150,21 @@ class _CiePixels:
         out[...] = float_to_uint8(lab_cie_to_rgb(self.lab * scale + shift))
 
 
+@dataclass(frozen=True)
+class ReinhardSource:
+    """Reinhard's source statistics of a slide or group: what ``transform`` maps from.
+
+    Attributes
+    ----------
+    means, stds : ndarray of shape (3,), dtype float64
+        Mean and standard deviation (ddof=0) of each Lab channel over the pooled source pixels
+        (tissue pixels with ``tissue_only``).
+    """
+
+    means: np.ndarray
+    stds: np.ndarray
+
+
 _SPACES = {"lab_ruderman": _RudermanPixels, "lab_cie": _CiePixels}
 
 
@@ -191,7 +207,9 @@ class ReinhardNormalizer(StainNormalizer):
     -----
     ``fit`` pools the pixels of all target tiles (as HistomicsTK's ``reinhard_stats``) rather
     than averaging per-tile statistics, so the target spread includes between-tile variation.
-    Source statistics are computed per tile.
+    Source statistics are computed per tile, or once for a slide or group
+    (``source_statistics``, ``transform(X, groups=...)``), pooled the same way: a
+    :class:`ReinhardSource`.
 
     References
     ----------
@@ -242,6 +260,15 @@ class ReinhardNormalizer(StainNormalizer):
 
     def _fit(self, tiles: Tiles, y: Any) -> None:
         # Every tile holds tissue: the base fit keeps only those.
+        pooled = self._pooled_stats(tiles)
+        self.target_means_, self.target_stds_ = pooled.means, pooled.stds
+
+    def _source_context(self, tiles: Tiles) -> ReinhardSource:
+        """Mean and spread of each channel over the pooled pixels of ``tiles`` (a slide)."""
+        return self._pooled_stats(tiles)
+
+    def _pooled_stats(self, tiles: Tiles) -> ReinhardSource:
+        """Per-channel mean and spread of the tiles' pixels together (tissue only if asked)."""
         tissue_only = self._param("tissue_only")
         counts, means, stds = [], [], []
         for batch, tissue in self._fit_batches(tiles):
@@ -253,21 +280,27 @@ class ReinhardNormalizer(StainNormalizer):
                 mean, std = _SPACES[self.space](tile).stats(mask)
                 means.append(mean)
                 stds.append(std)
-        self.target_means_, self.target_stds_ = pool_stats(
-            np.array(counts), np.array(means), np.array(stds)
-        )
+        mean, std = pool_stats(np.array(counts), np.array(means), np.array(stds))
+        return ReinhardSource(means=mean, stds=std)
 
     def _needs_tissue_mask(self) -> bool:
         return self._param("tissue_only") or self.passthrough_background
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: Any = None
+        self,
+        batch: np.ndarray,
+        tissue: np.ndarray | None,
+        *,
+        context: ReinhardSource | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         tissue_only = self._param("tissue_only")
         out = np.empty_like(batch)
         for i, tile in enumerate(batch):
             pixels = _SPACES[self.space](tile)
-            mean, std = pixels.stats(tissue[i] if tissue_only else None)
+            if context is None:
+                mean, std = pixels.stats(tissue[i] if tissue_only else None)
+            else:
+                mean, std = context.means, context.stds
             scale = reinhard_scale(std, self.target_stds_)
             pixels.mapped(scale, self.target_means_ - mean * scale, out=out[i])
         if self.passthrough_background:

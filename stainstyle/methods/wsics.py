@@ -44,6 +44,7 @@ from stainstyle.methods._wsics_model import (
     map_colours,
     naive_bayes_features,
 )
+from stainstyle.sources import UnmodelledSource
 from stainstyle.tissue import is_background, tissue_mask
 
 logger = logging.getLogger(__name__)
@@ -261,13 +262,6 @@ def wsics_source_model(pool: LabelledPixels, min_class_pixels: int) -> WSICSSour
     return WSICSSourceModel(statistics=statistics, tables=tables)
 
 
-@dataclass(frozen=True)
-class _Group:
-    """Context of one group in ``transform(X, groups)``: its source model, or None."""
-
-    model: WSICSSourceModel | None
-
-
 class WSICSNormalizer(StainNormalizer):
     """Stain-specific colour standardization in HSD space (WSICS).
 
@@ -320,7 +314,9 @@ class WSICSNormalizer(StainNormalizer):
     code: a proper 2-D rotation, density scaled by ``std_template / std_source``, rejected
     nuclei contribute no hematoxylin seeds, canonical major-axis direction, all 7 landmarks for
     both stains. Nuclei are found by a Laplacian-of-Gaussian blob detector instead of the
-    reference's randomized Hough ellipse fit.
+    reference's randomized Hough ellipse fit. WSICS was designed for whole slides: its source
+    statistics (a :class:`WSICSSourceModel`) are best measured once per slide
+    (``source_statistics``, ``transform(X, groups=slide_ids)``) rather than per tile.
 
     Large images, in bounded memory: as the reference code labels a slide in 2048x2048 tiles
     at about 0.243 um per pixel, an image is labelled in tiles of that area (497.7 um a side,
@@ -421,22 +417,35 @@ class WSICSNormalizer(StainNormalizer):
             counts,
         )
 
-    def _group_context(self, tiles: Tiles, members: np.ndarray) -> _Group:
-        batches = (batch for _, batch in tiles.batches(self.batch_size, members))
-        return _Group(self._source_model(tile for batch in batches for tile in batch))
+    def _source_context(self, tiles: Tiles) -> WSICSSourceModel:
+        """Stain-class statistics and class weighting pooled over ``tiles`` (a slide, a group).
+
+        Raises
+        ------
+        UnmodelledSource
+            If the tiles hold too few nuclei, hematoxylin or eosin pixels.
+        """
+        model = self._source_model(tiles.images)
+        if model is None:
+            raise UnmodelledSource(
+                f"WSICS: fewer than {self.min_class_pixels} hematoxylin or eosin pixels in tiles "
+                f"with enough nuclei (is microns_per_pixel={self.microns_per_pixel} right?)"
+            )
+        return model
 
     def _needs_tissue_mask(self) -> bool:
         return False
 
     def _transform_batch(
-        self, batch: np.ndarray, tissue: np.ndarray | None, *, context: _Group | None = None
+        self,
+        batch: np.ndarray,
+        tissue: np.ndarray | None,
+        *,
+        context: WSICSSourceModel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        out = np.empty_like(batch)
         if context is not None:
-            degenerate = np.full(len(batch), context.model is None)
-            if context.model is not None:
-                out = self._map(batch, context.model)
-            return out, degenerate
+            return self._map(batch, context), np.zeros(len(batch), dtype=bool)
+        out = np.empty_like(batch)
         degenerate = np.zeros(len(batch), dtype=bool)
         for i, tile in enumerate(batch):
             model = self._source_model([tile])

@@ -155,7 +155,9 @@ class StainStyleTransfer(StainNormalizer):
     features. Training crops are flipped and rotated by multiples of 90 degrees. Inference
     windows overlap by a quarter of their side and are blended with weights that fade towards
     each window's border. On CUDA, training and inference use bfloat16 autocast (no loss
-    scaling needed); the feature-preserving loss is computed in float32.
+    scaling needed); the feature-preserving loss is computed in float32. Its source statistics
+    (``source_statistics``, ``transform(X, groups=...)``) are the pooled gray histogram
+    ``(256,)`` int64 of a slide or group, used by ``gray_matching="histogram"``.
 
     See Also
     --------
@@ -487,11 +489,12 @@ class StainStyleTransfer(StainNormalizer):
         self.gray_histogram_ = _gray_counts(grays)
 
     # ------------------------------------------------------------------ transform
-    def _group_context(self, tiles: Tiles, members: np.ndarray) -> np.ndarray:
-        """Gray-level histogram pooled over one group's tiles (``gray_matching="histogram"``)."""
-        if self.gray_matching == "none":
-            return super()._group_context(tiles, members)
-        return _gray_counts(gray_normalize(tiles.images[i]) for i in members)
+    def _source_context(self, tiles: Tiles) -> np.ndarray:
+        """Gray-level histogram ``(256,)`` int64 pooled over ``tiles`` (a slide, a group).
+
+        Used by ``gray_matching="histogram"``; without gray matching the mapping ignores it.
+        """
+        return _gray_counts(gray_normalize(image) for image in tiles.images)
 
     def _needs_tissue_mask(self) -> bool:
         return False
