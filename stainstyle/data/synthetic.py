@@ -206,16 +206,13 @@ def _inside(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     return hit
 
 
-def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int) -> _Plan:
-    """Lymphoid tissue, glands and stroma, each with its own small, regular nuclei.
+def _glands(rng: np.random.Generator, size: int) -> tuple[np.ndarray, ...]:
+    """One or two glands: epithelium and lumen masks, and the nuclei of their epithelium.
 
-    A random part of the tile (from none to all of it) is lymphoid: densely packed, small, round,
-    dark lymphocytes with scant cytoplasm. The rest holds glands (one row of evenly spaced,
-    radially elongated nuclei in the epithelium around an empty lumen) in fibrous stroma with
-    sparse thin fibroblasts.
+    Returns the epithelium and lumen masks ``(size, size)`` uint8, and per nucleus its centre
+    ``(m, 2)``, axes ``(m, 2)`` and angle ``(m,)``: one row of evenly spaced nuclei midway
+    through the epithelium, elongated radially.
     """
-    region = tex.window(rng, tex.smooth)
-    lymphoid = region > np.quantile(region, rng.uniform(0.0, 1.0))
     epithelium = np.zeros((size, size), np.uint8)
     lumen = np.zeros((size, size), np.uint8)
     centers, axes, angles = [], [], []
@@ -237,7 +234,6 @@ def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int) -> _Plan:
                 -1,
                 shift=_SHIFT,
             )
-        # One row of nuclei midway through the epithelium, evenly spaced, elongated radially.
         r = (1.0 + ring) / 2
         m = max(6, int(np.pi * (a + b) * r / rng.uniform(7.5, 9.0)))
         t = np.linspace(0, 2 * np.pi, m, endpoint=False) + rng.uniform(0, 2 * np.pi)
@@ -247,42 +243,68 @@ def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int) -> _Plan:
         centers.append(np.stack([c[0] + px * cos - py * sin, c[1] + px * sin + py * cos], 1))
         angles.append(np.arctan2(a * np.sin(t), b * np.cos(t)) + theta)  # outward normal
         axes.append(np.stack([rng.normal(4.6, 0.25, m), rng.normal(3.0, 0.2, m)], 1))
-    lumen = lumen.astype(bool) & ~lymphoid
-    epithelium = epithelium.astype(bool) & ~lumen & ~lymphoid
-    stroma = ~(epithelium | lumen | lymphoid)
-    gland_centers = np.concatenate(centers)
-    keep = _inside(epithelium, gland_centers)
-    centers = [gland_centers[keep]]
-    axes = [np.concatenate(axes)[keep]]
-    angles = [np.concatenate(angles)[keep]]
-    kinds = [np.zeros(int(keep.sum()), int)]  # 0 epithelial, 1 fibroblast, 2 lymphocyte
+    return epithelium, lumen, np.concatenate(centers), np.concatenate(axes), np.concatenate(angles)
 
-    # Stroma: thin fibroblasts along the fibres and a few scattered lymphocytes.
+
+def _stroma_cells(
+    rng: np.random.Generator, size: int, stroma: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Thin fibroblasts along the fibres and a few scattered lymphocytes in the stroma.
+
+    Returns the fibre angle, and per cell its centre, axes, angle and kind (1 fibroblast,
+    2 lymphocyte).
+    """
     fibre_angle = rng.uniform(0, np.pi)
     cells = _jittered_grid(rng, size, rng.uniform(14, 18), 6.0, 0)
     cells = cells[_inside(stroma, cells)]
     m = len(cells)
     scattered = rng.random(m) < 0.25
-    centers.append(cells)
-    axes.append(
-        np.where(
-            scattered[:, None],
-            rng.normal(3.0, 0.2, (m, 1)),
-            np.stack([rng.normal(6.0, 0.8, m), rng.normal(1.7, 0.2, m)], 1),
-        )
+    axes = np.where(
+        scattered[:, None],
+        rng.normal(3.0, 0.2, (m, 1)),
+        np.stack([rng.normal(6.0, 0.8, m), rng.normal(1.7, 0.2, m)], 1),
     )
-    angles.append(np.where(scattered, 0.0, fibre_angle + rng.normal(0, 0.15, m)))
-    kinds.append(np.where(scattered, 2, 1))
-    # Lymphoid region: densely packed lymphocytes.
+    angles = np.where(scattered, 0.0, fibre_angle + rng.normal(0, 0.15, m))
+    return fibre_angle, cells, axes, angles, np.where(scattered, 2, 1)
+
+
+def _lymphocytes(
+    rng: np.random.Generator, size: int, lymphoid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Densely packed, small, round lymphocytes: centres, axes and angles."""
     cells = _jittered_grid(rng, size, rng.uniform(7.6, 8.6), 1.5, 4)
     cells = cells[_inside(lymphoid, cells)]
     m = len(cells)
-    centers.append(cells)
-    axes.append(rng.normal(3.1, 0.15, (m, 1)).repeat(2, axis=1) * [1.0, 0.92])
-    angles.append(rng.uniform(0, np.pi, m))
-    kinds.append(np.full(m, 2))
+    axes = rng.normal(3.1, 0.15, (m, 1)).repeat(2, axis=1) * [1.0, 0.92]
+    return cells, axes, rng.uniform(0, np.pi, m)
 
-    centers, axes, angles, kinds = (np.concatenate(v) for v in (centers, axes, angles, kinds))
+
+def _normal_tile(rng: np.random.Generator, tex: _Textures, size: int) -> _Plan:
+    """Lymphoid tissue, glands and stroma, each with its own small, regular nuclei.
+
+    A random part of the tile (from none to all of it) is lymphoid: densely packed, small, round,
+    dark lymphocytes with scant cytoplasm. The rest holds glands (one row of evenly spaced,
+    radially elongated nuclei in the epithelium around an empty lumen) in fibrous stroma with
+    sparse thin fibroblasts.
+    """
+    region = tex.window(rng, tex.smooth)
+    lymphoid = region > np.quantile(region, rng.uniform(0.0, 1.0))
+    epithelium, lumen, gland_centers, gland_axes, gland_angles = _glands(rng, size)
+    lumen = lumen.astype(bool) & ~lymphoid
+    epithelium = epithelium.astype(bool) & ~lumen & ~lymphoid
+    stroma = ~(epithelium | lumen | lymphoid)
+    keep = _inside(epithelium, gland_centers)
+    fibre_angle, stroma_centers, stroma_axes, stroma_angles, stroma_kinds = _stroma_cells(
+        rng, size, stroma
+    )
+    lymph_centers, lymph_axes, lymph_angles = _lymphocytes(rng, size, lymphoid)
+    centers = np.concatenate([gland_centers[keep], stroma_centers, lymph_centers])
+    axes = np.concatenate([gland_axes[keep], stroma_axes, lymph_axes])
+    angles = np.concatenate([gland_angles[keep], stroma_angles, lymph_angles])
+    # 0 epithelial, 1 fibroblast, 2 lymphocyte
+    kinds = np.concatenate(
+        [np.zeros(int(keep.sum()), int), stroma_kinds, np.full(len(lymph_centers), 2)]
+    )
     n = len(centers)
     intensity = np.choose(
         kinds, [rng.normal(1.0, 0.06, n), rng.normal(1.1, 0.08, n), rng.normal(1.3, 0.08, n)]
