@@ -11,7 +11,7 @@ from stainstyle.sst.estimator import FeatureLossDisabledWarning, StainStyleTrans
 from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.losses import FeaturePreservingLoss, GANLoss
 from stainstyle.sst.presets import PRESETS
-from stainstyle.sst.train import TrainConfig
+from stainstyle.sst.setup import TrainConfig
 
 __all__ = [
     "PRESETS",

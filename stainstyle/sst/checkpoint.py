@@ -25,7 +25,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,9 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stainstyle._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
-
-if TYPE_CHECKING:
-    from stainstyle.sst.train import GANModules, TrainConfig
+from stainstyle.sst.setup import GANModules, TrainConfig
 
 #: Name of the JSON file that commits a checkpoint; it names its tensor file.
 CHECKPOINT_JSON = "checkpoint.json"

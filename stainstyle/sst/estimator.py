@@ -34,14 +34,8 @@ from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
-from stainstyle.sst.train import (
-    GANModules,
-    TrainConfig,
-    make_modules,
-    make_pairs,
-    split_pairs,
-    train,
-)
+from stainstyle.sst.setup import GANModules, TrainConfig, make_modules
+from stainstyle.sst.train import make_pairs, split_pairs, train
 
 logger = logging.getLogger(__name__)
 

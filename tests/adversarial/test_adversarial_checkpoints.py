@@ -33,7 +33,8 @@ from stainstyle.sst.checkpoint import (
 )
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.fusionnet import FusionNet
-from stainstyle.sst.train import TrainConfig, make_modules, make_pairs, train
+from stainstyle.sst.setup import TrainConfig, make_modules
+from stainstyle.sst.train import make_pairs, train
 
 CPU = torch.device("cpu")
 TENSORS = "state-epoch00002.safetensors"

@@ -10,10 +10,9 @@ from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import blend_weights, colorize, window_starts
 from stainstyle.sst.losses import FeaturePreservingLoss
+from stainstyle.sst.setup import TrainConfig, make_modules
 from stainstyle.sst.train import (
-    TrainConfig,
     jitter_gray,
-    make_modules,
     make_pairs,
     split_pairs,
     train,
