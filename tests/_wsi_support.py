@@ -5,6 +5,7 @@ A plain module (not ``conftest``) shared by ``tests/wsi`` and the adversarial sl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,21 @@ def temporaries(folder: Path) -> list[Path]:
     from stainstyle._atomic import TEMPORARY_SUFFIX
 
     return [p for p in folder.rglob("*") if p.name.endswith(TEMPORARY_SUFFIX)]
+
+
+@contextlib.contextmanager
+def threaded_cluster(threads: int = 2) -> Iterator:
+    """An in-process Dask cluster at a TCP address: starts in a moment, runs tasks in threads.
+
+    For the tests of everything around the tasks; the cohort tests run real worker processes.
+    """
+    import distributed
+
+    with distributed.LocalCluster(
+        n_workers=1,
+        processes=False,
+        threads_per_worker=threads,
+        protocol="tcp://",
+        dashboard_address=":0",
+    ) as cluster:
+        yield cluster
