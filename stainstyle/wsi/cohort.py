@@ -183,8 +183,8 @@ def normalize_slides(
             dask_client, plan, normalizer, options, qc, progress
         ):
             results[index], entries[index] = _with_earlier(result, earlier), entry
-            _log_result(result)
             done = [i for i, r in enumerate(results) if r is not None]
+            _log_result(result, len(done), len(plan))
             write_manifest(
                 out_dir,
                 [results[i] for i in done],
@@ -326,8 +326,10 @@ def _details(entry: SlideQC | None, result: SlideResult, normalizer) -> dict[str
     return details
 
 
-def _log_result(result: SlideResult) -> None:
+def _log_result(result: SlideResult, done: int, total: int) -> None:
     if result.status == FAILED:
         logger.error("error: %s: %s", result.input, result.error)
     else:
-        logger.info("%s %s (%.1f s)", result.status, result.input, result.seconds)
+        logger.info(
+            "[%d/%d] %s %s (%.1f s)", done, total, result.status, result.input, result.seconds
+        )

@@ -148,7 +148,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
     -------
     dict of str to dict
         Each row under its ``slide``; empty when there is no manifest, and (with a warning)
-        when it is damaged.
+        when it is damaged (not UTF-8, not JSON, nested too deep, not the manifest's shape).
     """
     path = Path(folder) / JSON_NAME
     try:
@@ -156,6 +156,6 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
         return {str(row["slide"]): dict(row) for row in slides}
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as error:
         logger.warning("%s: the earlier manifest cannot be read (%s); it is rewritten", path, error)
         return {}
