@@ -150,7 +150,9 @@ def tissue_sample(
     """Up to ``n`` random tissue tiles of one slide: all it has when it has fewer.
 
     :func:`~stainstyle.wsi.sample_tiles` on one slide, asking for no more tiles than the slide
-    holds; for measuring a slide's source statistics.
+    holds; for measuring a slide's source statistics. Tiles count when at least half of them
+    is tissue on the slide's mask; on a pale slide where no tile is, the tiles with the most
+    tissue count (those with at least the largest fraction any tile has).
 
     Parameters
     ----------
@@ -175,23 +177,25 @@ def tissue_sample(
     Raises
     ------
     NoTissueError
-        When no tile of the slide's grid is at least half tissue.
+        When the slide's mask shows no tissue in any tile.
     SlideRequestError, SlideReadError
         As :func:`~stainstyle.wsi.sample_tiles`.
     """
     if not is_integer(n) or n < 1:
         raise ValueError(f"n: expected a positive integer, got {n!r}")
     mask = mask if mask is not None else slide_tissue_mask(slide)
-    available = int(
-        np.count_nonzero(tile_grid(slide, size, mpp).tissue_fractions(mask) >= MIN_TISSUE)
-    )
-    if available == 0:
+    fractions = tile_grid(slide, size, mpp).tissue_fractions(mask)
+    if not fractions.max() > 0:
         raise NoTissueError(
             slide.path,
-            f"no tissue: no tile of {size} pixels at {mpp or 'native'} um/px is "
-            f"{MIN_TISSUE:.0%} tissue (tissue covers {mask.coverage:.1%} of the thumbnail)",
+            f"no tissue: the slide's tissue mask covers none of its tiles of {size} pixels at "
+            f"{mpp or 'native'} um/px",
         )
-    return sample_tiles(slide, min(n, available), size, mpp, random_state=random_state)
+    threshold = min(MIN_TISSUE, float(fractions.max()))
+    available = int(np.count_nonzero(fractions >= threshold))
+    return sample_tiles(
+        slide, min(n, available), size, mpp, random_state=random_state, min_tissue=threshold
+    )
 
 
 def normalize_slide(
