@@ -33,9 +33,15 @@ import numpy as np
 
 from stainstyle._atomic import remove_stale_temporaries
 from stainstyle.wsi._backends import import_optional
-from stainstyle.wsi._values import is_integer
 from stainstyle.wsi.manifest import Manifest, read_manifest, write_manifest
-from stainstyle.wsi.normalize import FAILED, SKIPPED, SlideResult, _disabled, normalize_slide
+from stainstyle.wsi.normalize import (
+    FAILED,
+    SKIPPED,
+    SlideResult,
+    _check_count,
+    _disabled,
+    normalize_slide,
+)
 from stainstyle.wsi.qc import SlideQC, slide_qc, write_qc_sheet
 
 logger = logging.getLogger(__name__)
@@ -163,8 +169,7 @@ def normalize_slides(
     ...     print([r.status for r in manifest.results])  # doctest: +SKIP
     """
     plan = plan_outputs(paths, out_dir)
-    if not is_integer(sample) or sample < 1:
-        raise ValueError(f"sample: expected a positive integer, got {sample!r}")
+    _check_count("sample", sample)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
@@ -173,34 +178,15 @@ def normalize_slides(
         "jpeg_quality": jpeg_quality, "sample": sample, "random_state": random_state,
         "overwrite": overwrite,
     }  # fmt: skip
-    run = {"normalizer": type(normalizer).__name__, **options}
-    earlier = read_manifest(out_dir)
-    results: list[SlideResult | None] = [None] * len(plan)
-    entries: list[SlideQC | None] = [None] * len(plan)
+    ledger = _Ledger(out_dir, plan, normalizer, options)
     logger.info("normalizing %d slides into %s", len(plan), out_dir)
     with _cluster(client, workers) as dask_client:
         for index, result, entry in _run_tasks(
             dask_client, plan, normalizer, options, qc, progress
         ):
-            results[index], entries[index] = _with_earlier(result, earlier), entry
-            done = [i for i, r in enumerate(results) if r is not None]
-            _log_result(result, len(done), len(plan))
-            write_manifest(
-                out_dir,
-                [results[i] for i in done],
-                details=[_details(entries[i], results[i], normalizer) for i in done],
-                run=run,
-            )
+            ledger.record(index, result, entry)
     remove_stale_temporaries(out_dir)  # what a worker killed mid-write left
-    sheet = None
-    if qc:
-        sheet = write_qc_sheet(
-            out_dir / QC_NAME,
-            entries,
-            getattr(normalizer, "stain_matrix_", None),
-            f"stainstyle {type(normalizer).__name__}: {out_dir}",
-        )
-    manifest = Manifest(tuple(results), out_dir, sheet)
+    manifest = ledger.finish(qc)
     logger.info(
         "%d slides: %d written, %d skipped, %d failed; manifest %s",
         len(plan), len(manifest.written), len(manifest.skipped), len(manifest.failed),
@@ -268,12 +254,10 @@ def _cluster(client, workers: int | None) -> Iterator[Any]:
             raise ValueError(f"workers: give workers or client, not both (workers={workers!r})")
         yield client
         return
-    workers = 2 if workers is None else workers
-    if not is_integer(workers) or workers < 1:
-        raise ValueError(f"workers: expected a positive integer, got {workers!r}")
+    workers = _check_count("workers", 2 if workers is None else workers)
     distributed = import_optional("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=int(workers), processes=True, threads_per_worker=1, dashboard_address=":0"
+        n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0"
     )
     with cluster, distributed.Client(cluster) as local:
         logger.info(
@@ -285,6 +269,42 @@ def _cluster(client, workers: int | None) -> Iterator[Any]:
 
 
 # ---------------------------------------------------------------------------- reporting
+class _Ledger:
+    """The slides finished so far: the manifest rewritten after each, the QC sheet at the end."""
+
+    def __init__(self, out_dir: Path, plan: list[tuple[Path, Path]], normalizer, options: dict):
+        self.out_dir, self.normalizer = out_dir, normalizer
+        self.run = {"normalizer": type(normalizer).__name__, **options}
+        self.earlier = read_manifest(out_dir)
+        self.results: list[SlideResult | None] = [None] * len(plan)
+        self.entries: list[SlideQC | None] = [None] * len(plan)
+
+    def record(self, index: int, result: SlideResult, entry: SlideQC | None) -> None:
+        """Add a finished slide, log it and rewrite the manifest."""
+        self.results[index] = _with_earlier(result, self.earlier)
+        self.entries[index] = entry
+        done = [i for i, r in enumerate(self.results) if r is not None]
+        _log_result(result, len(done), len(self.results))
+        write_manifest(
+            self.out_dir,
+            [self.results[i] for i in done],
+            details=[_details(self.entries[i], self.results[i], self.normalizer) for i in done],
+            run=self.run,
+        )
+
+    def finish(self, qc: bool) -> Manifest:
+        """The manifest of the whole run, with the QC sheet drawn when ``qc``."""
+        sheet = None
+        if qc:
+            sheet = write_qc_sheet(
+                self.out_dir / QC_NAME,
+                self.entries,
+                getattr(self.normalizer, "stain_matrix_", None),
+                f"stainstyle {type(self.normalizer).__name__}: {self.out_dir}",
+            )
+        return Manifest(tuple(self.results), self.out_dir, sheet)
+
+
 def _describe(error: BaseException) -> str:
     """An error in one line: its reason, or its type and message.
 

@@ -94,6 +94,30 @@ class SlideResult:
     error: str = ""
 
 
+def _check_count(name: str, value) -> int:
+    """``value`` as a positive int, or a ``ValueError`` naming the argument and the value.
+
+    Parameters
+    ----------
+    name : str
+        The argument, for the message.
+    value : object
+        What was given.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        Unless ``value`` is an integer (not a bool) of at least 1.
+    """
+    if not is_integer(value) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
 def slide_mapping(normalizer, statistics: SourceStatistics) -> Mapping:
     """The one fixed mapping of a slide: every tile mapped with the slide's statistics.
 
@@ -181,8 +205,7 @@ def tissue_sample(
     SlideRequestError, SlideReadError
         As :func:`~stainstyle.wsi.sample_tiles`.
     """
-    if not is_integer(n) or n < 1:
-        raise ValueError(f"n: expected a positive integer, got {n!r}")
+    _check_count("n", n)
     mask = mask if mask is not None else slide_tissue_mask(slide)
     fractions = tile_grid(slide, size, mpp).tissue_fractions(mask)
     if not fractions.max() > 0:
@@ -285,8 +308,7 @@ def normalize_slide(
     source = slide.path if isinstance(slide, Slide) else Path(slide)
     if out.resolve() == source.resolve():
         raise ValueError(f"out: {out} is the input slide; write the output to another file")
-    if not is_integer(sample) or sample < 1:
-        raise ValueError(f"sample: expected a positive integer, got {sample!r}")
+    _check_count("sample", sample)
     if out.exists() and not overwrite:
         logger.info("skipped %s: %s exists (overwrite=False)", source, out)
         return SlideResult(source, out, SKIPPED)
