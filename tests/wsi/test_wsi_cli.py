@@ -8,15 +8,23 @@ threads, which starts in a moment.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _wsi_support import fitted_normalizer, threaded_cluster, write_image_slide, write_slides
+from _wsi_support import (
+    fitted_normalizer,
+    temporaries,
+    threaded_cluster,
+    write_image_slide,
+    write_slides,
+)
 
-from stainstyle.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from stainstyle.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from stainstyle.wsi import open_slide
 
 dask = pytest.importorskip("dask", reason="the wsi extra is not installed")
@@ -73,6 +81,36 @@ def test_a_folder_with_a_corrupt_slide_and_a_missing_one_exits_1(tmp_path, model
     for slide in slides:
         with open_slide(out / f"{slide.stem}.tiff") as normalized:
             assert normalized.dimensions == (1024, 768)
+
+
+def test_ctrl_c_exits_130_and_a_rerun_finishes(tmp_path, capsys, scheduler, model):
+    slides = write_slides(tmp_path / "slides", 6, size=(1024, 768))
+    out = tmp_path / "out"
+    argv = ["normalize-slides", model, slides[0].parent, "--out", out, "--workers", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stainstyle", *map(str, argv)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "manifest.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the command and its workers
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert "normalize-slides: interrupted; outputs written so far are kept" in stderr
+    assert "Traceback" not in stderr.split("stainstyle: normalize-slides: interrupted")[-1]
+    finished = [row.split(",")[1] for row in (out / "manifest.csv").read_text().splitlines()[1:]]
+    assert finished and set(finished) == {"written"}
+    code, stderr = normalize_slides(capsys, model, *slides, "--out", out, "--scheduler", scheduler)
+    assert code == EXIT_OK, stderr
+    assert not temporaries(tmp_path)
+    for slide in slides:
+        with open_slide(out / f"{slide.stem}.tiff") as normalized:
+            normalized.read_level(0, (0, 0, 1024, 768))
 
 
 # ---------------------------------------------------------------------------- in-process
