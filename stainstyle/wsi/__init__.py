@@ -27,7 +27,7 @@ from stainstyle.wsi.normalize import (
     slide_mapping,
     tissue_sample,
 )
-from stainstyle.wsi.qc import SlideQC, qc_sheet, slide_qc, write_qc_sheet
+from stainstyle.wsi.qc import SlideQC, qc_sheet, slide_qc, thumbnail_side, write_qc_sheet
 from stainstyle.wsi.reader import Slide, SlideReadError, SlideRequestError, open_slide
 from stainstyle.wsi.tiles import NoTissueError, Tile, TileGrid, iter_tiles, sample_tiles, tile_grid
 from stainstyle.wsi.tissue import TissueMask, slide_tissue_mask
@@ -59,6 +59,7 @@ __all__ = [
     "slide_mapping",
     "slide_qc",
     "slide_tissue_mask",
+    "thumbnail_side",
     "tile_grid",
     "tissue_sample",
     "write_manifest",

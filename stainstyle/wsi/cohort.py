@@ -42,7 +42,7 @@ from stainstyle.wsi.normalize import (
     _disabled,
     normalize_slide,
 )
-from stainstyle.wsi.qc import SlideQC, slide_qc, write_qc_sheet
+from stainstyle.wsi.qc import SlideQC, slide_qc, thumbnail_side, write_qc_sheet
 
 logger = logging.getLogger(__name__)
 
@@ -197,24 +197,32 @@ def normalize_slides(
 
 # ---------------------------------------------------------------------------- the tasks
 def _run_slide(
-    source: Path, output: Path, normalizer, options: dict[str, Any], qc: bool
+    source: Path, output: Path, normalizer, options: dict[str, Any], qc_side: int | None
 ) -> tuple[SlideResult, SlideQC | None]:
-    """One slide's task on a worker: normalize it, then gather its QC; never raises."""
+    """One slide's task on a worker: normalize it, then gather its QC entry; never raises.
+
+    ``qc_side`` is the side of the QC thumbnails; None: no QC entry.
+    """
     started = time.perf_counter()
     try:
         result = normalize_slide(source, normalizer, output, progress=False, **options)
     except Exception as error:  # reported in the manifest; the other slides go on
         seconds = time.perf_counter() - started
         result = SlideResult(source, output, FAILED, seconds, error=_describe(error))
-    entry = None
-    if qc:
+    if qc_side is None:
+        return result, None
+    try:
         entry = slide_qc(
             result,
             normalizer,
+            side=qc_side,
             tile_size=options["tile_size"],
             mpp=options["mpp"],
             random_state=options["random_state"],
         )
+    except Exception as error:  # the sheet shows the slide without QC; its result stands
+        logger.warning("%s: no quality-control entry (%s)", source, _describe(error))
+        entry = SlideQC(source.name, result.status, None, None, error=result.error)
     return result, entry
 
 
@@ -226,8 +234,9 @@ def _run_tasks(
 
     distributed = import_optional("distributed")
     shipped = client.scatter(normalizer, broadcast=True, hash=False)
+    qc_side = thumbnail_side(len(plan)) if qc else None
     futures = {
-        client.submit(_run_slide, source, output, shipped, options, qc, pure=False): index
+        client.submit(_run_slide, source, output, shipped, options, qc_side, pure=False): index
         for index, (source, output) in enumerate(plan)
     }
     try:

@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 #: Output stain vectors further than this from the target's, in degrees, are flagged.
 STAIN_ANGLE_WARNING = 15.0
 
-#: Longest side of each thumbnail on the sheet, in pixels.
+#: Longest side of each thumbnail on the sheet, in pixels, for up to 64 slides; larger cohorts
+#: get smaller thumbnails (:func:`thumbnail_side`), down to :data:`MIN_THUMBNAIL_SIDE`.
 THUMBNAIL_SIDE = 192
+MIN_THUMBNAIL_SIDE = 48
 
 #: An orthonormal basis of the plane of optical-density space orthogonal to gray (1, 1, 1):
 #: stain vectors projected on it differ by hue, the way they differ between labs.
@@ -89,10 +91,31 @@ class SlideQC:
         return tuple(_angle(self.stains_after[:, k], target[:, k]) for k in range(2))
 
 
+def thumbnail_side(n_slides: int) -> int:
+    """Side of the thumbnails on the sheet of ``n_slides`` slides.
+
+    :data:`THUMBNAIL_SIDE` up to 64 slides, then shrinking as one over the square root of the
+    count, to no less than :data:`MIN_THUMBNAIL_SIDE`: the sheet's area grows no faster than
+    the cohort's, and a sheet of a thousand slides is about 4300 x 3600 pixels.
+
+    Parameters
+    ----------
+    n_slides : int
+        Slides on the sheet.
+
+    Returns
+    -------
+    int
+    """
+    side = THUMBNAIL_SIDE * math.sqrt(64 / max(n_slides, 64))
+    return max(MIN_THUMBNAIL_SIDE, int(side))
+
+
 def slide_qc(
     result: SlideResult,
     normalizer,
     *,
+    side: int = THUMBNAIL_SIDE,
     tile_size: int = 256,
     mpp: float | None = None,
     sample: int = 64,
@@ -108,6 +131,8 @@ def slide_qc(
         The slide's result; its statistics give the stain vectors before, when measured.
     normalizer : StainNormalizer
         The fitted normalizer; stain vectors are measured when it has ``stain_matrix_``.
+    side : int, default=THUMBNAIL_SIDE
+        Longest side of the thumbnails.
     tile_size : int, default=256
         Side of the tiles sampled to measure stain vectors.
     mpp : float, optional
@@ -137,8 +162,8 @@ def slide_qc(
     return SlideQC(
         name=result.input.name,
         status=result.status,
-        before=_thumbnail(result.input),
-        after=_thumbnail(result.output) if written else None,
+        before=_thumbnail(result.input, side),
+        after=_thumbnail(result.output, side) if written else None,
         stains_before=stains_before,
         stains_after=stains_after,
         error=result.error,
@@ -165,8 +190,11 @@ def qc_sheet(
         The sheet, RGB.
     """
     font = _font()
-    columns = max(1, min(6, math.ceil(math.sqrt(max(len(entries), 1) / 2))))
-    panel_w, panel_h = 2 * THUMBNAIL_SIDE + 3 * _PAD, THUMBNAIL_SIDE + 3 * _LINE + 2 * _PAD
+    side = thumbnail_side(len(entries))
+    panel_w, panel_h = 2 * side + 3 * _PAD, side + 3 * _LINE + 2 * _PAD
+    # About 4:3 overall: columns ~ sqrt(n * panel_h / panel_w * 4 / 3).
+    columns = math.ceil(math.sqrt(max(len(entries), 1) * panel_h / panel_w * 4 / 3))
+    columns = max(1, min(columns, len(entries)))
     has_plot = any(e.stains_before is not None or e.stains_after is not None for e in entries)
     plot_h = _PLOT_SIDE + _PAD if has_plot else 0
     header_h = 2 * _LINE + _PAD
@@ -185,7 +213,7 @@ def qc_sheet(
     for index, entry in enumerate(entries):
         row, col = divmod(index, columns)
         origin = (col * panel_w, header_h + plot_h + row * panel_h)
-        _draw_panel(sheet, draw, origin, index + 1, entry, target, font)
+        _draw_panel(sheet, draw, origin, side, (index + 1, entry), target, font)
     return np.asarray(sheet)
 
 
@@ -220,10 +248,10 @@ def write_qc_sheet(
 
 
 # ---------------------------------------------------------------------------- measuring
-def _thumbnail(path: Path) -> np.ndarray | None:
+def _thumbnail(path: Path, side: int) -> np.ndarray | None:
     try:
         with open_slide(path) as slide:
-            return slide.thumbnail(THUMBNAIL_SIDE)
+            return slide.thumbnail(side)
     except (SlideReadError, SlideRequestError) as error:
         logger.debug("no thumbnail of %s: %s", path, error)
         return None
@@ -270,13 +298,14 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, font) -> str:
     return text + "..."
 
 
-def _draw_panel(sheet, draw, origin, number, entry: SlideQC, target, font) -> None:
+def _draw_panel(sheet, draw, origin, side: int, numbered: tuple[int, SlideQC], target, font):
     """One slide: its number, name and status, and its thumbnails before and after."""
     x, y = origin
+    number, entry = numbered
     angles = entry.stain_angles(target)
     flagged = entry.status == FAILED or (angles is not None and max(angles) > STAIN_ANGLE_WARNING)
     colour = (200, 30, 30) if flagged else _STATUS_COLOURS.get(entry.status, (0, 0, 0))
-    text_w = 2 * THUMBNAIL_SIDE + _PAD
+    text_w = 2 * side + _PAD
     draw.text((x + _PAD, y + _PAD), _fit_text(draw, f"{number}. {entry.name}", text_w, font),
               fill="black", font=font)  # fmt: skip
     if entry.status == FAILED:
@@ -289,16 +318,16 @@ def _draw_panel(sheet, draw, origin, number, entry: SlideQC, target, font) -> No
               fill=colour, font=font)  # fmt: skip
     top = y + _PAD + 2 * _LINE + _PAD // 2
     for k, (label, image) in enumerate((("before", entry.before), ("after", entry.after))):
-        left = x + _PAD + k * (THUMBNAIL_SIDE + _PAD)
-        draw.rectangle((left, top, left + THUMBNAIL_SIDE - 1, top + THUMBNAIL_SIDE - 1),
+        left = x + _PAD + k * (side + _PAD)
+        draw.rectangle((left, top, left + side - 1, top + side - 1),
                        outline=(200, 200, 200))  # fmt: skip
         if image is not None:
             thumb = Image.fromarray(image)
-            thumb.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+            thumb.thumbnail((side, side))
             sheet.paste(thumb, (left, top))
         else:
             draw.text((left + _PAD, top + _PAD), "none", fill=(150, 150, 150), font=font)
-        draw.text((left + 2, top + THUMBNAIL_SIDE + 1), label, fill=(90, 90, 90), font=font)
+        draw.text((left + 2, top + side + 1), label, fill=(90, 90, 90), font=font)
 
 
 def _draw_stain_plot(draw, origin, entries: list[SlideQC], target, font) -> None:

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import pytest
-from _wsi_support import file_hashes, fitted_normalizer, temporaries, write_slides
+from _wsi_support import file_hashes, fitted_normalizer, temporaries, threaded_cluster, write_slides
 from PIL import Image
 
 from stainstyle.wsi import (
@@ -29,6 +29,7 @@ from stainstyle.wsi import (
     plan_outputs,
     qc_sheet,
     read_manifest,
+    thumbnail_side,
     write_manifest,
 )
 
@@ -195,3 +196,29 @@ def test_qc_sheet_flags_failed_slides_and_stains_far_from_the_target():
     assert red.any()  # the failed and the swapped slides are labelled in red
     plain = qc_sheet([SlideQC("x.svs", "skipped", thumb, thumb)])
     assert plain.shape[0] < sheet.shape[0]  # no stain plot without stain vectors
+
+
+def test_qc_sheet_of_a_large_cohort_stays_readable_in_size():
+    assert [thumbnail_side(n) for n in (1, 64, 256, 1000, 10**5)] == [192, 192, 96, 48, 48]
+    thumb = np.full((36, 48, 3), 200, np.uint8)
+    sheet = qc_sheet([SlideQC(f"{i}.svs", "written", thumb, thumb) for i in range(300)])
+    height, width = sheet.shape[:2]
+    assert 0.5 < height / width < 1.5 and height * width < 20e6
+
+
+def test_a_failing_qc_entry_leaves_the_slide_written(tmp_path, monkeypatch):
+    import distributed
+
+    import stainstyle.wsi.cohort as cohort
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no thumbnails today")
+
+    monkeypatch.setattr(cohort, "slide_qc", broken)
+    slides = write_slides(tmp_path / "slides", 1, size=(512, 512))
+    with threaded_cluster() as cluster, distributed.Client(cluster) as client:
+        manifest = normalize_slides(
+            slides, fitted_normalizer("gray"), tmp_path / "o", client=client
+        )
+    assert [r.status for r in manifest.results] == ["written"]
+    assert manifest.qc_sheet.is_file()
