@@ -288,8 +288,8 @@ def normalize_slide(
     NoTissueError
         When the slide holds no tissue.
     ValueError
-        For invalid options, an ``out`` that is the input, or a slide the method cannot model
-        with ``background="raise"``.
+        For invalid options, an ``out`` that is the input or not a file, or a slide the method
+        cannot model with ``background="raise"``.
 
     See Also
     --------
@@ -309,6 +309,8 @@ def normalize_slide(
     if out.resolve() == source.resolve():
         raise ValueError(f"out: {out} is the input slide; write the output to another file")
     _check_count("sample", sample)
+    if out.exists() and not out.is_file():
+        raise ValueError(f"out: {out} exists and is not a file; name the output file")
     if out.exists() and not overwrite:
         logger.info("skipped %s: %s exists (overwrite=False)", source, out)
         return SlideResult(source, out, SKIPPED)

@@ -189,9 +189,12 @@ def test_existing_output_is_skipped_unless_overwrite(tmp_path, tissue_slide):
     assert read_all(out).shape == (768, 1024, 3)
 
 
-def test_output_that_is_the_input_is_refused(tissue_slide):
+def test_output_that_is_the_input_or_a_folder_is_refused(tmp_path, tissue_slide):
     with pytest.raises(ValueError, match="is the input slide"):
         normalize_slide(tissue_slide[0], fitted_normalizer("gray"), tissue_slide[0])
+    (tmp_path / "out.tif").mkdir()
+    with pytest.raises(ValueError, match="exists and is not a file"):
+        normalize_slide(tissue_slide[0], fitted_normalizer("gray"), tmp_path / "out.tif")
 
 
 def test_slide_the_method_cannot_model_follows_the_background_policy(tmp_path, caplog):
