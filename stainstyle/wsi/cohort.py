@@ -170,6 +170,10 @@ def normalize_slides(
     """
     plan = plan_outputs(paths, out_dir)
     _check_count("sample", sample)
+    if client is not None and workers is not None:
+        raise ValueError(f"workers: give workers or client, not both (workers={workers!r})")
+    if client is None:
+        workers = _check_count("workers", 2 if workers is None else workers)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out_dir)
@@ -256,14 +260,11 @@ def _run_tasks(
 
 
 @contextlib.contextmanager
-def _cluster(client, workers: int | None) -> Iterator[Any]:
+def _cluster(client, workers: int) -> Iterator[Any]:
     """``client``, or a ``LocalCluster`` of ``workers`` processes for the block."""
     if client is not None:
-        if workers is not None:
-            raise ValueError(f"workers: give workers or client, not both (workers={workers!r})")
         yield client
         return
-    workers = _check_count("workers", 2 if workers is None else workers)
     distributed = import_optional("distributed")
     cluster = distributed.LocalCluster(
         n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0"

@@ -148,6 +148,9 @@ def test_options_are_checked_before_a_cluster_starts(tmp_path):
         normalize_slides([tmp_path / "a.svs"], normalizer, tmp_path / "o", sample=0)
     with pytest.raises(ValueError, match="workers: expected a positive integer, got 0"):
         normalize_slides([tmp_path / "a.svs"], normalizer, tmp_path / "o", workers=0)
+    with pytest.raises(ValueError, match="workers: give workers or client, not both"):
+        normalize_slides([tmp_path / "a.svs"], normalizer, tmp_path / "o", workers=2, client=1)
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------------------- manifest and sheet
