@@ -5,6 +5,7 @@ A plain module (not ``conftest``) shared by ``tests/wsi`` and the adversarial sl
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +96,73 @@ def plain_tiff(path: Path, image: np.ndarray, **options) -> Path:
     options = {"tile": (256, 256), "photometric": "rgb", "metadata": None, **options}
     tifffile.imwrite(path, image, **options)
     return path
+
+
+# ---------------------------------------------------------------------------- normalizing slides
+#: A stain-style transfer small enough to train in a second on 2 CPU cores.
+TINY_SST = {"width": 4, "depth": 2, "crop_size": 32, "max_epochs": 1, "lambda_fp": 0.0}
+
+#: The methods a slide is normalized with in the tests: every classic method and a tiny SST.
+SLIDE_METHODS = ("gray", "reinhard", "macenko", "histogram", "wsics", "sst")
+
+
+@functools.cache
+def fitted_normalizer(method: str):
+    """A normalizer of ``method`` fitted on 24 real CAMELYON17 crops (cached: do not modify)."""
+    import stainstyle
+
+    if method == "sst":
+        from stainstyle.sst import StainStyleTransfer
+
+        model = StainStyleTransfer(**TINY_SST, train_batch_size=8, device="cpu")
+    elif method == "wsics":
+        model = stainstyle.WSICSNormalizer(microns_per_pixel=0.5, min_class_pixels=50)
+    else:
+        model = stainstyle.METHODS[method]()
+    return model.fit(real_crops()[::4][:24])
+
+
+def write_slides(folder: Path, count: int, size=(2048, 1536), glass: float = 0.25) -> list[Path]:
+    """``count`` JPEG pyramids ``slide-<i>.tif`` of real tissue (0.5 um/px, 20x) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [
+        write_image_slide(
+            folder / f"slide-{i}.tif",
+            mosaic(*size, seed=10 + i, glass=glass),
+            mpp=0.5,
+            magnification=20,
+        )
+        for i in range(count)
+    ]
+
+
+def file_hashes(paths) -> dict:
+    """SHA-256 of each file (for inputs that must stay untouched)."""
+    import hashlib
+
+    return {Path(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def temporaries(folder: Path) -> list[Path]:
+    """Temporaries of the atomic writer left anywhere below ``folder``."""
+    from stainstyle._atomic import TEMPORARY_SUFFIX
+
+    return [p for p in folder.rglob("*") if p.name.endswith(TEMPORARY_SUFFIX)]
+
+
+@contextlib.contextmanager
+def threaded_cluster(threads: int = 2) -> Iterator:
+    """An in-process Dask cluster at a TCP address: starts in a moment, runs tasks in threads.
+
+    For the tests of everything around the tasks; the cohort tests run real worker processes.
+    """
+    import distributed
+
+    with distributed.LocalCluster(
+        n_workers=1,
+        processes=False,
+        threads_per_worker=threads,
+        protocol="tcp://",
+        dashboard_address=":0",
+    ) as cluster:
+        yield cluster

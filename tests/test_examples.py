@@ -33,6 +33,7 @@ def test_every_example_is_tested():
         "normalize_folder",
         "torch_dataloader",
         "train_and_share_sst",
+        "normalize_slides",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -113,6 +114,24 @@ def test_torch_dataloader(tmp_path):
     assert 0.0 <= result["accuracy_other_lab_normalized"] <= 1.0
     batch = read_png(tmp_path / "torch_dataloader_batch.png")
     assert batch.shape == (64, 8 * 64, 3)
+
+
+def test_normalize_slides(tmp_path):
+    pytest.importorskip("distributed", reason="the wsi extra is not installed")
+    from stainstyle.wsi import open_slide
+
+    stdout = run_example("normalize_slides", tmp_path, "--workers", "1")
+    out = tmp_path / "normalized"
+    slides = sorted((tmp_path / "demo" / "slides").glob("*.tif"))
+    assert [p.stem for p in slides] == ["dense", "utrecht"]
+    rows = [line.split(",") for line in (out / "manifest.csv").read_text().splitlines()[1:]]
+    assert [(row[0], row[1]) for row in rows] == [(str(p), "written") for p in slides]
+    for slide in slides:
+        with open_slide(slide) as original, open_slide(out / f"{slide.stem}.tiff") as normalized:
+            assert normalized.dimensions == original.dimensions
+            assert normalized.mpp == pytest.approx(original.mpp)
+    assert read_png(out / "qc.png").shape[1] >= 600
+    assert "dense.tif: written, 12 tiles (3 unchanged)" in stdout
 
 
 @pytest.mark.slow

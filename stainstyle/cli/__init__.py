@@ -5,6 +5,7 @@ Commands (``stainstyle COMMAND --help`` describes each)::
     stainstyle fit --method macenko --target TARGET --out MODEL_DIR
     stainstyle normalize --model MODEL_DIR_OR_REPO INPUT... --out OUT_DIR
     stainstyle normalize --method reinhard --target TARGET INPUT... --out OUT_DIR
+    stainstyle normalize-slides MODEL_DIR_OR_REPO SLIDES... --out OUT_DIR [--workers N]
     stainstyle train-sst --target DIR [--labels CSV] --out MODEL_DIR [--preset cpu|paper]
     stainstyle benchmark table1 [ARGS...]
 
@@ -27,7 +28,8 @@ Exit codes: 0 success, 1 some files failed, 2 usage error, 130 interrupted (Ctrl
 143 terminated (SIGTERM). No Python traceback is shown unless ``--debug`` is given.
 
 Layout: one module per command (:mod:`~stainstyle.cli.fit`, :mod:`~stainstyle.cli.normalize`,
-:mod:`~stainstyle.cli.train_sst`, :mod:`~stainstyle.cli.benchmark`), each declaring its
+:mod:`~stainstyle.cli.normalize_slides`, :mod:`~stainstyle.cli.train_sst`,
+:mod:`~stainstyle.cli.benchmark`), each declaring its
 arguments and running; :mod:`~stainstyle.cli.app` collects them into :func:`build_parser` and
 :func:`main`. What they share lives once: exit codes and usage errors
 (:mod:`~stainstyle.cli.errors`), shared options (:mod:`~stainstyle.cli.options`), finding and

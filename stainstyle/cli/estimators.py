@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,38 @@ def configure_runtime(estimator, device: str | None, batch_size: int | None) -> 
             )
     if batch_size is not None:
         estimator.set_params(batch_size=batch_size)
+
+
+def load_model(args: argparse.Namespace, option: str = "--model"):
+    """The model folder or Hub repository ``args.model``, on ``--device`` with ``--batch-size``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The command's arguments (``model``, ``revision``, ``device``, ``batch_size``).
+    option : str, default="--model"
+        How the command names the model, for messages.
+
+    Returns
+    -------
+    StainNormalizer
+        The fitted normalizer.
+
+    Raises
+    ------
+    UsageError
+        If the model is neither a folder nor a Hub repository that can be found.
+    """
+    from stainstyle.hub import load
+
+    try:
+        normalizer = load(args.model, revision=args.revision)
+    except FileNotFoundError as err:
+        if os.path.exists(args.model):
+            raise  # a damaged model folder: a failure (exit 1), not a usage error
+        raise UsageError(f"{option}: {err}") from err
+    configure_runtime(normalizer, args.device, args.batch_size)
+    return normalizer
 
 
 def read_targets(

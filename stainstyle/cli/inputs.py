@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,18 +58,20 @@ class Inputs:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def collect_images(inputs: Sequence[Path]) -> Inputs:
+def collect_images(inputs: Sequence[Path], suffixes: Collection[str] = IMAGE_SUFFIXES) -> Inputs:
     """Expand files and folders into image files with their relative output paths.
 
-    Folders are searched recursively for regular files with a suffix in
-    ``IMAGE_SUFFIXES``, skipping hidden files and folders. Nothing found is opened: a FIFO,
-    socket or device, a dangling symbolic link, a symbolic link loop and a symbolic link to a
-    folder (not followed) are listed in :attr:`Inputs.skipped` with the reason.
+    Folders are searched recursively for regular files with a suffix in ``suffixes``, skipping
+    hidden files and folders. Nothing found is opened: a FIFO, socket or device, a dangling
+    symbolic link, a symbolic link loop and a symbolic link to a folder (not followed) are
+    listed in :attr:`Inputs.skipped` with the reason.
 
     Parameters
     ----------
     inputs : sequence of Path
         Image files and folders.
+    suffixes : collection of str, default=IMAGE_SUFFIXES
+        Lower-case suffixes of the files collected from folders (e.g. the slides' suffixes).
 
     Returns
     -------
@@ -91,7 +93,7 @@ def collect_images(inputs: Sequence[Path]) -> Inputs:
                 reason = "no such file or folder"
             raise UsageError(f"{path}: {reason}") from None
         if stat.S_ISDIR(info.st_mode):
-            _walk_folder(path, Path(), {(info.st_dev, info.st_ino)}, found)
+            _walk_folder(path, Path(), {(info.st_dev, info.st_ino)}, found, suffixes)
         elif stat.S_ISREG(info.st_mode):
             found.images.append(ImageFile(path, Path(path.name)))
         else:
@@ -102,7 +104,7 @@ def collect_images(inputs: Sequence[Path]) -> Inputs:
     if not found.images:
         skipped = "; ".join(f"{p}: {reason}" for p, reason in found.skipped[:5])
         raise UsageError(
-            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {list(map(str, inputs))}"
+            f"no image files ({', '.join(sorted(suffixes))}) in {list(map(str, inputs))}"
             + (f"; skipped {skipped}" if skipped else "")
         )
     _check_distinct_outputs(found.images)
@@ -121,7 +123,9 @@ def _check_distinct_outputs(images: Sequence[ImageFile]) -> None:
             )
 
 
-def _walk_folder(folder: Path, relative: Path, ancestors: set, found: Inputs) -> None:
+def _walk_folder(
+    folder: Path, relative: Path, ancestors: set, found: Inputs, suffixes: Collection[str]
+) -> None:
     """Add the image files below ``folder`` to ``found``, in sorted order, opening none."""
     try:
         names = sorted(entry.name for entry in os.scandir(folder))
@@ -144,15 +148,17 @@ def _walk_folder(folder: Path, relative: Path, ancestors: set, found: Inputs) ->
             elif path.is_symlink():
                 found.skipped.append((path, "symbolic link to a folder (not followed)"))
             else:
-                _walk_folder(path, relative / name, ancestors | {key}, found)
+                _walk_folder(path, relative / name, ancestors | {key}, found, suffixes)
         elif stat.S_ISREG(info.st_mode):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+            if path.suffix.lower() in suffixes:
                 found.images.append(ImageFile(path, relative / name))
         else:
             found.skipped.append((path, f"is {file_kind(info.st_mode)}, not a regular file"))
 
 
-def find_inputs(paths: Sequence[Path], report: Report) -> list[ImageFile]:
+def find_inputs(
+    paths: Sequence[Path], report: Report, suffixes: Collection[str] = IMAGE_SUFFIXES
+) -> list[ImageFile]:
     """:func:`collect_images`, with the skipped entries recorded in ``report``.
 
     Parameters
@@ -161,12 +167,14 @@ def find_inputs(paths: Sequence[Path], report: Report) -> list[ImageFile]:
         Image files and folders.
     report : Report
         Receives the skipped entries.
+    suffixes : collection of str, default=IMAGE_SUFFIXES
+        Suffixes of the files collected from folders.
 
     Returns
     -------
     list of ImageFile
     """
-    inputs = collect_images(paths)
+    inputs = collect_images(paths, suffixes)
     for path, reason in inputs.skipped:
         report.skip(path, reason)
     return inputs.images

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from stainstyle.cli.errors import UsageError
-from stainstyle.cli.estimators import configure_runtime, fit_from_targets
+from stainstyle.cli.estimators import fit_from_targets, load_model
 from stainstyle.cli.inputs import ImageFile, find_inputs, read_images
 from stainstyle.cli.options import (
     METHOD_CHOICES,
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, args.inputs, images)
     remove_stale_outputs(args.out)
     if args.model is not None:
-        normalizer = _load_model(args)
+        normalizer = load_model(args)
     else:
         normalizer, _ = fit_from_targets(args, report)
         if normalizer is None:
@@ -91,20 +90,6 @@ def _check_source(args: argparse.Namespace) -> None:
         raise UsageError("--method needs --target: the images whose style to learn")
     if args.model is not None and args.target:
         raise UsageError("--target goes with --method; a --model is already fitted")
-
-
-def _load_model(args: argparse.Namespace):
-    """The ``--model`` folder or Hub repository, on ``--device`` with ``--batch-size``."""
-    from stainstyle.hub import load
-
-    try:
-        normalizer = load(args.model, revision=args.revision)
-    except FileNotFoundError as err:
-        if os.path.exists(args.model):
-            raise  # a damaged model folder: a failure (exit 1), not a usage error
-        raise UsageError(f"--model: {err}") from err
-    configure_runtime(normalizer, args.device, args.batch_size)
-    return normalizer
 
 
 def normalize_images(normalizer, images: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:

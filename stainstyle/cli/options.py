@@ -113,13 +113,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser : argparse.ArgumentParser
         A command's parser.
     """
-    parser.add_argument(
-        "--device",
-        help="torch device for neural methods: cpu, cuda, cuda:1 or auto (default: the model's)",
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, help="tiles processed at once (default: the model's)"
-    )
+    add_runtime_options(parser)
     parser.add_argument(
         "--on-error",
         choices=("skip", "stop"),
@@ -133,6 +127,34 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="refuse images with more than N pixels, from their header, before decoding them "
         "(default: Pillow's decompression-bomb limit, PIL.Image.MAX_IMAGE_PIXELS)",
     )
+    add_verbosity_options(parser)
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """Declare where and how a model runs: ``--device`` and ``--batch-size``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        A command's parser.
+    """
+    parser.add_argument(
+        "--device",
+        help="torch device for neural methods: cpu, cuda, cuda:1 or auto (default: the model's)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="tiles processed at once (default: the model's)"
+    )
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser) -> None:
+    """Declare ``-q/--quiet`` and ``--debug``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        A command's parser.
+    """
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     add_debug_option(parser, default=argparse.SUPPRESS)
 
