@@ -23,12 +23,22 @@ A method whose mapping depends on statistics of the source tiles (see
 :mod:`stainstyle.sources`) also implements ``_source_context(tiles)``: measure them on a
 :class:`~stainstyle._validation.Tiles` of tissue tiles and return them, or raise
 :class:`~stainstyle.sources.UnmodelledSource`. The default returns None (no statistics).
+
+A method whose mapping with fixed statistics is a function of each pixel's colour alone, and
+whose ``_transform_batch`` then flags no tile degenerate, sets ``_pixelwise = True``. With fixed
+statistics (``source``, ``groups``, :meth:`StainNormalizer.fixed_mapping`) its tiles are then
+mapped through a :class:`~stainstyle.color.table.ColourTable` that computes each distinct
+colour once, by ``_transform_batch`` of an image one pixel wide (with its tissue mask).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
@@ -40,6 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
+from stainstyle.color.table import ColourTable
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.sources import SourceStatistics, UnmodelledSource, group_members
 from stainstyle.tissue import (
@@ -154,6 +165,8 @@ class StainNormalizer(
     }
     #: Deprecated constructor parameters: old name -> :class:`~stainstyle._renamed.Renamed`.
     _renamed_params: dict = {}
+    #: Whether the mapping with fixed source statistics is a function of each pixel's colour.
+    _pixelwise: bool = False
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
         """Learn the target stain style from the target tiles that hold tissue.
@@ -215,6 +228,13 @@ class StainNormalizer(
         -----
         BackgroundTileWarning
             Once per call, when some tiles were passed through unchanged.
+
+        Notes
+        -----
+        With ``source`` or ``groups``, a pixelwise method (every classic one) maps each distinct
+        colour once, through a colour table of 64 MiB made for the call (one group at a time),
+        as :meth:`fixed_mapping` does: the result is the same, bit for bit. To map a slide's
+        tiles over many calls, make the mapping once with :meth:`fixed_mapping`.
         """
         tiles = as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
@@ -272,6 +292,58 @@ class StainNormalizer(
         check_is_fitted(self)
         self._validate_params()
         return self._measure_source(as_tiles(X))
+
+    def fixed_mapping(self, source: SourceStatistics) -> FixedMapping:
+        """The one fixed mapping of a slide's tiles, from its source statistics, made once.
+
+        ``fixed_mapping(source).transform_with_status(X)`` returns what
+        ``transform_with_status(X, source=source)`` returns, bit for bit, for every method.
+        For a pixelwise method (every classic one) the mapping is a lookup table over the 2**24
+        RGB colours, each computed once when a tile first holds it: after a slide's first tiles,
+        normalizing a tile is a table lookup, WSICS's included.
+
+        Parameters
+        ----------
+        source : SourceStatistics
+            From :meth:`source_statistics` of this normalizer (or one with the same class and
+            fit-dependent parameters).
+
+        Returns
+        -------
+        FixedMapping
+            Holds a copy of this normalizer: refitting it or changing its parameters later does
+            not change the mapping.
+
+        Raises
+        ------
+        ValueError
+            If ``source`` was measured by another class or with other parameters.
+        sklearn.exceptions.NotFittedError
+            If the normalizer is not fitted.
+
+        Notes
+        -----
+        Memory: the table of a pixelwise method takes 64 MiB (``2**24`` entries of 4 bytes),
+        allocated at the first transform; methods that are not pixelwise (stain-style transfer)
+        run their own ``transform`` with the statistics and hold no table.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from stainstyle import ReinhardNormalizer
+        >>> rng = np.random.default_rng(0)
+        >>> target = rng.integers(60, 200, size=(2, 32, 32, 3), dtype=np.uint8)
+        >>> slide_tiles = rng.integers(40, 180, size=(4, 32, 32, 3), dtype=np.uint8)
+        >>> normalizer = ReinhardNormalizer().fit(target)
+        >>> mapping = normalizer.fixed_mapping(normalizer.source_statistics(slide_tiles))
+        >>> out, status = mapping.transform_with_status(slide_tiles)
+        >>> out.shape, status.tolist()
+        ((4, 32, 32, 3), ['ok', 'ok', 'ok', 'ok'])
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_source(source)
+        return FixedMapping(copy.deepcopy(self), source)
 
     def _validate_params(self) -> None:
         """Check the parameters against ``_parameter_constraints``, then the renamed ones.
@@ -463,24 +535,60 @@ class StainNormalizer(
         """
         check_is_fitted(self)
         self._validate_params()
+        plan = (
+            (members, self._batch_mapping(statistics))
+            for members, statistics in self._plan(tiles, groups, source)
+        )  # a generator: one group's colour table at a time
+        return self._map_tiles(tiles, plan, produce_output)
+
+    def _batch_mapping(self, statistics: SourceStatistics | None) -> BatchMapping:
+        """How batches of tissue tiles are mapped with ``statistics`` (None: each tile's own).
+
+        Fixed statistics that are not modelled flag every tile degenerate; a pixelwise method
+        maps through a new :class:`~stainstyle.color.table.ColourTable`.
+        """
+        if statistics is None:
+            return self._transform_tissue
+        if not statistics.modelled:
+            return _all_degenerate
+        context = statistics.statistics
+        if self._pixelwise:
+            return _ThroughTable(ColourTable(functools.partial(self._map_colours, context)))
+        return functools.partial(self._transform_tissue, context=context)
+
+    def _transform_tissue(self, batch: np.ndarray, **context: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``_transform_batch`` of tissue tiles, with their masks when the method uses them."""
+        tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
+        return self._transform_batch(batch, tissue, **context)
+
+    def _map_colours(self, context: Any, colours: np.ndarray) -> np.ndarray:
+        """The mapping of colours ``(n, 1, 3)`` uint8 with fixed statistics, as one image."""
+        mapped, _ = self._transform_tissue(colours[None], context=context)
+        return mapped[0]
+
+    def _map_tiles(
+        self,
+        tiles: Tiles,
+        plan: Iterable[tuple[np.ndarray | None, BatchMapping]],
+        produce_output: bool,
+    ) -> tuple[list[np.ndarray | None], np.ndarray]:
+        """Screen the tiles and map the tissue tiles of each part of ``plan`` (None: all tiles).
+
+        Returns per-tile results (None means unchanged) and the per-tile status.
+        """
         status = np.full(len(tiles), STATUS_OK, dtype=object)
         results: list[np.ndarray | None] = [None] * len(tiles)
-        for members, statistics in self._plan(tiles, groups, source):
-            context = {} if statistics is None else {"context": statistics.statistics}
+        for members, map_batch in plan:
             for indices, batch in tiles.batches(self.batch_size, members):
                 background, uniform = screen_tiles(batch)
                 status[indices[background]] = STATUS_BACKGROUND
                 status[indices[uniform]] = STATUS_DEGENERATE
                 keep = ~(background | uniform)
-                if statistics is not None and not statistics.modelled:
-                    status[indices[keep]] = STATUS_DEGENERATE
-                    continue
                 if not keep.any():
                     continue
                 if not keep.all():
                     batch = batch[keep]
-                tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
-                mapped, degenerate = self._transform_batch(batch, tissue, **context)
+                mapped, degenerate = map_batch(batch)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
                 if produce_output:
@@ -506,6 +614,131 @@ class StainNormalizer(
             bad = np.flatnonzero(status != STATUS_OK)[:10].tolist()
             raise ValueError(f"{message} background='raise'; first offending indices: {bad}")
         warnings.warn(message, BackgroundTileWarning, stacklevel=_caller_stacklevel())
+
+
+#: Maps a batch ``(n, H, W, 3)`` uint8 of tissue tiles: the mapped batch and degenerate ``(n,)``.
+BatchMapping = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _all_degenerate(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every tile degenerate: the mapping of statistics that could not be modelled."""
+    return batch, np.ones(len(batch), dtype=bool)
+
+
+@dataclass(frozen=True)
+class _ThroughTable:
+    """Maps batches of tissue tiles through a colour table; no tile is degenerate."""
+
+    table: ColourTable
+
+    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.table.map(batch), np.zeros(len(batch), dtype=bool)
+
+
+class FixedMapping:
+    """One fixed mapping of a fitted normalizer, for all tiles of a slide or group.
+
+    Made by :meth:`StainNormalizer.fixed_mapping`; not built directly. Its
+    :meth:`transform_with_status` returns what ``normalizer.transform_with_status(X,
+    source=source)`` returns, bit for bit: the same screening of background and uniform tiles,
+    the same statuses, the same pixels.
+
+    For a pixelwise method (``pixelwise``; every classic method) the mapping is a lookup table
+    over the 2**24 RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles
+    come: each distinct colour is computed once, through the method's own code, and every tile
+    after that costs a table lookup. ``transform(X, source=...)`` maps through a table of its
+    own in the same way, which is what makes the two equal: a colour's value does not depend on
+    the tile or the position it is met in.
+
+    Parameters
+    ----------
+    normalizer : StainNormalizer
+        A fitted normalizer, owned by the mapping (:meth:`StainNormalizer.fixed_mapping` passes
+        a copy).
+    source : SourceStatistics
+        Statistics from ``normalizer.source_statistics``, already checked against it.
+
+    Attributes
+    ----------
+    source : SourceStatistics
+        The statistics of the mapping.
+
+    Notes
+    -----
+    Memory: 64 MiB for a pixelwise method's table, allocated at the first transform.
+
+    Threads: one mapping may transform tiles in several threads at once (e.g. Dask's threaded
+    workers); computing new colours is serialized, looking them up is not.
+
+    Pickling sends the normalizer and the statistics, not the table: an unpickled mapping (e.g.
+    in another Dask worker process) fills its own table again as it goes.
+    """
+
+    def __init__(self, normalizer: StainNormalizer, source: SourceStatistics):
+        self._normalizer = normalizer
+        self.source = source
+        self._map_batch = normalizer._batch_mapping(source)
+
+    @property
+    def pixelwise(self) -> bool:
+        """Whether tiles are mapped through a colour table (not for unmodelled statistics)."""
+        return isinstance(self._map_batch, _ThroughTable)
+
+    @property
+    def n_colours(self) -> int:
+        """Distinct colours computed so far (0 when not ``pixelwise``)."""
+        return self._map_batch.table.n_computed if self.pixelwise else 0
+
+    def transform(self, X: Any) -> Any:
+        """Map tiles with the fixed mapping.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
+            Tiles to normalize, uint8 or float in [0, 1].
+
+        Returns
+        -------
+        Same type, shape and dtype as ``X``
+            Normalized tiles; background and degenerate tiles unchanged.
+
+        Warns
+        -----
+        BackgroundTileWarning
+            Once per call, when some tiles were passed through unchanged (or ``ValueError``
+            with ``background="raise"``), as the normalizer's ``transform``.
+        """
+        tiles, results, status = self._mapped(X)
+        self._normalizer._apply_background_policy(status, tiles)
+        return tiles.restore(results)
+
+    def transform_with_status(self, X: Any) -> tuple[Any, np.ndarray]:
+        """Map tiles with the fixed mapping and report each tile's status.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
+            Tiles to normalize, uint8 or float in [0, 1].
+
+        Returns
+        -------
+        tiles : same type, shape and dtype as ``X``
+            Normalized tiles; background and degenerate tiles unchanged.
+        status : ndarray of shape (N,), dtype str
+            ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile
+            (N = 1 for a single tile); no warning is emitted.
+        """
+        tiles, results, status = self._mapped(X)
+        return tiles.restore(results), status
+
+    def _mapped(self, X: Any) -> tuple[Tiles, list[np.ndarray | None], np.ndarray]:
+        tiles = as_tiles(X)
+        results, status = self._normalizer._map_tiles(tiles, [(None, self._map_batch)], True)
+        return tiles, results, status
+
+    def __repr__(self) -> str:
+        kind = f"colour table, {self.n_colours} colours" if self.pixelwise else "per tile"
+        return f"FixedMapping({type(self._normalizer).__name__}, {kind})"
 
 
 def _needed_tissue(tiles: Tiles) -> str:

@@ -23,7 +23,7 @@ from stainstyle._fitted import FittedArray, FittedInt, non_decreasing, positive_
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.hsd import rgb_to_hsd
-from stainstyle.color.quantize import row_strips
+from stainstyle.color.table import ColourTable
 from stainstyle.methods._wsics_labels import (
     LABEL_BACKGROUND,
     LABEL_EOSIN,
@@ -373,6 +373,7 @@ class WSICSNormalizer(StainNormalizer):
     }
     _fit_dependent_params = ("microns_per_pixel", "min_class_pixels", "random_state")
     _machine_local_params = ()
+    _pixelwise = True
 
     def __init__(
         self,
@@ -489,11 +490,10 @@ def map_distinct_colours(images: np.ndarray, mapping) -> np.ndarray:
     """Apply a colour mapping to images, evaluating it once per distinct colour.
 
     Up to :data:`TABLE_MIN_PIXELS` pixels, the distinct colours come from ``np.unique`` and the
-    result from its inverse index. Larger images are read strip by strip: a presence mask over
-    the 2**24 packed colours finds the colours present, their mapped values fill a lookup table
-    (50 MB, as the reference code's), and the table is applied strip by strip; memory is then
-    bounded by the table and a strip, not by the image (``np.unique`` needs about 20 bytes a
-    pixel). Both give the same result.
+    result from its inverse index. Larger images are mapped strip by strip through a
+    :class:`~stainstyle.color.table.ColourTable` (64 MiB) that computes each colour when a
+    strip first holds it; memory is then bounded by the table and a strip, not by the image
+    (``np.unique`` needs about 20 bytes a pixel). Both give the same result.
 
     Parameters
     ----------
@@ -506,8 +506,7 @@ def map_distinct_colours(images: np.ndarray, mapping) -> np.ndarray:
     ndarray of the shape of ``images``, dtype uint8
     """
 
-    def mapped(colours: np.ndarray) -> np.ndarray:
-        rgb = unpack_rgb(colours)
+    def mapped(rgb: np.ndarray) -> np.ndarray:
         out = np.empty(rgb.shape, dtype=np.uint8)
         for start in range(0, len(rgb), COLOUR_CHUNK):
             out[start : start + COLOUR_CHUNK] = mapping(
@@ -517,20 +516,6 @@ def map_distinct_colours(images: np.ndarray, mapping) -> np.ndarray:
 
     if images.size // 3 <= TABLE_MIN_PIXELS:
         packed, inverse = np.unique(pack_rgb(images).ravel(), return_inverse=True)
-        return mapped(packed)[inverse.ravel()].reshape(images.shape)
-    strips = [
-        (*index, rows)
-        for index in np.ndindex(images.shape[:-3])
-        for rows in row_strips(images.shape[-3:])
-    ]
-    present = np.zeros(1 << 24, dtype=bool)
-    for strip in strips:
-        present[pack_rgb(images[strip]).ravel()] = True
-    colours = np.flatnonzero(present)
-    del present
-    table = np.zeros((1 << 24, 3), dtype=np.uint8)
-    table[colours] = mapped(colours)
-    out = np.empty(images.shape, dtype=np.uint8)
-    for strip in strips:
-        out[strip] = table[pack_rgb(images[strip])]
-    return out
+        return mapped(unpack_rgb(packed))[inverse.ravel()].reshape(images.shape)
+    table = ColourTable(lambda colours: mapped(colours.reshape(-1, 3)).reshape(colours.shape))
+    return table.map(images)
