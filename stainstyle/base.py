@@ -26,9 +26,13 @@ A method whose mapping depends on statistics of the source tiles (see
 
 A method whose mapping with fixed statistics is a function of each pixel's colour alone, and
 whose ``_transform_batch`` then flags no tile degenerate, sets ``_pixelwise = True``. With fixed
-statistics (``source``, ``groups``, :meth:`StainNormalizer.fixed_mapping`) its tiles are then
-mapped through a :class:`~stainstyle.color.table.ColourTable` that computes each distinct
-colour once, by ``_transform_batch`` of an image one pixel wide (with its tissue mask).
+statistics (``source``, ``groups``, :meth:`StainNormalizer.fixed_mapping`) its pixels are then
+mapped as colours: ``_transform_batch`` of an image one pixel wide (with its tissue mask), in
+the padded batches of :mod:`stainstyle.color.table`, so that a colour's value does not depend on
+the tile it is in; :meth:`StainNormalizer.fixed_mapping` computes each distinct colour once, into
+a :class:`~stainstyle.color.table.ColourTable`. A method whose colours cost much more to map than
+to find among others (WSICS) also sets ``_costly_colours = True``: ``transform`` with fixed
+statistics then computes each distinct colour of a batch once, rather than every pixel.
 """
 
 from __future__ import annotations
@@ -38,7 +42,6 @@ import functools
 import logging
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from numbers import Integral
 from typing import Any
 
@@ -50,7 +53,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
-from stainstyle.color.table import ColourTable
+from stainstyle.color.table import ColourFunction, ColourTable, map_distinct, map_pixels
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.sources import SourceStatistics, UnmodelledSource, group_members
 from stainstyle.tissue import (
@@ -167,6 +170,9 @@ class StainNormalizer(
     _renamed_params: dict = {}
     #: Whether the mapping with fixed source statistics is a function of each pixel's colour.
     _pixelwise: bool = False
+    #: Whether a colour costs much more to map than to find among others (WSICS): then a call
+    #: with fixed statistics computes each distinct colour of a batch once, not every pixel.
+    _costly_colours: bool = False
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
         """Learn the target stain style from the target tiles that hold tissue.
@@ -231,10 +237,10 @@ class StainNormalizer(
 
         Notes
         -----
-        With ``source`` or ``groups``, a pixelwise method (every classic one) maps each distinct
-        colour once, through a colour table of 64 MiB made for the call (one group at a time),
-        as :meth:`fixed_mapping` does: the result is the same, bit for bit. To map a slide's
-        tiles over many calls, make the mapping once with :meth:`fixed_mapping`.
+        With ``source`` or ``groups``, a pixelwise method (every classic one) maps each pixel as
+        a colour, as :meth:`fixed_mapping` does, and the result is the same bit for bit; the
+        mapping computes each distinct colour once, which makes it the faster way to map a
+        slide's tiles over many calls.
         """
         tiles = as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
@@ -325,7 +331,8 @@ class StainNormalizer(
         -----
         Memory: the table of a pixelwise method takes 64 MiB (``2**24`` entries of 4 bytes),
         allocated at the first transform; methods that are not pixelwise (stain-style transfer)
-        run their own ``transform`` with the statistics and hold no table.
+        run their own ``transform`` with the statistics and hold no table. ``transform(X,
+        source=...)`` needs no table: it computes every pixel.
 
         Examples
         --------
@@ -535,26 +542,34 @@ class StainNormalizer(
         """
         check_is_fitted(self)
         self._validate_params()
-        plan = (
+        plan = [
             (members, self._batch_mapping(statistics))
             for members, statistics in self._plan(tiles, groups, source)
-        )  # a generator: one group's colour table at a time
+        ]
         return self._map_tiles(tiles, plan, produce_output)
 
     def _batch_mapping(self, statistics: SourceStatistics | None) -> BatchMapping:
         """How batches of tissue tiles are mapped with ``statistics`` (None: each tile's own).
 
         Fixed statistics that are not modelled flag every tile degenerate; a pixelwise method
-        maps through a new :class:`~stainstyle.color.table.ColourTable`.
+        computes every pixel, or every distinct colour, through its colour function
+        (:meth:`_colour_function`).
         """
         if statistics is None:
             return self._transform_tissue
         if not statistics.modelled:
             return _all_degenerate
-        context = statistics.statistics
-        if self._pixelwise:
-            return _ThroughTable(ColourTable(functools.partial(self._map_colours, context)))
-        return functools.partial(self._transform_tissue, context=context)
+        colours = self._colour_function(statistics)
+        if colours is None:
+            return functools.partial(self._transform_tissue, context=statistics.statistics)
+        map_images = map_distinct if self._costly_colours else map_pixels
+        return functools.partial(_none_degenerate, functools.partial(map_images, colours))
+
+    def _colour_function(self, statistics: SourceStatistics) -> ColourFunction | None:
+        """The method's mapping of colours with fixed statistics; None unless it is pixelwise."""
+        if not (self._pixelwise and statistics.modelled):
+            return None
+        return functools.partial(self._map_colours, statistics.statistics)
 
     def _transform_tissue(self, batch: np.ndarray, **context: Any) -> tuple[np.ndarray, np.ndarray]:
         """``_transform_batch`` of tissue tiles, with their masks when the method uses them."""
@@ -625,14 +640,11 @@ def _all_degenerate(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return batch, np.ones(len(batch), dtype=bool)
 
 
-@dataclass(frozen=True)
-class _ThroughTable:
-    """Maps batches of tissue tiles through a colour table; no tile is degenerate."""
-
-    table: ColourTable
-
-    def __call__(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.table.map(batch), np.zeros(len(batch), dtype=bool)
+def _none_degenerate(
+    map_images: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A pixelwise method's batch mapping: the images mapped, no tile degenerate."""
+    return map_images(batch), np.zeros(len(batch), dtype=bool)
 
 
 class FixedMapping:
@@ -646,9 +658,10 @@ class FixedMapping:
     For a pixelwise method (``pixelwise``; every classic method) the mapping is a lookup table
     over the 2**24 RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles
     come: each distinct colour is computed once, through the method's own code, and every tile
-    after that costs a table lookup. ``transform(X, source=...)`` maps through a table of its
-    own in the same way, which is what makes the two equal: a colour's value does not depend on
-    the tile or the position it is met in.
+    after that costs a table lookup. ``transform(X, source=...)`` computes every pixel through
+    the same code, in the same padded batches of colours (:mod:`stainstyle.color.table`), which
+    is what makes the two equal: a colour's value does not depend on the tile or the position
+    it is met in.
 
     Parameters
     ----------
@@ -677,17 +690,23 @@ class FixedMapping:
     def __init__(self, normalizer: StainNormalizer, source: SourceStatistics):
         self._normalizer = normalizer
         self.source = source
-        self._map_batch = normalizer._batch_mapping(source)
+        colours = normalizer._colour_function(source)
+        self._table = None if colours is None else ColourTable(colours)
+        self._map_batch = (
+            normalizer._batch_mapping(source)
+            if self._table is None
+            else functools.partial(_none_degenerate, self._table.map)
+        )
 
     @property
     def pixelwise(self) -> bool:
         """Whether tiles are mapped through a colour table (not for unmodelled statistics)."""
-        return isinstance(self._map_batch, _ThroughTable)
+        return self._table is not None
 
     @property
     def n_colours(self) -> int:
         """Distinct colours computed so far (0 when not ``pixelwise``)."""
-        return self._map_batch.table.n_computed if self.pixelwise else 0
+        return 0 if self._table is None else self._table.n_computed
 
     def transform(self, X: Any) -> Any:
         """Map tiles with the fixed mapping.

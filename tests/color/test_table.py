@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from stainstyle.color.table import (
-    FILL_CHUNK,
+    FILL_PIXELS,
     FILL_QUANTUM,
     N_COLOURS,
     ColourTable,
     colour_keys,
+    compute_colours,
     key_colours,
+    map_distinct,
+    map_pixels,
 )
 
 
@@ -77,12 +80,12 @@ def test_colours_are_computed_once_in_padded_batches():
     table.map(first)
     table.map(np.concatenate([first[:10], rng.integers(0, 256, (10, 300, 3), dtype=np.uint8)]))
     table.map(first[::-1])
-    assert len(compute.calls) == 3  # two chunks for the first image, one for the new rows
+    assert len(compute.calls) >= 3  # more than one batch for the first image
     distinct = [np.unique(colour_keys(call.reshape(-1, 3))) for call in compute.calls]
     for call, keys in zip(compute.calls, distinct, strict=True):
         assert call.shape[1:] == (1, 3) and call.dtype == np.uint8
         assert len(call) % FILL_QUANTUM == 0 and len(call) > len(keys)
-        assert len(keys) <= FILL_CHUNK
+        assert len(call) <= FILL_PIXELS
         padding = call[len(keys) :, 0]
         assert (padding == call[len(keys) - 1, 0]).all()  # repeats of the last colour
     computed = np.concatenate(distinct)
@@ -98,3 +101,37 @@ def test_pickling_leaves_the_table_behind():
     copy = pickle.loads(payload)
     assert copy.n_computed == 0
     np.testing.assert_array_equal(copy.map(image), out)
+
+
+def test_every_pixel_computed_equals_the_table():
+    compute = Counted()
+    images = np.random.default_rng(5).integers(0, 256, (3, 200, 250, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(map_pixels(compute, images), inverted(images))
+    assert sum(len(call) for call in compute.calls) > images.size // 3  # repeats are computed
+    for call in compute.calls:
+        assert len(call) % FILL_QUANTUM == 0 and len(call) <= FILL_PIXELS
+    np.testing.assert_array_equal(map_pixels(inverted, images), ColourTable(inverted).map(images))
+
+
+def test_compute_colours_pads_each_batch_with_its_last_colour():
+    compute = Counted()
+    colours = np.random.default_rng(6).integers(0, 256, (FILL_PIXELS + 10, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(compute_colours(compute, colours), inverted(colours))
+    first, second = compute.calls
+    n = FILL_PIXELS - FILL_QUANTUM
+    np.testing.assert_array_equal(first[:n, 0], colours[:n])
+    assert len(first) == FILL_PIXELS and (first[n:, 0] == colours[n - 1]).all()
+    rest = len(colours) - n  # FILL_QUANTUM + 10 colours: padded to two quanta
+    np.testing.assert_array_equal(second[:rest, 0], colours[n:])
+    assert len(second) == 2 * FILL_QUANTUM and (second[rest:, 0] == colours[-1]).all()
+
+
+@pytest.mark.parametrize("table_min_pixels", [0, 1 << 20])
+def test_distinct_colours_computed_once_equal_every_pixel_computed(table_min_pixels):
+    compute = Counted()
+    images = np.random.default_rng(7).integers(0, 64, (2, 120, 90, 3), dtype=np.uint8)
+    out = map_distinct(compute, images, table_min_pixels)
+    np.testing.assert_array_equal(out, map_pixels(inverted, images))
+    distinct = len(np.unique(colour_keys(images.reshape(-1, 3))))
+    computed = np.unique(np.concatenate([colour_keys(c.reshape(-1, 3)) for c in compute.calls]))
+    assert len(computed) == distinct < images.size // 3
