@@ -12,7 +12,7 @@ quarter glass) and measures
   pixels (20,480 by default) and on those of ``--memory-sides`` (10,000 and 40,000);
 - the scaling from 1 to 2 Dask workers (pending: :func:`scaling`);
 - the fixed mapping of each classic method (``normalizer.fixed_mapping``): megapixels per second
-  on ``--map-tiles`` tissue tiles of 256 x 256 from the slide with a warm colour table, next to
+  on ``--map-tiles`` tissue tiles of 256 x 256 from the slide, its colour table warm, next to
   ``transform_with_status(X, source=...)`` (every pixel computed, no table) and to the method's
   own per-tile code with the same statistics (without the screening of tiles); and the cost of
   warming the table on every tile of the slide, with the number of colours it holds.
@@ -396,7 +396,7 @@ def markdown(report: dict) -> str:
             row["method"],
             *(f"{row[key]:.1f}" for key in ("warm_mp_per_s", "per_call_mp_per_s")),
             f"{row['own_code_mp_per_s']:.1f}",
-            f"{row['slide_colours']:,}",
+            f"{row['slide_colours']:,}" if row["slide_colours"] else "no table",
             f"{row['warming_s']:.1f}",
         ]
         for row in report["mapping"]

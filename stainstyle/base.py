@@ -24,15 +24,20 @@ A method whose mapping depends on statistics of the source tiles (see
 :class:`~stainstyle._validation.Tiles` of tissue tiles and return them, or raise
 :class:`~stainstyle.sources.UnmodelledSource`. The default returns None (no statistics).
 
-A method whose mapping with fixed statistics is a function of each pixel's colour alone, and
-whose ``_transform_batch`` then flags no tile degenerate, sets ``_pixelwise = True``. With fixed
-statistics (``source``, ``groups``, :meth:`StainNormalizer.fixed_mapping`) its pixels are then
-mapped as colours: ``_transform_batch`` of an image one pixel wide (with its tissue mask), in
-the padded batches of :mod:`stainstyle.color.table`, so that a colour's value does not depend on
-the tile it is in; :meth:`StainNormalizer.fixed_mapping` computes each distinct colour once, into
-a :class:`~stainstyle.color.table.ColourTable`. A method whose colours cost much more to map than
-to find among others (WSICS) also sets ``_costly_colours = True``: ``transform`` with fixed
-statistics then computes each distinct colour of a batch once, rather than every pixel.
+A method whose mapping with fixed statistics is a function of each pixel's colour alone,
+computed by float kernels that a table lookup beats, and whose ``_transform_batch`` then flags no
+tile degenerate, sets ``_colour_table = True``. With fixed statistics (``source``, ``groups``,
+:meth:`StainNormalizer.fixed_mapping`) its pixels are then mapped as colours: by
+``_transform_batch`` of an image one pixel wide (with its tissue mask), in the padded batches of
+:mod:`stainstyle.color.table`, so that a colour's value does not depend on the tile it is in; and
+:meth:`StainNormalizer.fixed_mapping` computes each distinct colour once, into a
+:class:`~stainstyle.color.table.ColourTable`. A method whose colours cost much more to map than to
+find among others (WSICS) also sets ``_costly_colours = True``: ``transform`` with fixed
+statistics then computes each distinct colour of a batch once, rather than every pixel. Other
+methods map tiles with fixed statistics by their own code, the mapping included: stain-style
+transfer, which is not a function of the pixel's colour, and histogram specification and gray
+normalization, whose mappings are exact integer lookups per channel already, faster than any
+colour table.
 """
 
 from __future__ import annotations
@@ -168,8 +173,8 @@ class StainNormalizer(
     }
     #: Deprecated constructor parameters: old name -> :class:`~stainstyle._renamed.Renamed`.
     _renamed_params: dict = {}
-    #: Whether the mapping with fixed source statistics is a function of each pixel's colour.
-    _pixelwise: bool = False
+    #: Whether a fixed mapping keeps a colour table (see the module docstring).
+    _colour_table: bool = False
     #: Whether a colour costs much more to map than to find among others (WSICS): then a call
     #: with fixed statistics computes each distinct colour of a batch once, not every pixel.
     _costly_colours: bool = False
@@ -237,10 +242,10 @@ class StainNormalizer(
 
         Notes
         -----
-        With ``source`` or ``groups``, a pixelwise method (every classic one) maps each pixel as
-        a colour, as :meth:`fixed_mapping` does, and the result is the same bit for bit; the
-        mapping computes each distinct colour once, which makes it the faster way to map a
-        slide's tiles over many calls.
+        With ``source`` or ``groups``, Reinhard, Macenko and WSICS map each pixel as a colour,
+        as :meth:`fixed_mapping` does, and the result is the same bit for bit; the mapping
+        computes each distinct colour once, which makes it the faster way to map a slide's
+        tiles over many calls.
         """
         tiles = as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
@@ -281,7 +286,8 @@ class StainNormalizer(
         """Measure the source statistics of a set of tiles once, for one fixed mapping.
 
         Typically on a sample of one slide's tissue tiles (``stainstyle.wsi.sample_tiles``);
-        then ``transform(tile, source=statistics)`` maps every tile of the slide the same way.
+        then ``transform(tile, source=statistics)`` maps every tile of the slide the same way,
+        and :meth:`fixed_mapping` ``(statistics)`` does so faster, each colour computed once.
         Background and uniform tiles of ``X`` are left out, as ``fit`` leaves them out.
 
         Parameters
@@ -304,9 +310,11 @@ class StainNormalizer(
 
         ``fixed_mapping(source).transform_with_status(X)`` returns what
         ``transform_with_status(X, source=source)`` returns, bit for bit, for every method.
-        For a pixelwise method (every classic one) the mapping is a lookup table over the 2**24
-        RGB colours, each computed once when a tile first holds it: after a slide's first tiles,
-        normalizing a tile is a table lookup, WSICS's included.
+        For Reinhard, Macenko and WSICS the mapping is a lookup table over the 2**24 RGB
+        colours, each computed once when a tile first holds it: after a slide's first tiles,
+        normalizing a tile is a table lookup, WSICS's included. Histogram specification and
+        gray normalization map by per-channel lookups already, and stain-style transfer by its
+        network: their mappings run their own code with the statistics.
 
         Parameters
         ----------
@@ -329,10 +337,8 @@ class StainNormalizer(
 
         Notes
         -----
-        Memory: the table of a pixelwise method takes 64 MiB (``2**24`` entries of 4 bytes),
-        allocated at the first transform; methods that are not pixelwise (stain-style transfer)
-        run their own ``transform`` with the statistics and hold no table. ``transform(X,
-        source=...)`` needs no table: it computes every pixel.
+        Memory: a colour table takes 64 MiB (``2**24`` entries of 4 bytes), allocated at the
+        first transform. ``transform(X, source=...)`` needs no table: it computes every pixel.
 
         Examples
         --------
@@ -551,9 +557,9 @@ class StainNormalizer(
     def _batch_mapping(self, statistics: SourceStatistics | None) -> BatchMapping:
         """How batches of tissue tiles are mapped with ``statistics`` (None: each tile's own).
 
-        Fixed statistics that are not modelled flag every tile degenerate; a pixelwise method
-        computes every pixel, or every distinct colour, through its colour function
-        (:meth:`_colour_function`).
+        Fixed statistics that are not modelled flag every tile degenerate; a method with a
+        colour table computes every pixel, or every distinct colour, through its colour
+        function (:meth:`_colour_function`).
         """
         if statistics is None:
             return self._transform_tissue
@@ -566,8 +572,8 @@ class StainNormalizer(
         return functools.partial(_none_degenerate, functools.partial(map_images, colours))
 
     def _colour_function(self, statistics: SourceStatistics) -> ColourFunction | None:
-        """The method's mapping of colours with fixed statistics; None unless it is pixelwise."""
-        if not (self._pixelwise and statistics.modelled):
+        """The method's mapping of colours with fixed statistics; None without a colour table."""
+        if not (self._colour_table and statistics.modelled):
             return None
         return functools.partial(self._map_colours, statistics.statistics)
 
@@ -643,7 +649,7 @@ def _all_degenerate(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _none_degenerate(
     map_images: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A pixelwise method's batch mapping: the images mapped, no tile degenerate."""
+    """A batch mapping through colours: the images mapped, no tile degenerate."""
     return map_images(batch), np.zeros(len(batch), dtype=bool)
 
 
@@ -655,13 +661,13 @@ class FixedMapping:
     source=source)`` returns, bit for bit: the same screening of background and uniform tiles,
     the same statuses, the same pixels.
 
-    For a pixelwise method (``pixelwise``; every classic method) the mapping is a lookup table
-    over the 2**24 RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles
-    come: each distinct colour is computed once, through the method's own code, and every tile
-    after that costs a table lookup. ``transform(X, source=...)`` computes every pixel through
-    the same code, in the same padded batches of colours (:mod:`stainstyle.color.table`), which
-    is what makes the two equal: a colour's value does not depend on the tile or the position
-    it is met in.
+    For Reinhard, Macenko and WSICS (``has_table``) the mapping is a lookup table over the 2**24
+    RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles come: each
+    distinct colour is computed once, through the method's own code, and every tile after that
+    costs a table lookup. ``transform(X, source=...)`` computes every pixel through the same
+    code, in the same padded batches of colours (:mod:`stainstyle.color.table`), which is what
+    makes the two equal: a colour's value does not depend on the tile or the position it is
+    met in. The other methods run their own code with the statistics, as ``transform`` does.
 
     Parameters
     ----------
@@ -678,7 +684,7 @@ class FixedMapping:
 
     Notes
     -----
-    Memory: 64 MiB for a pixelwise method's table, allocated at the first transform.
+    Memory: 64 MiB for a colour table, allocated at the first transform.
 
     Threads: one mapping may transform tiles in several threads at once (e.g. Dask's threaded
     workers); computing new colours is serialized, looking them up is not.
@@ -699,13 +705,13 @@ class FixedMapping:
         )
 
     @property
-    def pixelwise(self) -> bool:
+    def has_table(self) -> bool:
         """Whether tiles are mapped through a colour table (not for unmodelled statistics)."""
         return self._table is not None
 
     @property
     def n_colours(self) -> int:
-        """Distinct colours computed so far (0 when not ``pixelwise``)."""
+        """Distinct colours computed so far (0 without a table)."""
         return 0 if self._table is None else self._table.n_computed
 
     def transform(self, X: Any) -> Any:
@@ -756,7 +762,7 @@ class FixedMapping:
         return tiles, results, status
 
     def __repr__(self) -> str:
-        kind = f"colour table, {self.n_colours} colours" if self.pixelwise else "per tile"
+        kind = f"colour table, {self.n_colours} colours" if self.has_table else "per tile"
         return f"FixedMapping({type(self._normalizer).__name__}, {kind})"
 
 

@@ -22,8 +22,8 @@ from stainstyle import BackgroundTileWarning
 from stainstyle.base import FixedMapping
 from stainstyle.color.table import FILL_QUANTUM, ColourTable, colour_keys, key_colours
 
-#: Every pixelwise method, with the options that change its per-pixel work.
-PIXELWISE = {
+#: Every classic method, with the options that change its per-pixel work.
+CLASSIC = {
     "reinhard": lambda: stainstyle.ReinhardNormalizer(),
     "reinhard-background": lambda: stainstyle.ReinhardNormalizer(
         tissue_only=False, passthrough_background=True
@@ -66,7 +66,7 @@ def camelyon() -> dict[int, list[np.ndarray]]:
 @functools.cache
 def fitted(name: str):
     """A normalizer fitted on centre 0, and statistics of a sample of centre 2 (a "slide")."""
-    model = sst() if name == "sst" else PIXELWISE[name]()
+    model = sst() if name == "sst" else CLASSIC[name]()
     model.fit(np.stack([tile[:256, :256] for tile in camelyon()[0]]))
     return model, model.source_statistics([tile[::2, ::2] for tile in camelyon()[2]])
 
@@ -101,11 +101,15 @@ def assert_same(mapping: FixedMapping, model, statistics, X) -> np.ndarray:
     return status
 
 
-@pytest.mark.parametrize("name", [*PIXELWISE, "sst"])
+#: The methods whose fixed mapping keeps a colour table.
+TABLED = [name for name in CLASSIC if name.split("-")[0] in ("reinhard", "macenko", "wsics")]
+
+
+@pytest.mark.parametrize("name", [*CLASSIC, "sst"])
 def test_the_mapping_equals_transform_with_the_same_statistics(name):
     model, statistics = fitted(name)
     mapping = model.fixed_mapping(statistics)
-    assert mapping.pixelwise == (name != "sst")
+    assert mapping.has_table == (name in TABLED)
     tiles = mixed_tiles()
     status = assert_same(mapping, model, statistics, tiles)
     assert {"ok", "passthrough_background", "passthrough_degenerate"} <= set(status)
@@ -118,7 +122,7 @@ def test_the_mapping_equals_transform_with_the_same_statistics(name):
     assert_same(mapping, model, statistics, tiles[0])  # one tile
 
 
-@pytest.mark.parametrize("name", PIXELWISE)
+@pytest.mark.parametrize("name", TABLED)
 def test_the_table_holds_the_methods_own_mapping(name):
     """Tile by tile, each method's own code gives the table's colours, but for rare roundings.
 
@@ -250,7 +254,7 @@ def test_unmodelled_statistics_pass_tissue_tiles_through_as_degenerate(name):
     statistics = model.source_statistics(np.full((2, 64, 64, 3), 250, np.uint8))
     assert not statistics.modelled
     mapping = model.fixed_mapping(statistics)
-    assert not mapping.pixelwise and mapping.n_colours == 0
+    assert not mapping.has_table and mapping.n_colours == 0
     tiles = mixed_tiles()
     status = assert_same(mapping, model, statistics, tiles)
     assert set(status) == {"passthrough_background", "passthrough_degenerate"}
@@ -275,14 +279,15 @@ def test_statistics_of_another_normalizer_are_refused():
 
 
 def test_the_mapping_says_what_it_is():
-    model, statistics = fitted("gray")
+    model, statistics = fitted("reinhard")
     mapping = model.fixed_mapping(statistics)
-    assert repr(mapping) == "FixedMapping(GrayNormalizer, colour table, 0 colours)"
+    assert repr(mapping) == "FixedMapping(ReinhardNormalizer, colour table, 0 colours)"
     with pytest.warns(BackgroundTileWarning):  # uniform: screened out, not mapped
         mapping.transform(DEGENERATE_TILES["single-colour"])
     assert mapping.n_colours == 0
     mapping.transform(he_tiles(1, 32, seed=4))
     assert mapping.n_colours > 0
-    assert (
-        repr(mapping) == f"FixedMapping(GrayNormalizer, colour table, {mapping.n_colours} colours)"
-    )
+    n_colours = mapping.n_colours
+    assert repr(mapping) == f"FixedMapping(ReinhardNormalizer, colour table, {n_colours} colours)"
+    model, statistics = fitted("histogram")
+    assert repr(model.fixed_mapping(statistics)) == "FixedMapping(HistogramSpecification, per tile)"

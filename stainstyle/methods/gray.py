@@ -46,7 +46,6 @@ class GrayNormalizer(StainNormalizer):
     _fitted_attributes: dict = {"n_tiles_fit_": FittedInt(1, 2**53)}
     _fit_dependent_params = ()
     _machine_local_params = ()
-    _pixelwise = True
 
     def __init__(self, *, background: str = "passthrough", batch_size: int = 32):
         self.background = background

@@ -115,7 +115,6 @@ class HistogramSpecification(StainNormalizer):
     }
     _fit_dependent_params = ("tissue_only", "mask")
     _machine_local_params = ()
-    _pixelwise = True
     _renamed_params: dict = {"mask": Renamed("tissue_only", {"none": False, "tissue": True})}
 
     def __init__(

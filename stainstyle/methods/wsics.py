@@ -373,7 +373,7 @@ class WSICSNormalizer(StainNormalizer):
     }
     _fit_dependent_params = ("microns_per_pixel", "min_class_pixels", "random_state")
     _machine_local_params = ()
-    _pixelwise = True
+    _colour_table = True
     _costly_colours = True
 
     def __init__(
