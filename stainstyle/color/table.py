@@ -216,7 +216,14 @@ class ColourTable:
         Returns
         -------
         ndarray of the shape of ``images``, dtype uint8
+
+        Raises
+        ------
+        ValueError
+            If ``images`` is not of shape (..., H, W, 3).
         """
+        if images.ndim < 3 or images.shape[-1] != 3:
+            raise ValueError(f"images: expected shape (..., H, W, 3), got {images.shape}")
         out = np.empty(images.shape, dtype=np.uint8)
         if out.size == 0:
             return out

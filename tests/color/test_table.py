@@ -70,6 +70,8 @@ def test_strided_views_and_empty_images():
     for view in (image[::-1], image[:, ::3], image[10:20, 5:70], image.transpose(1, 0, 2)):
         np.testing.assert_array_equal(table.map(view), inverted(view))
     assert table.map(image[:0]).shape == (0, 80, 3)
+    with pytest.raises(ValueError, match=r"images: expected shape .*, got \(10, 3\)"):
+        table.map(image[0, :10])
 
 
 def test_colours_are_computed_once_in_padded_batches():
