@@ -23,12 +23,30 @@ A method whose mapping depends on statistics of the source tiles (see
 :mod:`stainstyle.sources`) also implements ``_source_context(tiles)``: measure them on a
 :class:`~stainstyle._validation.Tiles` of tissue tiles and return them, or raise
 :class:`~stainstyle.sources.UnmodelledSource`. The default returns None (no statistics).
+
+A method whose mapping with fixed statistics is a function of each pixel's colour alone,
+computed by float kernels that a table lookup beats, and whose ``_transform_batch`` then flags no
+tile degenerate, sets ``_colour_table = True``. With fixed statistics (``source``, ``groups``,
+:meth:`StainNormalizer.fixed_mapping`) its pixels are then mapped as colours: by
+``_transform_batch`` of an image one pixel wide (with its tissue mask), in the padded batches of
+:mod:`stainstyle.color.table`, so that a colour's value does not depend on the tile it is in; and
+:meth:`StainNormalizer.fixed_mapping` computes each distinct colour once, into a
+:class:`~stainstyle.color.table.ColourTable`. A method whose colours cost much more to map than to
+find among others (WSICS) also sets ``_costly_colours = True``: ``transform`` with fixed
+statistics then computes each distinct colour of a batch once, rather than every pixel. Other
+methods map tiles with fixed statistics by their own code, the mapping included: stain-style
+transfer, which is not a function of the pixel's colour, and histogram specification and gray
+normalization, whose mappings are exact integer lookups per channel already, faster than any
+colour table.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
 import warnings
+from collections.abc import Callable, Iterable
 from numbers import Integral
 from typing import Any
 
@@ -40,6 +58,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
+from stainstyle.color.table import ColourFunction, ColourTable, map_distinct, map_pixels
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.sources import SourceStatistics, UnmodelledSource, group_members
 from stainstyle.tissue import (
@@ -154,6 +173,11 @@ class StainNormalizer(
     }
     #: Deprecated constructor parameters: old name -> :class:`~stainstyle._renamed.Renamed`.
     _renamed_params: dict = {}
+    #: Whether a fixed mapping keeps a colour table (see the module docstring).
+    _colour_table: bool = False
+    #: Whether a colour costs much more to map than to find among others (WSICS): then a call
+    #: with fixed statistics computes each distinct colour of a batch once, not every pixel.
+    _costly_colours: bool = False
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
         """Learn the target stain style from the target tiles that hold tissue.
@@ -215,6 +239,13 @@ class StainNormalizer(
         -----
         BackgroundTileWarning
             Once per call, when some tiles were passed through unchanged.
+
+        Notes
+        -----
+        With ``source`` or ``groups``, Reinhard, Macenko and WSICS map each pixel as a colour,
+        as :meth:`fixed_mapping` does, and the result is the same bit for bit; the mapping
+        computes each distinct colour once, which makes it the faster way to map a slide's
+        tiles over many calls.
         """
         tiles = as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
@@ -255,7 +286,8 @@ class StainNormalizer(
         """Measure the source statistics of a set of tiles once, for one fixed mapping.
 
         Typically on a sample of one slide's tissue tiles (``stainstyle.wsi.sample_tiles``);
-        then ``transform(tile, source=statistics)`` maps every tile of the slide the same way.
+        then ``transform(tile, source=statistics)`` maps every tile of the slide the same way,
+        and :meth:`fixed_mapping` ``(statistics)`` does so faster, each colour computed once.
         Background and uniform tiles of ``X`` are left out, as ``fit`` leaves them out.
 
         Parameters
@@ -272,6 +304,59 @@ class StainNormalizer(
         check_is_fitted(self)
         self._validate_params()
         return self._measure_source(as_tiles(X))
+
+    def fixed_mapping(self, source: SourceStatistics) -> FixedMapping:
+        """The one fixed mapping of a slide's tiles, from its source statistics, made once.
+
+        ``fixed_mapping(source).transform_with_status(X)`` returns what
+        ``transform_with_status(X, source=source)`` returns, bit for bit, for every method.
+        For Reinhard, Macenko and WSICS the mapping is a lookup table over the 2**24 RGB
+        colours, each computed once when a tile first holds it: after a slide's first tiles,
+        normalizing a tile is a table lookup, WSICS's included. Histogram specification and
+        gray normalization map by per-channel lookups already, and stain-style transfer by its
+        network: their mappings run their own code with the statistics.
+
+        Parameters
+        ----------
+        source : SourceStatistics
+            From :meth:`source_statistics` of this normalizer (or one with the same class and
+            fit-dependent parameters).
+
+        Returns
+        -------
+        FixedMapping
+            Holds a copy of this normalizer: refitting it or changing its parameters later does
+            not change the mapping.
+
+        Raises
+        ------
+        ValueError
+            If ``source`` was measured by another class or with other parameters.
+        sklearn.exceptions.NotFittedError
+            If the normalizer is not fitted.
+
+        Notes
+        -----
+        Memory: a colour table takes 64 MiB (``2**24`` entries of 4 bytes), allocated at the
+        first transform. ``transform(X, source=...)`` needs no table: it computes every pixel.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from stainstyle import ReinhardNormalizer
+        >>> rng = np.random.default_rng(0)
+        >>> target = rng.integers(60, 200, size=(2, 32, 32, 3), dtype=np.uint8)
+        >>> slide_tiles = rng.integers(40, 180, size=(4, 32, 32, 3), dtype=np.uint8)
+        >>> normalizer = ReinhardNormalizer().fit(target)
+        >>> mapping = normalizer.fixed_mapping(normalizer.source_statistics(slide_tiles))
+        >>> out, status = mapping.transform_with_status(slide_tiles)
+        >>> out.shape, status.tolist()
+        ((4, 32, 32, 3), ['ok', 'ok', 'ok', 'ok'])
+        """
+        check_is_fitted(self)
+        self._validate_params()
+        self._check_source(source)
+        return FixedMapping(copy.deepcopy(self), source)
 
     def _validate_params(self) -> None:
         """Check the parameters against ``_parameter_constraints``, then the renamed ones.
@@ -463,24 +548,68 @@ class StainNormalizer(
         """
         check_is_fitted(self)
         self._validate_params()
+        plan = [
+            (members, self._batch_mapping(statistics))
+            for members, statistics in self._plan(tiles, groups, source)
+        ]
+        return self._map_tiles(tiles, plan, produce_output)
+
+    def _batch_mapping(self, statistics: SourceStatistics | None) -> BatchMapping:
+        """How batches of tissue tiles are mapped with ``statistics`` (None: each tile's own).
+
+        Fixed statistics that are not modelled flag every tile degenerate; a method with a
+        colour table computes every pixel, or every distinct colour, through its colour
+        function (:meth:`_colour_function`).
+        """
+        if statistics is None:
+            return self._transform_tissue
+        if not statistics.modelled:
+            return _all_degenerate
+        colours = self._colour_function(statistics)
+        if colours is None:
+            return functools.partial(self._transform_tissue, context=statistics.statistics)
+        map_images = map_distinct if self._costly_colours else map_pixels
+        return functools.partial(_none_degenerate, functools.partial(map_images, colours))
+
+    def _colour_function(self, statistics: SourceStatistics) -> ColourFunction | None:
+        """The method's mapping of colours with fixed statistics; None without a colour table."""
+        if not (self._colour_table and statistics.modelled):
+            return None
+        return functools.partial(self._map_colours, statistics.statistics)
+
+    def _transform_tissue(self, batch: np.ndarray, **context: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``_transform_batch`` of tissue tiles, with their masks when the method uses them."""
+        tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
+        return self._transform_batch(batch, tissue, **context)
+
+    def _map_colours(self, context: Any, colours: np.ndarray) -> np.ndarray:
+        """The mapping of colours ``(n, 1, 3)`` uint8 with fixed statistics, as one image."""
+        mapped, _ = self._transform_tissue(colours[None], context=context)
+        return mapped[0]
+
+    def _map_tiles(
+        self,
+        tiles: Tiles,
+        plan: Iterable[tuple[np.ndarray | None, BatchMapping]],
+        produce_output: bool,
+    ) -> tuple[list[np.ndarray | None], np.ndarray]:
+        """Screen the tiles and map the tissue tiles of each part of ``plan`` (None: all tiles).
+
+        Returns per-tile results (None means unchanged) and the per-tile status.
+        """
         status = np.full(len(tiles), STATUS_OK, dtype=object)
         results: list[np.ndarray | None] = [None] * len(tiles)
-        for members, statistics in self._plan(tiles, groups, source):
-            context = {} if statistics is None else {"context": statistics.statistics}
+        for members, map_batch in plan:
             for indices, batch in tiles.batches(self.batch_size, members):
                 background, uniform = screen_tiles(batch)
                 status[indices[background]] = STATUS_BACKGROUND
                 status[indices[uniform]] = STATUS_DEGENERATE
                 keep = ~(background | uniform)
-                if statistics is not None and not statistics.modelled:
-                    status[indices[keep]] = STATUS_DEGENERATE
-                    continue
                 if not keep.any():
                     continue
                 if not keep.all():
                     batch = batch[keep]
-                tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
-                mapped, degenerate = self._transform_batch(batch, tissue, **context)
+                mapped, degenerate = map_batch(batch)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
                 if produce_output:
@@ -506,6 +635,135 @@ class StainNormalizer(
             bad = np.flatnonzero(status != STATUS_OK)[:10].tolist()
             raise ValueError(f"{message} background='raise'; first offending indices: {bad}")
         warnings.warn(message, BackgroundTileWarning, stacklevel=_caller_stacklevel())
+
+
+#: Maps a batch ``(n, H, W, 3)`` uint8 of tissue tiles: the mapped batch and degenerate ``(n,)``.
+BatchMapping = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _all_degenerate(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every tile degenerate: the mapping of statistics that could not be modelled."""
+    return batch, np.ones(len(batch), dtype=bool)
+
+
+def _none_degenerate(
+    map_images: Callable[[np.ndarray], np.ndarray], batch: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch mapping through colours: the images mapped, no tile degenerate."""
+    return map_images(batch), np.zeros(len(batch), dtype=bool)
+
+
+class FixedMapping:
+    """One fixed mapping of a fitted normalizer, for all tiles of a slide or group.
+
+    Made by :meth:`StainNormalizer.fixed_mapping`; not built directly. Its
+    :meth:`transform_with_status` returns what ``normalizer.transform_with_status(X,
+    source=source)`` returns, bit for bit: the same screening of background and uniform tiles,
+    the same statuses, the same pixels.
+
+    For Reinhard, Macenko and WSICS (``has_table``) the mapping is a lookup table over the 2**24
+    RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles come: each
+    distinct colour is computed once, through the method's own code, and every tile after that
+    costs a table lookup. ``transform(X, source=...)`` computes every pixel through the same
+    code, in the same padded batches of colours (:mod:`stainstyle.color.table`), which is what
+    makes the two equal: a colour's value does not depend on the tile or the position it is
+    met in. The other methods run their own code with the statistics, as ``transform`` does.
+
+    Parameters
+    ----------
+    normalizer : StainNormalizer
+        A fitted normalizer, owned by the mapping (:meth:`StainNormalizer.fixed_mapping` passes
+        a copy).
+    source : SourceStatistics
+        Statistics from ``normalizer.source_statistics``, already checked against it.
+
+    Attributes
+    ----------
+    source : SourceStatistics
+        The statistics of the mapping.
+
+    Notes
+    -----
+    Memory: 64 MiB for a colour table, allocated at the first transform.
+
+    Threads: one mapping may transform tiles in several threads at once (e.g. Dask's threaded
+    workers); computing new colours is serialized, looking them up is not.
+
+    Pickling sends the normalizer and the statistics, not the table: an unpickled mapping (e.g.
+    in another Dask worker process) fills its own table again as it goes.
+    """
+
+    def __init__(self, normalizer: StainNormalizer, source: SourceStatistics):
+        self._normalizer = normalizer
+        self.source = source
+        colours = normalizer._colour_function(source)
+        self._table = None if colours is None else ColourTable(colours)
+        self._map_batch = (
+            normalizer._batch_mapping(source)
+            if self._table is None
+            else functools.partial(_none_degenerate, self._table.map)
+        )
+
+    @property
+    def has_table(self) -> bool:
+        """Whether tiles are mapped through a colour table (not for unmodelled statistics)."""
+        return self._table is not None
+
+    @property
+    def n_colours(self) -> int:
+        """Distinct colours computed so far (0 without a table)."""
+        return 0 if self._table is None else self._table.n_computed
+
+    def transform(self, X: Any) -> Any:
+        """Map tiles with the fixed mapping.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
+            Tiles to normalize, uint8 or float in [0, 1].
+
+        Returns
+        -------
+        Same type, shape and dtype as ``X``
+            Normalized tiles; background and degenerate tiles unchanged.
+
+        Warns
+        -----
+        BackgroundTileWarning
+            Once per call, when some tiles were passed through unchanged (or ``ValueError``
+            with ``background="raise"``), as the normalizer's ``transform``.
+        """
+        tiles, results, status = self._mapped(X)
+        self._normalizer._apply_background_policy(status, tiles)
+        return tiles.restore(results)
+
+    def transform_with_status(self, X: Any) -> tuple[Any, np.ndarray]:
+        """Map tiles with the fixed mapping and report each tile's status.
+
+        Parameters
+        ----------
+        X : ndarray of shape (N, H, W, 3) or (H, W, 3), torch.Tensor, or list of such tiles
+            Tiles to normalize, uint8 or float in [0, 1].
+
+        Returns
+        -------
+        tiles : same type, shape and dtype as ``X``
+            Normalized tiles; background and degenerate tiles unchanged.
+        status : ndarray of shape (N,), dtype str
+            ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile
+            (N = 1 for a single tile); no warning is emitted.
+        """
+        tiles, results, status = self._mapped(X)
+        return tiles.restore(results), status
+
+    def _mapped(self, X: Any) -> tuple[Tiles, list[np.ndarray | None], np.ndarray]:
+        tiles = as_tiles(X)
+        results, status = self._normalizer._map_tiles(tiles, [(None, self._map_batch)], True)
+        return tiles, results, status
+
+    def __repr__(self) -> str:
+        kind = f"colour table, {self.n_colours} colours" if self.has_table else "per tile"
+        return f"FixedMapping({type(self._normalizer).__name__}, {kind})"
 
 
 def _needed_tissue(tiles: Tiles) -> str:

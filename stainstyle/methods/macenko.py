@@ -253,6 +253,7 @@ class MacenkoNormalizer(StainNormalizer):
     }
     _fit_dependent_params = ("io", "beta", "alpha", "tissue_only", "maxc_on_tissue")
     _machine_local_params = ()
+    _colour_table = True
     _renamed_params: dict = {"maxc_on_tissue": Renamed("tissue_only")}
 
     def __init__(

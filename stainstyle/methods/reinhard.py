@@ -239,6 +239,7 @@ class ReinhardNormalizer(StainNormalizer):
     }
     _fit_dependent_params = ("space", "tissue_only", "tissue_mask")
     _machine_local_params = ()
+    _colour_table = True
     _renamed_params: dict = {"tissue_mask": Renamed("tissue_only")}
 
     def __init__(

@@ -23,7 +23,7 @@ from stainstyle._fitted import FittedArray, FittedInt, non_decreasing, positive_
 from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.hsd import rgb_to_hsd
-from stainstyle.color.quantize import row_strips
+from stainstyle.color.table import map_distinct
 from stainstyle.methods._wsics_labels import (
     LABEL_BACKGROUND,
     LABEL_EOSIN,
@@ -373,6 +373,8 @@ class WSICSNormalizer(StainNormalizer):
     }
     _fit_dependent_params = ("microns_per_pixel", "min_class_pixels", "random_state")
     _machine_local_params = ()
+    _colour_table = True
+    _costly_colours = True
 
     def __init__(
         self,
@@ -488,12 +490,11 @@ COLOUR_CHUNK = 1 << 16
 def map_distinct_colours(images: np.ndarray, mapping) -> np.ndarray:
     """Apply a colour mapping to images, evaluating it once per distinct colour.
 
-    Up to :data:`TABLE_MIN_PIXELS` pixels, the distinct colours come from ``np.unique`` and the
-    result from its inverse index. Larger images are read strip by strip: a presence mask over
-    the 2**24 packed colours finds the colours present, their mapped values fill a lookup table
-    (50 MB, as the reference code's), and the table is applied strip by strip; memory is then
-    bounded by the table and a strip, not by the image (``np.unique`` needs about 20 bytes a
-    pixel). Both give the same result.
+    Up to :data:`TABLE_MIN_PIXELS` pixels the distinct colours come from ``np.unique``; larger
+    images are mapped strip by strip through a table over the 2**24 colours (64 MiB, computed
+    as strips hold them), so memory is bounded by the table and a strip, not by the image
+    (``np.unique`` needs about 20 bytes a pixel). Both give the same result
+    (:func:`stainstyle.color.table.map_distinct`).
 
     Parameters
     ----------
@@ -507,30 +508,12 @@ def map_distinct_colours(images: np.ndarray, mapping) -> np.ndarray:
     """
 
     def mapped(colours: np.ndarray) -> np.ndarray:
-        rgb = unpack_rgb(colours)
+        rgb = colours.reshape(-1, 3)
         out = np.empty(rgb.shape, dtype=np.uint8)
         for start in range(0, len(rgb), COLOUR_CHUNK):
             out[start : start + COLOUR_CHUNK] = mapping(
                 rgb_to_hsd(rgb[start : start + COLOUR_CHUNK])
             )
-        return out
+        return out.reshape(colours.shape)
 
-    if images.size // 3 <= TABLE_MIN_PIXELS:
-        packed, inverse = np.unique(pack_rgb(images).ravel(), return_inverse=True)
-        return mapped(packed)[inverse.ravel()].reshape(images.shape)
-    strips = [
-        (*index, rows)
-        for index in np.ndindex(images.shape[:-3])
-        for rows in row_strips(images.shape[-3:])
-    ]
-    present = np.zeros(1 << 24, dtype=bool)
-    for strip in strips:
-        present[pack_rgb(images[strip]).ravel()] = True
-    colours = np.flatnonzero(present)
-    del present
-    table = np.zeros((1 << 24, 3), dtype=np.uint8)
-    table[colours] = mapped(colours)
-    out = np.empty(images.shape, dtype=np.uint8)
-    for strip in strips:
-        out[strip] = table[pack_rgb(images[strip])]
-    return out
+    return map_distinct(mapped, images, TABLE_MIN_PIXELS)

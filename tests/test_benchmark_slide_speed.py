@@ -1,0 +1,66 @@
+"""benchmarks/slide_speed.py: slides built from real tiles, the plain copy, the mapping table."""
+
+from __future__ import annotations
+
+import pytest
+from _support import ROOT, load_script, require_data
+
+pytest.importorskip("tifffile", reason="the wsi extra is not installed: pip install -e '.[wsi]'")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    require_data("camelyon17_tiles")
+    return load_script(ROOT / "benchmarks" / "slide_speed.py")
+
+
+@pytest.fixture(scope="module")
+def slide(bench, tmp_path_factory):
+    _, pool, _ = bench.load_tiles()
+    path = tmp_path_factory.mktemp("slides") / "slide.tif"
+    return bench.build_slide(path, bench.slide_crops(pool), 700, 256)
+
+
+def config(bench, tmp_path, **changes):
+    options = dict(
+        out=tmp_path, work=None, side=700, memory_sides=(), tile_size=256, methods=("reinhard",),
+        map_tiles=4, repeats=1, timeout=300.0,
+    )  # fmt: skip
+    return bench.Config(**(options | changes))
+
+
+def test_mosaic_rows_make_the_slide_with_its_glass(bench):
+    _, pool, _ = bench.load_tiles()
+    rows = list(bench.mosaic_rows(bench.slide_crops(pool), 700, 256))
+    assert [row.shape for row in rows] == [(256, 700, 3), (256, 700, 3), (188, 700, 3)]
+    glass = 700 - round(bench.GLASS * 700)
+    assert all((row[:, glass:] == 255).all() and (row[:, :glass] < 250).any() for row in rows)
+
+
+def test_the_copy_reads_and_writes_every_pixel_of_the_slide(bench, slide, tmp_path):
+    from stainstyle.wsi import open_slide
+
+    bench.copy_slide(slide, tmp_path / "copy.tif", 256)
+    with open_slide(slide) as source, open_slide(tmp_path / "copy.tif") as copy:
+        assert copy.dimensions == source.dimensions == (700, 700)
+        assert copy.mpp == source.mpp == (bench.MPP, bench.MPP)
+        rows = list(bench.slide_rows(source, 256))
+        assert [sum(t.shape[1] for t in row) for row in rows] == [700] * 3
+        assert [row[0].shape[0] for row in rows] == [256, 256, 188]
+
+
+def test_each_run_reports_its_throughput_and_peak_memory_or_is_pending(bench, slide, tmp_path):
+    rows = bench.end_to_end_rows({700: slide}, config(bench, tmp_path))
+    copy, reinhard = rows
+    assert copy["run"] == "copy" and copy["megapixels"] == pytest.approx(0.49)
+    assert copy["mp_per_s"] > 0 and copy["peak_rss_mb"] > 50
+    assert reinhard["run"] == "reinhard" and "normalize_slide" in reinhard["pending"]
+
+
+def test_the_mapping_rows_measure_warm_per_call_and_warming(bench, slide, tmp_path):
+    target, _, _ = bench.load_tiles()
+    (row,) = bench.mapping_rows(["wsics"], target, slide, config(bench, tmp_path))
+    assert row["method"] == "wsics" and row["slide_colours"] > 1000
+    for key in ("warm_mp_per_s", "per_call_mp_per_s", "own_code_mp_per_s"):
+        assert row[key] > 0
+    assert row["slide_cold_s"] > row["slide_warm_s"] > 0
