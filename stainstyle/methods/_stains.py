@@ -18,7 +18,7 @@ from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import STATUS_BACKGROUND, STATUS_DEGENERATE, STATUS_OK
 from stainstyle.separation import lasso_affine, tile_concentrations
 from stainstyle.sources import SourceStatistics, UnmodelledSource
-from stainstyle.tissue import min_tissue_pixels, screen_tiles, tissue_mask
+from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels, screen_tiles, tissue_mask
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def pooled_images(tiles: Tiles) -> list[np.ndarray]:
 
 
 class StainSeparationMixin:
-    """Tile-by-tile transform and ``stain_concentrations`` for a normalizer with a stain matrix.
+    """Fit, source statistics, transform and stain maps of a method with a stain matrix.
 
     The class provides ``_estimate(images, needed) -> (StainSource, ...)``, raising
     :class:`~stainstyle.sources.UnmodelledSource` when the pixels cannot be modelled;
@@ -53,6 +53,26 @@ class StainSeparationMixin:
 
     def _separation_penalty(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _fit(self, tiles: Tiles, y: Any) -> None:
+        try:
+            target, _ = self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)
+        except UnmodelledSource as problem:
+            raise ValueError(
+                f"{type(self).__name__}: the target tiles {problem}; fit on H&E-stained tissue"
+            ) from None
+        self.stain_matrix_ = target.stain_matrix
+        self.max_concentrations_ = target.max_concentrations
+
+    def _source_context(self, tiles: Tiles) -> StainSource:
+        """Stain matrix and maximum concentrations of ``tiles`` pooled (a slide, a group).
+
+        Raises
+        ------
+        UnmodelledSource
+            If the tiles hold too few stained pixels or a single stain.
+        """
+        return self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)[0]
 
     def _transform_tile(
         self, tile: np.ndarray, source: StainSource | None

@@ -11,15 +11,14 @@ from sklearn.utils._param_validation import Interval
 
 from stainstyle._fitted import FittedArray, columns_of_positive_norm
 from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
-from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.od import IO_DEFAULT, od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
 from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
 from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
-from stainstyle.methods._stains import StainSeparationMixin, StainSource, pooled_images
+from stainstyle.methods._stains import StainSeparationMixin, StainSource
 from stainstyle.sources import UnmodelledSource
-from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels
+from stainstyle.tissue import min_tissue_pixels
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
 HE_REFERENCE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -313,26 +312,6 @@ class MacenkoNormalizer(StainSeparationMixin, StainNormalizer):
 
     def _separation_penalty(self) -> float:
         return 0.0  # stain_concentrations: non-negative least squares
-
-    def _fit(self, tiles: Tiles, y: Any) -> None:
-        try:
-            target, _ = self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)
-        except UnmodelledSource as problem:
-            raise ValueError(
-                f"{type(self).__name__}: the target tiles {problem}; fit on H&E-stained tissue"
-            ) from None
-        self.stain_matrix_ = target.stain_matrix
-        self.max_concentrations_ = target.max_concentrations
-
-    def _source_context(self, tiles: Tiles) -> MacenkoSource:
-        """Stain vectors and maximum concentrations of ``tiles`` pooled (a slide, a group).
-
-        Raises
-        ------
-        UnmodelledSource
-            If the tiles hold too few stained pixels or a single stain.
-        """
-        return self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)[0]
 
     def _estimate(self, images: list[np.ndarray], needed: int) -> tuple[MacenkoSource, ODStream]:
         """Macenko's steps 1 to 7 on the pooled pixels of ``images``.

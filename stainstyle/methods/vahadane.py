@@ -51,14 +51,12 @@ documentation (Mairal et al., JMLR 11:19-60, 2010).
 from __future__ import annotations
 
 from numbers import Integral, Real
-from typing import Any
 
 import cv2
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from stainstyle._fitted import FittedArray, columns_of_positive_norm
-from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.od import od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
@@ -69,10 +67,10 @@ from stainstyle.methods._macenko_pixels import (
     stream_percentiles,
 )
 from stainstyle.methods._sparse_nmf import learn_dictionary
-from stainstyle.methods._stains import StainSeparationMixin, StainSource, pooled_images
+from stainstyle.methods._stains import StainSeparationMixin, StainSource
 from stainstyle.separation import RUIFROK_HE, lasso_affine, select_active_set
 from stainstyle.sources import UnmodelledSource
-from stainstyle.tissue import MIN_TISSUE_PIXELS, TISSUE_OD_THRESHOLD, min_tissue_pixels
+from stainstyle.tissue import TISSUE_OD_THRESHOLD, min_tissue_pixels
 
 #: Blank-field intensity of Vahadane's optical density: 255, as the paper and staintools.
 IO_VAHADANE = 255.0
@@ -307,26 +305,6 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
 
     def _separation_penalty(self) -> float:
         return float(self.lambda_lasso)
-
-    def _fit(self, tiles: Tiles, y: Any) -> None:
-        try:
-            target, _ = self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)
-        except UnmodelledSource as problem:
-            raise ValueError(
-                f"{type(self).__name__}: the target tiles {problem}; fit on H&E-stained tissue"
-            ) from None
-        self.stain_matrix_ = target.stain_matrix
-        self.max_concentrations_ = target.max_concentrations
-
-    def _source_context(self, tiles: Tiles) -> StainSource:
-        """Stain matrix and maximum concentrations of ``tiles`` pooled (a slide, a group).
-
-        Raises
-        ------
-        UnmodelledSource
-            If the tiles hold too few tissue pixels or a single stain.
-        """
-        return self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)[0]
 
     def _estimate(
         self, images: list[np.ndarray], needed: int
