@@ -30,6 +30,7 @@ histological images", IEEE Transactions on Medical Imaging 35(8):1962-1971, 2016
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -98,66 +99,95 @@ def check_stain_matrix(stain_matrix: Any, name: str = "stain_matrix") -> np.ndar
     return matrix
 
 
-def lasso_affine(stain_matrix: np.ndarray, lambda1: float) -> np.ndarray:
-    """The four affine maps of optical density the closed-form lasso chooses between.
+@dataclass(frozen=True)
+class ClosedFormLasso:
+    """The exact two-stain non-negative lasso of one stain matrix and penalty, per pixel.
 
-    Parameters
+    Solves ``c = argmin_{c >= 0} 0.5 * ||OD - S c||^2 + lambda1 * (c_H + c_E)``, strictly
+    convex when the stain vectors are not parallel (``G = S^T S`` positive definite), by its
+    KKT conditions. Let ``u = G^-1 (S^T OD - lambda1)`` be the optimum without the bounds. With
+    one stain alone, say H, the optimum is ``v_H = (s_H . OD - lambda1) / G_HH``, and it is the
+    solution when ``v_H > 0`` and the gradient in E at it is not negative:
+    ``s_E . OD - lambda1 - G_HE v_H <= 0``, which is the inequality ``u_E <= 0``
+    (multiply by ``G_HH > 0``; both read ``G_HH (s_E . OD - lambda1) <= G_HE (s_H . OD -
+    lambda1)``). Since ``S^T OD - lambda1 = G u``, ``v_H = u_H + (G_HE / G_HH) u_E``. So the
+    four active sets (both stains, H alone, E alone, none) reduce to
+
+        c_H = max(u_H + (G_HE / G_HH) * min(u_E, 0), 0)
+        c_E = max(u_E + (G_HE / G_EE) * min(u_H, 0), 0)
+
+    (when ``u_E > 0`` and ``u_H > 0`` both stains are active; when ``u_E <= 0`` H alone or
+    none; ``u_H <= 0``, ``u_E <= 0``, ``v_H > 0`` and ``v_E > 0`` together would need
+    ``|cos(s_H, s_E)| > 1``). Per pixel this is one affine map of the optical density and four
+    elementwise operations, the optimum an iterative solver (SPAMS ``lasso(mode=2, pos=True)``)
+    converges to.
+
+    Attributes
     ----------
-    stain_matrix : ndarray of shape (3, 2)
-        A valid stain matrix (:func:`check_stain_matrix`).
-    lambda1 : float
-        The l1 penalty, >= 0.
-
-    Returns
-    -------
-    ndarray of shape (4, 4), dtype float64
-        Rows map ``[OD_R, OD_G, OD_B, 1]`` to ``u_H, u_E`` (both stains free,
-        ``G^-1 (S^T OD - lambda1)``) and ``v_H, v_E`` (one stain alone,
-        ``(s_k . OD - lambda1) / |s_k|^2``), ``G = S^T S``; for ``cv2.transform``.
+    affine : ndarray of shape (2, 4), dtype float64
+        ``[G^-1 S^T | -lambda1 G^-1 1]``: maps ``[OD_R, OD_G, OD_B, 1]`` to ``u``.
+    ratios : ndarray of shape (2,), dtype float64
+        ``(G_HE / G_HH, G_HE / G_EE)``.
     """
-    (g_hh, g_he), (_, g_ee) = stain_matrix.T @ stain_matrix
-    det = g_hh * g_ee - g_he * g_he
-    s_h, s_e = stain_matrix[:, 0], stain_matrix[:, 1]
-    affine = np.empty((4, 4))
-    affine[0, :3] = (g_ee * s_h - g_he * s_e) / det  # G^-1 S^T, row H
-    affine[1, :3] = (g_hh * s_e - g_he * s_h) / det  # G^-1 S^T, row E
-    affine[2, :3] = s_h / g_hh
-    affine[3, :3] = s_e / g_ee
-    affine[:, 3] = -lambda1 * np.array([g_ee - g_he, g_hh - g_he, det / g_hh, det / g_ee]) / det
-    return affine
 
+    affine: np.ndarray
+    ratios: np.ndarray
 
-def select_active_set(candidates: np.ndarray) -> np.ndarray:
-    """Concentrations ``(n, 2)`` from the four candidates ``(n, 4)`` of :func:`lasso_affine`.
+    @classmethod
+    def of(cls, stain_matrix: np.ndarray, lambda1: float) -> ClosedFormLasso:
+        """The solver of a valid stain matrix (:func:`check_stain_matrix`) and penalty >= 0.
 
-    The KKT conditions of the two-variable non-negative lasso (strictly convex when the stain
-    vectors are not parallel) leave one of four active sets:
+        Parameters
+        ----------
+        stain_matrix : ndarray of shape (3, 2)
+            Stain vectors as columns, not parallel.
+        lambda1 : float
+            l1 penalty, >= 0.
 
-    * both stains: ``u_H > 0`` and ``u_E > 0``, the solution is ``(u_H, u_E)``;
-    * H alone, ``(v_H, 0)``: needs ``v_H > 0`` and a non-positive gradient in E at it, which
-      is ``s_E . OD - lambda1 - G_HE v_H <= 0``, the same inequality as ``u_E <= 0`` (both
-      equal ``G_HH (s_E . OD - lambda1) <= G_HE (s_H . OD - lambda1)``, ``det G > 0``);
-    * E alone, ``(0, v_E)``, symmetrically, when ``v_E > 0`` and ``u_H <= 0``;
-    * neither, ``(0, 0)``, otherwise.
+        Returns
+        -------
+        ClosedFormLasso
+        """
+        (g_hh, g_he), (_, g_ee) = stain_matrix.T @ stain_matrix
+        det = g_hh * g_ee - g_he * g_he
+        s_h, s_e = stain_matrix[:, 0], stain_matrix[:, 1]
+        affine = np.empty((2, 4))
+        affine[0, :3] = (g_ee * s_h - g_he * s_e) / det
+        affine[1, :3] = (g_hh * s_e - g_he * s_h) / det
+        affine[:, 3] = -lambda1 * np.array([g_ee - g_he, g_hh - g_he]) / det
+        return cls(affine=affine, ratios=np.array([g_he / g_hh, g_he / g_ee]))
 
-    Hence ``c_H = max(u_H, 0) if u_E > 0 else max(v_H, 0)`` and symmetrically for E. The cases
-    are exclusive: ``u_H <= 0``, ``u_E <= 0``, ``v_H > 0`` and ``v_E > 0`` together would need
-    ``|cos(s_H, s_E)| > 1``. The result has the candidates' dtype.
-    """
-    u_h, u_e, v_h, v_e = (candidates[:, k] for k in range(4))
-    out = np.empty((len(candidates), 2), dtype=candidates.dtype)
-    out[:, 0] = np.where(u_e > 0, u_h, v_h)
-    out[:, 1] = np.where(u_h > 0, u_e, v_e)
-    return np.maximum(out, 0, out=out)
+    def __call__(self, od: np.ndarray) -> np.ndarray:
+        """Concentrations of optical densities.
+
+        Parameters
+        ----------
+        od : ndarray of shape (n, 3), float32 or float64
+            Optical densities; float32 goes through OpenCV (C-contiguous), float64 through
+            NumPy.
+
+        Returns
+        -------
+        ndarray of shape (n, 2), same dtype as ``od``
+            Non-negative H and E concentrations.
+        """
+        if od.dtype == np.float32:
+            free = cv2.transform(od.reshape(-1, 1, 3), self.affine.astype(np.float32))
+            free = free.reshape(-1, 2)
+        else:
+            free = od @ self.affine[:, :3].T + self.affine[:, 3]
+        bounded = np.minimum(free, 0)
+        free += bounded[:, ::-1] * self.ratios.astype(free.dtype)
+        return np.maximum(free, 0, out=free)
 
 
 def nonnegative_lasso(od: np.ndarray, stain_matrix: Any, lambda1: float = 0.0) -> np.ndarray:
     """Stain concentrations of optical densities, by the exact two-stain non-negative lasso.
 
     Solves ``argmin_{c >= 0} 0.5 * ||od - S @ c||^2 + lambda1 * sum(c)`` for every pixel in
-    closed form (the active-set cases are listed in :func:`select_active_set`); the
-    same optimum as an iterative solver (SPAMS ``lasso`` with ``mode=2, pos=True``), to
-    float32 rounding.
+    closed form (:class:`ClosedFormLasso` derives it from the KKT conditions); the same
+    optimum as an iterative solver (SPAMS ``lasso`` with ``mode=2, pos=True``), to float32
+    rounding.
 
     Parameters
     ----------
@@ -191,14 +221,13 @@ def nonnegative_lasso(od: np.ndarray, stain_matrix: Any, lambda1: float = 0.0) -
         raise ValueError(f"od: expected shape (..., 3), got {od.shape}")
     if not lambda1 >= 0:
         raise ValueError(f"lambda1: expected a number >= 0, got {lambda1!r}")
-    affine = lasso_affine(check_stain_matrix(stain_matrix), float(lambda1)).astype(np.float32)
-    flat = np.ascontiguousarray(od, dtype=np.float32).reshape(-1, 1, 3)
-    candidates = cv2.transform(flat, affine).reshape(-1, 4)
-    return select_active_set(candidates).reshape(*od.shape[:-1], 2)
+    lasso = ClosedFormLasso.of(check_stain_matrix(stain_matrix), float(lambda1))
+    flat = np.ascontiguousarray(od, dtype=np.float32).reshape(-1, 3)
+    return lasso(flat).reshape(*od.shape[:-1], 2)
 
 
 def tile_concentrations(
-    tile: np.ndarray, affine: np.ndarray, io: float, tissue: np.ndarray | None = None
+    tile: np.ndarray, lasso: ClosedFormLasso, io: float, tissue: np.ndarray | None = None
 ) -> np.ndarray:
     """The concentration map ``(H, W, 2)`` float32 of one uint8 tile, strip by strip.
 
@@ -206,8 +235,8 @@ def tile_concentrations(
     ----------
     tile : ndarray of shape (H, W, 3), dtype uint8
         RGB tile.
-    affine : ndarray of shape (4, 4), dtype float32
-        :func:`lasso_affine` of the stain matrix and penalty.
+    lasso : ClosedFormLasso
+        The solver of the stain matrix and penalty.
     io : float
         Blank-field intensity of the optical density.
     tissue : ndarray of shape (H, W), dtype bool, optional
@@ -220,8 +249,7 @@ def tile_concentrations(
     lut = od_lut(io, np.float32)
     out = np.zeros((*tile.shape[:2], 2), dtype=np.float32)
     for rows in row_strips(tile.shape):
-        od = cv2.LUT(tile[rows], lut).reshape(-1, 1, 3)
-        strip = select_active_set(cv2.transform(od, affine).reshape(-1, 4))
+        strip = lasso(cv2.LUT(tile[rows], lut).reshape(-1, 3))
         out[rows] = strip.reshape(out[rows].shape)
     if tissue is not None:
         out[~tissue] = 0
@@ -274,9 +302,9 @@ def separate_stains(
         raise ValueError(f"io: expected a blank-field intensity >= 1, got {io!r}")
     if not lambda1 >= 0:
         raise ValueError(f"lambda1: expected a number >= 0, got {lambda1!r}")
-    affine = lasso_affine(check_stain_matrix(stain_matrix), float(lambda1)).astype(np.float32)
+    lasso = ClosedFormLasso.of(check_stain_matrix(stain_matrix), float(lambda1))
     tiles = as_tiles(X)
-    maps = [tile_concentrations(tile, affine, io, tissue_mask(tile)) for tile in tiles.images]
+    maps = [tile_concentrations(tile, lasso, io, tissue_mask(tile)) for tile in tiles.images]
     if tiles.layout == "tile":
         return maps[0]
     return maps if tiles.layout == "list" else np.stack(maps)

@@ -9,7 +9,7 @@ the problem of SPAMS ``trainDL(K=2, mode=2, modeD=0, posAlpha=True, posD=True)``
 staintools calls, by batch alternating minimization on a fixed sample of pixels:
 
 1. codes: for fixed ``D``, every ``a_i`` is an exact non-negative lasso solve, in closed form
-   for two atoms (:func:`stainstyle.separation.select_active_set`);
+   for two atoms (:class:`stainstyle.separation.ClosedFormLasso`);
 2. dictionary: for fixed codes, one pass of block coordinate descent over the columns
    (Mairal et al. 2010, Algorithm 2, with the non-negativity of SPAMS' ``posD``):
    ``u = d_k + (B_k - D A_k) / A_kk`` with ``A = sum a a^T`` and ``B = sum x a^T``, then
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stainstyle.separation import MIN_GRAM_DETERMINANT, lasso_affine, select_active_set
+from stainstyle.separation import MIN_GRAM_DETERMINANT, ClosedFormLasso
 
 #: Codes whose squared sum is below this leave their atom unused (the atom stays as it is).
 _UNUSED_ATOM = 1e-12
@@ -81,8 +81,7 @@ def sparse_codes(od: np.ndarray, atoms: np.ndarray, lambda1: float) -> np.ndarra
     -------
     ndarray of shape (n, 2), dtype float64
     """
-    affine = lasso_affine(atoms, lambda1)
-    return select_active_set(od @ affine[:, :3].T + affine[:, 3])
+    return ClosedFormLasso.of(atoms, lambda1)(od)
 
 
 def learn_dictionary(

@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import STATUS_BACKGROUND, STATUS_DEGENERATE, STATUS_OK
-from stainstyle.separation import lasso_affine, tile_concentrations
+from stainstyle.separation import ClosedFormLasso, tile_concentrations
 from stainstyle.sources import SourceStatistics, UnmodelledSource
 from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels, screen_tiles, tissue_mask
 
@@ -144,9 +144,9 @@ class StainSeparationMixin:
                     if stains is None:
                         status[indices[j]] = STATUS_DEGENERATE
                         continue
-                    affine = lasso_affine(stains.stain_matrix, self._separation_penalty())
+                    lasso = ClosedFormLasso.of(stains.stain_matrix, self._separation_penalty())
                     maps[indices[j]] = tile_concentrations(
-                        batch[j], affine.astype(np.float32), self.io, tissue_mask(batch[j])
+                        batch[j], lasso, self.io, tissue_mask(batch[j])
                     )
         self._apply_background_policy(status.astype(str), tiles)
         if tiles.layout == "tile":

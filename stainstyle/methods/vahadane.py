@@ -68,7 +68,7 @@ from stainstyle.methods._macenko_pixels import (
 )
 from stainstyle.methods._sparse_nmf import learn_dictionary
 from stainstyle.methods._stains import StainSeparationMixin, StainSource
-from stainstyle.separation import RUIFROK_HE, lasso_affine, select_active_set
+from stainstyle.separation import RUIFROK_HE, ClosedFormLasso
 from stainstyle.sources import UnmodelledSource
 from stainstyle.tissue import TISSUE_OD_THRESHOLD, min_tissue_pixels
 
@@ -147,14 +147,13 @@ def _ordered_stains(sample: np.ndarray, lambda1: float, max_iter: int) -> tuple[
 
 
 def _tissue_sample(
-    stream: ODStream, survey: Survey, n_pixels: int, rng: np.random.Generator
+    stream: ODStream, n_tissue: int, n_pixels: int, rng: np.random.Generator
 ) -> np.ndarray:
     """A uniform random sample ``(min(n_pixels, n_tissue), 3)`` of a stream's tissue pixels.
 
-    The ranks are drawn among all tissue pixels in stream order, so a streamed image gives the
-    same sample as the same image held whole.
+    The ranks are drawn among all ``n_tissue`` tissue pixels in stream order, so a streamed
+    image gives the same sample as the same image held whole.
     """
-    n_tissue = survey.n_tissue
     ranks = None if n_tissue <= n_pixels else np.sort(rng.choice(n_tissue, n_pixels, False))
     if stream.whole is not None:
         tissue = stream.whole[0]
@@ -168,11 +167,6 @@ def _tissue_sample(
             picked.append(tissue[ranks[lo:hi] - offset])
         offset += len(tissue)
     return np.concatenate(picked)
-
-
-def _lasso(od: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Concentrations ``(n, 2)`` float32 of optical densities ``(n, 3)`` float32."""
-    return select_active_set(cv2.transform(od.reshape(-1, 1, 3), affine).reshape(-1, 4))
 
 
 class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
@@ -320,33 +314,38 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
             If fewer than ``needed`` pixels are tissue, or one stain only is found.
         """
         stream = ODStream(images, self.io, self.beta, every_channel=False)
-        survey = stream.survey()
-        if survey.n_tissue < needed:
+        # Held whole, the pixels need no survey (its moments serve Macenko only).
+        survey = None if stream.whole is not None else stream.survey()
+        n_tissue = len(stream.whole[0]) if survey is None else survey.n_tissue
+        if n_tissue < needed:
             raise UnmodelledSource(
-                f"hold {survey.n_tissue} tissue pixels (an optical density of at least "
+                f"hold {n_tissue} tissue pixels (an optical density of at least "
                 f"beta={self.beta} in some channel), at least {needed} are needed; are they "
                 "pale or blank?"
             )
         rng = np.random.default_rng(self.random_state)
-        sample = _tissue_sample(stream, survey, self.n_pixels, rng)
+        sample = _tissue_sample(stream, n_tissue, self.n_pixels, rng)
         stains, degenerate = _ordered_stains(sample, self.lambda1, self.max_iter)
         if degenerate:
             raise UnmodelledSource("hold a single stain (the two learned stain vectors coincide)")
-        affine = lasso_affine(stains, self.lambda_lasso).astype(np.float32)
-        maxc, held = self._max_concentrations(stream, survey, affine)
+        lasso = ClosedFormLasso.of(stains, self.lambda_lasso)
+        maxc, held = self._max_concentrations(stream, survey, lasso)
         return StainSource(stain_matrix=stains, max_concentrations=maxc), held
 
     def _max_concentrations(
-        self, stream: ODStream, survey: Survey, affine: np.ndarray
+        self, stream: ODStream, survey: Survey | None, lasso: ClosedFormLasso
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """99th percentile of each stain's concentration, and all pixels' when held whole."""
+        """99th percentile of each stain's concentration, and all pixels' when held whole.
+
+        ``survey`` is that of a streamed ``stream``, None when it is held whole.
+        """
         if stream.whole is None:
-            jobs = [(lambda od, k=k: _lasso(od, affine)[:, k], [99.0], None) for k in range(2)]
+            jobs = [(lambda od, k=k: lasso(od)[:, k], [99.0], None) for k in range(2)]
             found = stream_percentiles(stream, survey, self.tissue_only, jobs)
             return np.array([p[0] for p in found]), None
         tissue, every = stream.whole
-        held = _lasso(every, affine)
-        measured = _lasso(tissue, affine) if self.tissue_only else held
+        held = lasso(every)
+        measured = lasso(tissue) if self.tissue_only else held
         maxc = np.array([sorted_percentiles(measured[:, k], [99.0])[0] for k in range(2)])
         return maxc, held
 
@@ -367,13 +366,13 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
         # I = io * exp(-S_target @ diag(scale) @ c): one 3x3 affine map of the concentrations
         rebuild = np.hstack([-self.stain_matrix_ * scale, np.full((3, 1), np.log(self.io))])
         rebuild = rebuild.astype(np.float32)
-        lasso = lasso_affine(source.stain_matrix, self.lambda_lasso).astype(np.float32)
+        lasso = ClosedFormLasso.of(source.stain_matrix, self.lambda_lasso)
         concentrations = None if held is None else held.reshape(*tile.shape[:2], 2)
         lut = od_lut(self.io, np.float32)
         out = np.empty(tile.shape, dtype=np.uint8)
         for rows in row_strips(tile.shape):
             if concentrations is None:
-                strip = _lasso(cv2.LUT(tile[rows], lut), lasso).reshape(-1, 1, 2)
+                strip = lasso(cv2.LUT(tile[rows], lut).reshape(-1, 3)).reshape(-1, 1, 2)
             else:
                 strip = concentrations[rows].reshape(-1, 1, 2)
             mapped = cv2.exp(cv2.transform(strip, rebuild))
