@@ -223,9 +223,9 @@ def _torch_staintools() -> dict[str, dict[str, dict]]:
         batch = torch.from_numpy(np.ascontiguousarray(x if x.ndim == 4 else x[None]))
         return batch.permute(0, 3, 1, 2).float() / 255.0
 
-    def fit(target):
+    def fit(target):  # it fits on one image: the tiles side by side, as per_image does
         model = NormalizerBuilder.build("vahadane")
-        model.fit(nchw(target))
+        model.fit(nchw(np.concatenate(list(target), axis=1)))
         return model
 
     return {"vahadane": {"torch-staintools": batched(fit, lambda m, x: m.transform(nchw(x)))}}
