@@ -127,10 +127,13 @@ def vahadane_stain_matrix(
     (False, [1.0, 1.0])
     """
     od = np.asarray(od_tissue, dtype=np.float64).reshape(-1, 3)
-    rng = np.random.default_rng(random_state)
-    if len(od) > n_pixels:
-        od = od[np.sort(rng.choice(len(od), n_pixels, replace=False))]
-    return _ordered_stains(od, lambda1, max_iter)
+    ranks = _sample_ranks(len(od), n_pixels, np.random.default_rng(random_state))
+    return _ordered_stains(od if ranks is None else od[ranks], lambda1, max_iter)
+
+
+def _sample_ranks(n: int, n_pixels: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Sorted ranks of a uniform sample of ``n_pixels`` of ``n`` pixels; None to take all."""
+    return None if n <= n_pixels else np.sort(rng.choice(n, n_pixels, replace=False))
 
 
 def _ordered_stains(sample: np.ndarray, lambda1: float, max_iter: int) -> tuple[np.ndarray, bool]:
@@ -154,7 +157,7 @@ def _tissue_sample(
     The ranks are drawn among all ``n_tissue`` tissue pixels in stream order, so a streamed
     image gives the same sample as the same image held whole.
     """
-    ranks = None if n_tissue <= n_pixels else np.sort(rng.choice(n_tissue, n_pixels, False))
+    ranks = _sample_ranks(n_tissue, n_pixels, rng)
     if stream.whole is not None:
         tissue = stream.whole[0]
         return tissue if ranks is None else tissue[ranks]
