@@ -84,6 +84,7 @@ METHOD_LABELS = {
     "wsics": "WSICS",
     "reinhard": "Reinhard",
     "macenko": "Macenko",
+    "vahadane": "Vahadane",
     "histogram": "Histogram specification",
 }
 

@@ -3,8 +3,10 @@
 For each method: fit throughput on a batch of 256 tiles of 256x256, and transform throughput on
 that batch and on one 2048x2048 image, in megapixels per second (best of ``--repeats`` runs),
 with the ratio to the fastest peer that implements the same method. Peers are optional (the
-``bench`` extra; staintools needs ``pip install --no-deps staintools spams-bin matplotlib``)
-and skipped when missing.
+``bench`` extra; staintools needs ``pip install --no-deps staintools spams-bin matplotlib``,
+torch-staintools ``pip install --no-deps torch-staintools`` and ``kornia~=0.8.2``) and skipped
+when missing. Vahadane's peers are staintools (SPAMS, one second of dictionary learning per
+estimate) and torch-staintools (batched, ``torch.compile``; on the CPU here).
 
 Tiles come from the real H&E tiles in ``../shared/data`` (or ``$STAINSTYLE_DATA``) when present,
 otherwise from the built-in synthetic generator.
@@ -163,9 +165,11 @@ def _staintools() -> dict[str, dict[str, dict]]:
 
     fit, apply = (lambda m, t: m.fit(t)), (lambda m, x: m.transform(x))
     macenko = lambda: staintools.StainNormalizer(method="macenko")  # noqa: E731
+    vahadane = lambda: staintools.StainNormalizer(method="vahadane")  # noqa: E731
     return {
         "reinhard": {"staintools": per_image(staintools.ReinhardColorNormalizer, fit, apply)},
         "macenko": {"staintools (spams)": per_image(macenko, fit, apply)},
+        "vahadane": {"staintools (spams)": per_image(vahadane, fit, apply)},
     }
 
 
@@ -211,6 +215,22 @@ def _stainx() -> dict[str, dict[str, dict]]:
     }
 
 
+def _torch_staintools() -> dict[str, dict[str, dict]]:
+    import torch
+    from torch_staintools.normalizer import NormalizerBuilder
+
+    def nchw(x):
+        batch = torch.from_numpy(np.ascontiguousarray(x if x.ndim == 4 else x[None]))
+        return batch.permute(0, 3, 1, 2).float() / 255.0
+
+    def fit(target):  # it fits on one image: the tiles side by side, as per_image does
+        model = NormalizerBuilder.build("vahadane")
+        model.fit(nchw(np.concatenate(list(target), axis=1)))
+        return model
+
+    return {"vahadane": {"torch-staintools": batched(fit, lambda m, x: m.transform(nchw(x)))}}
+
+
 def _skimage() -> dict[str, dict[str, dict]]:
     from skimage.exposure import match_histograms
 
@@ -230,8 +250,13 @@ def _skimage() -> dict[str, dict[str, dict]]:
 
 def peers() -> dict[str, dict[str, dict]]:
     """Peer implementations by method, then label; libraries not installed are left out."""
-    table: dict[str, dict[str, dict]] = {"reinhard": {}, "macenko": {}, "histogram": {}}
-    for library in (_staintools, _torchstain, _stainx, _skimage):
+    table: dict[str, dict[str, dict]] = {
+        "reinhard": {},
+        "macenko": {},
+        "vahadane": {},
+        "histogram": {},
+    }
+    for library in (_staintools, _torchstain, _stainx, _torch_staintools, _skimage):
         try:
             found = library()
         except ImportError:
@@ -328,7 +353,7 @@ def speed_main(config: Config) -> dict:
 
 # ----------------------------------------------------------------------------- peak memory
 MEMORY_SIZES = "4096,8192"
-MEMORY_METHODS = "gray,reinhard,macenko,histogram,wsics"
+MEMORY_METHODS = "gray,reinhard,macenko,vahadane,histogram,wsics"
 
 #: The estimators measured: defaults, but a 1-epoch CPU stain-style transfer.
 MEMORY_PARAMS = {"sst": {"preset": "cpu", "max_epochs": 1, "lambda_fp": 0.0}}
@@ -467,7 +492,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--methods", default="reinhard,macenko,histogram,wsics")
+    parser.add_argument("--methods", default="reinhard,macenko,vahadane,histogram,wsics")
     parser.add_argument(
         "--memory", action="store_true", help="measure the peak memory of transform instead"
     )

@@ -22,9 +22,11 @@ from stainstyle.methods import (
     HistogramSpecification,
     MacenkoNormalizer,
     ReinhardNormalizer,
+    VahadaneNormalizer,
     WSICSNormalizer,
 )
 from stainstyle.registry import register_normalizer
+from stainstyle.separation import reconstruct, ruifrok_concentrations, separate_stains
 from stainstyle.sources import SourceStatistics
 
 _LAZY = {
@@ -51,10 +53,14 @@ __all__ = [
     "StainNormalizer",
     "StainStyleTransfer",
     "TileClassifier",
+    "VahadaneNormalizer",
     "WSICSNormalizer",
     "__version__",
     "gray_normalize",
     "load",
+    "reconstruct",
     "register_normalizer",
+    "ruifrok_concentrations",
+    "separate_stains",
     "tile_status",
 ]

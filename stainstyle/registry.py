@@ -20,6 +20,7 @@ BUILTIN_METHODS = {
     "gray": "stainstyle.methods.gray:GrayNormalizer",
     "reinhard": "stainstyle.methods.reinhard:ReinhardNormalizer",
     "macenko": "stainstyle.methods.macenko:MacenkoNormalizer",
+    "vahadane": "stainstyle.methods.vahadane:VahadaneNormalizer",
     "histogram": "stainstyle.methods.histogram:HistogramSpecification",
     "wsics": "stainstyle.methods.wsics:WSICSNormalizer",
     "sst": "stainstyle.sst.estimator:StainStyleTransfer",

@@ -105,7 +105,7 @@ def test_stain_methods_come_from_the_registry(common):
     from stainstyle.registry import BUILTIN_METHODS, CLASSIC_METHODS
 
     assert common.STAIN_METHODS == tuple(m for m in BUILTIN_METHODS if m != "gray")
-    assert common.CLASSIC_STAIN_METHODS == ("reinhard", "macenko", "histogram", "wsics")
+    assert common.CLASSIC_STAIN_METHODS == ("reinhard", "macenko", "vahadane", "histogram", "wsics")
     assert set(common.CLASSIC_STAIN_METHODS) <= set(CLASSIC_METHODS)
 
 

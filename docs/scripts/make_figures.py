@@ -35,6 +35,7 @@ from stainstyle.methods import (
     HistogramSpecification,
     MacenkoNormalizer,
     ReinhardNormalizer,
+    VahadaneNormalizer,
     WSICSNormalizer,
 )
 
@@ -52,6 +53,7 @@ HEADER = 18
 METHOD_FIGURES = {
     "reinhard": ReinhardNormalizer,
     "macenko": MacenkoNormalizer,
+    "vahadane": VahadaneNormalizer,
     "histogram": HistogramSpecification,
     "wsics": lambda: WSICSNormalizer(microns_per_pixel=0.5),
     "gray": GrayNormalizer,

@@ -4,6 +4,7 @@ from stainstyle.methods.gray import GrayNormalizer
 from stainstyle.methods.histogram import HistogramSpecification
 from stainstyle.methods.macenko import MacenkoNormalizer
 from stainstyle.methods.reinhard import ReinhardNormalizer
+from stainstyle.methods.vahadane import VahadaneNormalizer
 from stainstyle.methods.wsics import WSICSNormalizer
 from stainstyle.registry import CLASSIC_METHODS, method_class
 
@@ -17,5 +18,6 @@ __all__ = [
     "HistogramSpecification",
     "MacenkoNormalizer",
     "ReinhardNormalizer",
+    "VahadaneNormalizer",
     "WSICSNormalizer",
 ]

@@ -128,7 +128,8 @@ def _sums(od: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class ODStream:
     """Optical densities of the tissue pixels and of all pixels of some images, in order.
 
-    Tissue is Macenko's filter: optical density >= ``beta`` in every channel.
+    Tissue is Macenko's filter, optical density >= ``beta`` in every channel, unless
+    ``every_channel`` is False.
 
     Parameters
     ----------
@@ -136,6 +137,9 @@ class ODStream:
         The pixels, image by image in this order.
     io, beta : float
         Blank-field intensity and tissue threshold.
+    every_channel : bool, default=True
+        Tissue needs ``beta`` in every channel (Macenko's filter), else in some channel (the
+        shared rule of :func:`stainstyle.tissue.tissue_mask`).
 
     Attributes
     ----------
@@ -144,8 +148,11 @@ class ODStream:
         :data:`IN_MEMORY_PIXELS` pixels together; None when they are streamed.
     """
 
-    def __init__(self, images: list[np.ndarray], io: float, beta: float):
+    def __init__(
+        self, images: list[np.ndarray], io: float, beta: float, every_channel: bool = True
+    ):
         self._images, self._io, self._beta = images, io, beta
+        self._every_channel = every_channel
         self._lut = od_lut(io, np.float32)
         self.whole = None
         if sum(image.shape[0] * image.shape[1] for image in images) <= IN_MEMORY_PIXELS:
@@ -165,7 +172,7 @@ class ODStream:
         return stream
 
     def _tissue(self, pixels: np.ndarray) -> np.ndarray:
-        return tissue_mask(pixels, self._io, self._beta, every_channel=True)
+        return tissue_mask(pixels, self._io, self._beta, every_channel=self._every_channel)
 
     def optical_density(self, image: np.ndarray) -> np.ndarray:
         """Optical density ``(..., 3)`` float32 of uint8 pixels ``(..., 3)``."""

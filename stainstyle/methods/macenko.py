@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
@@ -12,14 +11,14 @@ from sklearn.utils._param_validation import Interval
 
 from stainstyle._fitted import FittedArray, columns_of_positive_norm
 from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
-from stainstyle._validation import Tiles
 from stainstyle.base import StainNormalizer
 from stainstyle.color.od import IO_DEFAULT, od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
 from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
 from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
+from stainstyle.methods._stains import StainSeparationMixin, StainSource
 from stainstyle.sources import UnmodelledSource
-from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels
+from stainstyle.tissue import min_tissue_pixels
 
 #: Reference H&E stain matrix of Macenko's reference code (columns H, E; rows R, G, B).
 HE_REFERENCE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
@@ -156,28 +155,12 @@ def _concentration(projection_row: np.ndarray):
     return lambda od: cv2.transform(od.reshape(-1, 1, 3), row)
 
 
-@dataclass(frozen=True)
-class MacenkoSource:
-    """Macenko's source statistics of a slide or group (or one tile): what is mapped from.
-
-    Attributes
-    ----------
-    stain_matrix : ndarray of shape (3, 2), dtype float64
-        Source stain vectors (columns H, E; rows R, G, B).
-    max_concentrations : ndarray of shape (2,), dtype float64
-        Source 99th-percentile concentrations of H and E.
-    """
-
-    stain_matrix: np.ndarray
-    max_concentrations: np.ndarray
+#: Macenko's source statistics: the stain matrix and maximum concentrations of a slide, a group
+#: or one tile (the type Vahadane shares).
+MacenkoSource = StainSource
 
 
-def _images(tiles: Tiles) -> list[np.ndarray]:
-    """The tiles' images grouped by shape (the order the pooled estimate reads them in)."""
-    return [tiles.images[i] for group in tiles.shape_groups() for i in group]
-
-
-class MacenkoNormalizer(StainNormalizer):
+class MacenkoNormalizer(StainSeparationMixin, StainNormalizer):
     """Macenko stain normalization: map stain concentrations onto a target stain matrix.
 
     Each tile's H and E stain vectors are estimated from its optical-density plane, its
@@ -223,7 +206,8 @@ class MacenkoNormalizer(StainNormalizer):
     ``MultiMacenkoNormalizer`` "concat" mode). The source stain vectors and maximum
     concentrations are estimated per tile, or once for a slide or group (``source_statistics``,
     ``transform(X, groups=...)``) from their pooled pixels in the same way: a
-    :class:`MacenkoSource`.
+    :class:`MacenkoSource`. ``stain_concentrations`` gives the H and E maps of tiles
+    (non-negative least squares in each tile's stain basis).
 
     References
     ----------
@@ -327,25 +311,8 @@ class MacenkoNormalizer(StainNormalizer):
         normalizer.max_concentrations_ = fitted["max_concentrations_"]
         return normalizer
 
-    def _fit(self, tiles: Tiles, y: Any) -> None:
-        try:
-            target, _ = self._estimate(_images(tiles), MIN_TISSUE_PIXELS)
-        except UnmodelledSource as problem:
-            raise ValueError(
-                f"{type(self).__name__}: the target tiles {problem}; fit on H&E-stained tissue"
-            ) from None
-        self.stain_matrix_ = target.stain_matrix
-        self.max_concentrations_ = target.max_concentrations
-
-    def _source_context(self, tiles: Tiles) -> MacenkoSource:
-        """Stain vectors and maximum concentrations of ``tiles`` pooled (a slide, a group).
-
-        Raises
-        ------
-        UnmodelledSource
-            If the tiles hold too few stained pixels or a single stain.
-        """
-        return self._estimate(_images(tiles), MIN_TISSUE_PIXELS)[0]
+    def _separation_penalty(self) -> float:
+        return 0.0  # stain_concentrations: non-negative least squares
 
     def _estimate(self, images: list[np.ndarray], needed: int) -> tuple[MacenkoSource, ODStream]:
         """Macenko's steps 1 to 7 on the pooled pixels of ``images``.
@@ -374,23 +341,6 @@ class MacenkoNormalizer(StainNormalizer):
 
     def _needs_tissue_mask(self) -> bool:
         return False  # stain vectors come from Macenko's own every-channel filter
-
-    def _transform_batch(
-        self,
-        batch: np.ndarray,
-        tissue: np.ndarray | None,
-        *,
-        context: MacenkoSource | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        out = np.empty_like(batch)
-        degenerate = np.zeros(len(batch), dtype=bool)
-        for i, tile in enumerate(batch):
-            mapped = self._transform_tile(tile, context)
-            if mapped is None:
-                degenerate[i] = True
-            else:
-                out[i] = mapped
-        return out, degenerate
 
     def _transform_tile(self, tile: np.ndarray, source: MacenkoSource | None) -> np.ndarray | None:
         """Normalize one tile with the source's stains, or its own; None when it has none.

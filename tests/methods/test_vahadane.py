@@ -1,0 +1,188 @@
+import warnings
+
+import numpy as np
+import pytest
+from _support import he_tiles, read_rgb, require_data
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+
+from stainstyle import BackgroundTileWarning, MacenkoNormalizer, VahadaneNormalizer, tile_status
+from stainstyle.color import rgb_to_od
+from stainstyle.methods._sparse_nmf import learn_dictionary, sparse_codes
+from stainstyle.methods.vahadane import vahadane_stain_matrix
+from stainstyle.separation import RUIFROK_HE, reconstruct
+from stainstyle.tissue import tissue_mask
+
+#: Stain vectors unlike Ruifrok's (the solver's start), to recover from rendered tiles.
+TRUE_H = np.array([0.55, 0.78, 0.30])
+TRUE_E = np.array([0.15, 0.93, 0.33])
+TRUE = np.stack([TRUE_H, TRUE_E], axis=1) / np.linalg.norm([TRUE_H, TRUE_E], axis=1)
+
+
+def angles(found, truth):
+    cosines = np.sum(found * truth, axis=0) / np.linalg.norm(found, axis=0)
+    return np.degrees(np.arccos(np.clip(cosines, -1, 1)))
+
+
+def render(h_scale=1.0, e_scale=1.0, size=128, seed=0, stains=TRUE, noise=1.0, io=255):
+    """A Beer-Lambert tile of sparse concentrations (pure H, pure E and mixed regions)."""
+    rng = np.random.default_rng(seed)
+    concentrations = rng.exponential(0.6, (size, size, 2)) * [h_scale, e_scale]
+    region = rng.integers(0, 3, (size // 8, size // 8)).repeat(8, 0).repeat(8, 1)
+    concentrations[region == 0, 1] = 0  # hematoxylin only
+    concentrations[region == 1, 0] = 0  # eosin only
+    tile = reconstruct(concentrations, stains, io=io)
+    return np.clip(np.rint(tile + rng.normal(0, noise, tile.shape)), 0, 255).astype(np.uint8)
+
+
+def objective(od, atoms, lambda1):
+    codes = sparse_codes(od, atoms, lambda1)
+    return 0.5 * np.sum((od - codes @ atoms.T) ** 2) + lambda1 * codes.sum()
+
+
+# ------------------------------------------------------------------------------ known values
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fit_recovers_the_stains_it_was_rendered_with(seed):
+    found = VahadaneNormalizer().fit(render(seed=seed)).stain_matrix_
+    assert np.all(angles(found, TRUE) < 3.0)
+    np.testing.assert_allclose(np.linalg.norm(found, axis=0), 1.0)
+    assert np.all(found >= 0)
+
+
+@pytest.mark.parametrize("h_scale, e_scale", [(1.0, 0.2), (0.2, 1.0)])
+def test_hematoxylin_and_eosin_never_swap(h_scale, e_scale):
+    # One stain dominant, then the other: hematoxylin stays first.
+    found = VahadaneNormalizer().fit(render(h_scale, e_scale)).stain_matrix_
+    assert np.all(angles(found, TRUE) < angles(found, TRUE[:, ::-1]))
+
+
+def test_function_twin_gives_the_estimators_stain_matrix():
+    tile = render()
+    od = rgb_to_od(tile[tissue_mask(tile, 255.0)], 255.0)
+    stains, degenerate = vahadane_stain_matrix(od)
+    assert not degenerate
+    fitted = VahadaneNormalizer().fit(tile).stain_matrix_
+    np.testing.assert_allclose(stains, fitted, atol=1e-4)
+
+
+def test_each_pass_lowers_the_objective():
+    od = rgb_to_od(render().reshape(-1, 3), 255.0)
+    od = od[od.max(axis=1) > 0.15][:3000]
+    previous = objective(od, RUIFROK_HE, 0.1)
+    for n_iter in (1, 2, 4, 8, 16):
+        atoms = learn_dictionary(od, RUIFROK_HE, 0.1, n_iter, 0.0).atoms
+        current = objective(od, atoms, 0.1)
+        assert current <= previous + 1e-9
+        previous = current
+
+
+def test_transform_maps_a_tile_onto_the_target_style():
+    target = render(seed=3)
+    other = np.array([[0.70, 0.60, 0.38], [0.05, 0.90, 0.45]]).T
+    source = render(seed=4, stains=other / np.linalg.norm(other, axis=0))
+    normalizer = VahadaneNormalizer().fit(target)
+    out = normalizer.transform(source)
+    refit = VahadaneNormalizer().fit(out).stain_matrix_
+    assert np.all(angles(refit, normalizer.stain_matrix_) < 3.0)
+    assert np.abs(out.mean((0, 1)) - target.mean((0, 1))).max() < 10
+
+
+def test_parity_ingredients_against_macenko_on_real_tiles(source_tiles):
+    # Both stain-matrix methods find hematoxylin first on real tissue.
+    for tile in source_tiles[:3]:
+        vahadane = VahadaneNormalizer().fit(tile).stain_matrix_
+        macenko = MacenkoNormalizer().fit(tile).stain_matrix_
+        assert vahadane[0, 0] > vahadane[0, 1] and macenko[0, 0] > macenko[0, 1]
+
+
+# ------------------------------------------------------------------------------ determinism
+def test_same_random_state_same_output_and_tiles_independent_of_their_batch():
+    tiles = he_tiles(4, 64, seed=2)
+    normalizer = VahadaneNormalizer().fit(render())
+    batch = normalizer.transform(tiles)
+    np.testing.assert_array_equal(batch, clone(normalizer).fit(render()).transform(tiles))
+    for i in range(len(tiles)):
+        np.testing.assert_array_equal(batch[i], normalizer.transform(tiles[i]))
+
+
+def test_random_state_picks_the_sample():
+    tile = render(size=256)
+    first = VahadaneNormalizer(n_pixels=256, random_state=0).fit(tile).stain_matrix_
+    second = VahadaneNormalizer(n_pixels=256, random_state=1).fit(tile).stain_matrix_
+    assert not np.array_equal(first, second)
+    assert np.all(angles(first, second) < 3.0)
+
+
+# ------------------------------------------------------------------------------ edge cases
+@pytest.mark.parametrize("stain", [0, 1])
+def test_single_stain_tile_is_passed_through(stain):
+    tile = np.empty((64, 64, 3), np.uint8)
+    density = np.linspace(0.3, 1.5, 64)[:, None, None]
+    tile[:] = np.rint(255 * np.exp(-density * TRUE[:, stain]))
+    normalizer = VahadaneNormalizer().fit(render())
+    assert tile_status(normalizer, tile).tolist() == ["passthrough_degenerate"]
+    with pytest.warns(BackgroundTileWarning, match="could not model"):
+        np.testing.assert_array_equal(normalizer.transform(tile), tile)
+    with pytest.raises(ValueError, match="single stain"):
+        VahadaneNormalizer().fit(tile)
+
+
+def test_not_fitted_and_invalid_parameters():
+    with pytest.raises(NotFittedError):
+        VahadaneNormalizer().transform(render())
+    with pytest.raises(ValueError, match="lambda1"):
+        VahadaneNormalizer(lambda1=0.0).fit(render())
+    with pytest.raises(ValueError, match="n_pixels"):
+        VahadaneNormalizer(n_pixels=1).fit(render())
+
+
+def test_tissue_only_changes_only_the_maximum_concentrations():
+    tile = render()
+    tile[:32] = 250  # background rows
+    everywhere = VahadaneNormalizer().fit(tile)
+    on_tissue = VahadaneNormalizer(tissue_only=True).fit(tile)
+    np.testing.assert_array_equal(everywhere.stain_matrix_, on_tissue.stain_matrix_)
+    assert np.all(on_tissue.max_concentrations_ >= everywhere.max_concentrations_)
+
+
+# ------------------------------------------------------------------------------ separation
+@pytest.mark.parametrize("cls", [VahadaneNormalizer, MacenkoNormalizer])
+def test_stain_concentrations_rebuild_the_tissue(cls):
+    io = cls().io
+    tile = render(noise=0.0, io=io)
+    normalizer = cls().fit(render(seed=5, io=io))
+    maps = normalizer.stain_concentrations(tile)
+    assert maps.shape == (128, 128, 2) and maps.dtype == np.float32 and np.all(maps >= 0)
+    own = normalizer._estimate([tile], 100)[0].stain_matrix
+    rebuilt = reconstruct(maps, own, io=normalizer.io).astype(int)
+    tissue = tissue_mask(tile)
+    error = np.abs(rebuilt - tile)[tissue]
+    assert error.mean() <= 2.0
+
+
+def test_stain_concentrations_layouts_groups_and_passthrough():
+    normalizer = VahadaneNormalizer().fit(render())
+    tiles = np.stack([render(seed=6, size=64), np.full((64, 64, 3), 250, np.uint8)])
+    with pytest.warns(BackgroundTileWarning):
+        maps = normalizer.stain_concentrations(tiles)
+    assert maps.shape == (2, 64, 64, 2) and not maps[1].any() and maps[0].any()
+    as_list = normalizer.stain_concentrations([tiles[0], tiles[0][:32]])
+    assert [m.shape for m in as_list] == [(64, 64, 2), (32, 64, 2)]
+    np.testing.assert_array_equal(as_list[0], maps[0])
+    statistics = normalizer.source_statistics(tiles[:1])
+    fixed = normalizer.stain_concentrations(tiles[:1], source=statistics)
+    grouped = normalizer.stain_concentrations(tiles[:1], groups=["slide"])
+    np.testing.assert_array_equal(fixed, grouped)
+    with pytest.raises(ValueError, match="background='raise'"):
+        VahadaneNormalizer(background="raise").fit(render()).stain_concentrations(tiles)
+
+
+def test_real_tissue_rebuilds_from_its_own_stains():
+    tile = read_rgb(sorted(require_data("camelyon17_tiles", "center_0").glob("*.png"))[0])
+    normalizer = VahadaneNormalizer(lambda_lasso=0.0).fit(tile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        maps = normalizer.stain_concentrations(tile)
+    rebuilt = reconstruct(maps, normalizer.stain_matrix_, io=normalizer.io).astype(int)
+    error = np.abs(rebuilt - tile)[tissue_mask(tile)]
+    assert error.mean() < 6.0
