@@ -310,8 +310,8 @@ class StainNormalizer(
 
         ``fixed_mapping(source).transform_with_status(X)`` returns what
         ``transform_with_status(X, source=source)`` returns, bit for bit, for every method.
-        For Reinhard, Macenko and WSICS the mapping is a lookup table over the 2**24 RGB
-        colours, each computed once when a tile first holds it: after a slide's first tiles,
+        For Reinhard, Macenko, Vahadane and WSICS the mapping is a lookup table over the 2**24
+        RGB colours, each computed once when a tile first holds it: after a slide's first tiles,
         normalizing a tile is a table lookup, WSICS's included. Histogram specification and
         gray normalization map by per-channel lookups already, and stain-style transfer by its
         network: their mappings run their own code with the statistics.
@@ -661,8 +661,8 @@ class FixedMapping:
     source=source)`` returns, bit for bit: the same screening of background and uniform tiles,
     the same statuses, the same pixels.
 
-    For Reinhard, Macenko and WSICS (``has_table``) the mapping is a lookup table over the 2**24
-    RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles come: each
+    For Reinhard, Macenko, Vahadane and WSICS (``has_table``) the mapping is a lookup table over
+    the 2**24 RGB colours (:class:`~stainstyle.color.table.ColourTable`), filled as tiles come: each
     distinct colour is computed once, through the method's own code, and every tile after that
     costs a table lookup. ``transform(X, source=...)`` computes every pixel through the same
     code, in the same padded batches of colours (:mod:`stainstyle.color.table`), which is what

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 from _support import read_rgb, require_data
 
+from stainstyle.registry import BUILTIN_METHODS
+
 for _module in ("tifffile", "imagecodecs", "tiffslide", "openslide"):
     pytest.importorskip(_module, reason="the wsi extra is not installed: pip install -e '.[wsi]'")
 
@@ -102,8 +104,8 @@ def plain_tiff(path: Path, image: np.ndarray, **options) -> Path:
 #: A stain-style transfer small enough to train in a second on 2 CPU cores.
 TINY_SST = {"width": 4, "depth": 2, "crop_size": 32, "max_epochs": 1, "lambda_fp": 0.0}
 
-#: The methods a slide is normalized with in the tests: every classic method and a tiny SST.
-SLIDE_METHODS = ("gray", "reinhard", "macenko", "histogram", "wsics", "sst")
+#: The methods a slide is normalized with in the tests: every built-in method (SST tiny).
+SLIDE_METHODS = tuple(BUILTIN_METHODS)
 
 
 @functools.cache
@@ -117,6 +119,8 @@ def fitted_normalizer(method: str):
         model = StainStyleTransfer(**TINY_SST, train_batch_size=8, device="cpu")
     elif method == "wsics":
         model = stainstyle.WSICSNormalizer(microns_per_pixel=0.5, min_class_pixels=50)
+    elif method == "vahadane":
+        model = stainstyle.VahadaneNormalizer(random_state=0)
     else:
         model = stainstyle.METHODS[method]()
     return model.fit(real_crops()[::4][:24])

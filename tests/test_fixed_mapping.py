@@ -34,6 +34,7 @@ CLASSIC = {
     "histogram-tissue": lambda: stainstyle.HistogramSpecification(tissue_only=True),
     "gray": lambda: stainstyle.GrayNormalizer(),
     "wsics": lambda: stainstyle.WSICSNormalizer(min_class_pixels=50),
+    "vahadane": lambda: stainstyle.VahadaneNormalizer(random_state=0),
 }
 
 
@@ -102,7 +103,9 @@ def assert_same(mapping: FixedMapping, model, statistics, X) -> np.ndarray:
 
 
 #: The methods whose fixed mapping keeps a colour table.
-TABLED = [name for name in CLASSIC if name.split("-")[0] in ("reinhard", "macenko", "wsics")]
+TABLED = [
+    name for name in CLASSIC if name.split("-")[0] in ("reinhard", "macenko", "wsics", "vahadane")
+]
 
 
 @pytest.mark.parametrize("name", [*CLASSIC, "sst"])

@@ -272,8 +272,7 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
         "tissue_only",
     )
     _machine_local_params = ()
-    #: The mapping of a tile is a fixed function of each pixel's colour, given the statistics.
-    _pixelwise = True
+    _colour_table = True
 
     def __init__(
         self,

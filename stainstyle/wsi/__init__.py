@@ -24,7 +24,6 @@ from stainstyle.wsi.normalize import (
     SlideResult,
     context_margin,
     normalize_slide,
-    slide_mapping,
     tissue_sample,
 )
 from stainstyle.wsi.qc import SlideQC, qc_sheet, slide_qc, thumbnail_side, write_qc_sheet
@@ -56,7 +55,6 @@ __all__ = [
     "qc_sheet",
     "read_manifest",
     "sample_tiles",
-    "slide_mapping",
     "slide_qc",
     "slide_tissue_mask",
     "thumbnail_side",

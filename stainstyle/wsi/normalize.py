@@ -2,22 +2,23 @@
 
 :func:`normalize_slide` measures the normalizer's source statistics once per slide, on a random
 sample of its tissue tiles (:func:`tissue_sample`), and maps every tile of the slide with that
-one mapping (:func:`slide_mapping`), so neighbouring tiles never get different mappings and the
-output has no seams. The tiles stream through in rows, at the requested resolution, straight
-into :func:`~stainstyle.wsi.write_pyramid`: memory holds one row of tiles, whatever the slide's
-size.
+one mapping (:meth:`~stainstyle.base.StainNormalizer.fixed_mapping`), so neighbouring tiles
+never get different mappings and the output has no seams. The tiles stream through in rows,
+at the requested resolution, straight into :func:`~stainstyle.wsi.write_pyramid`: memory holds
+one row of tiles, whatever the slide's size.
 
 Tiles that hold no tissue on the slide's tissue mask (glass) are written unchanged without going
-through the normalizer. The pixelwise methods (Reinhard, Macenko, histogram specification,
-WSICS, gray normalization) map each tile on its own. Stain-style transfer colours its input in
-overlapping windows; each tile is read with a margin of its neighbours' pixels
+through the normalizer. The pixelwise methods (Reinhard, Macenko, Vahadane, histogram
+specification, WSICS, gray normalization) map each tile on its own: Reinhard, Macenko, Vahadane
+and WSICS through a colour table that the slide's tiles fill as they come (each distinct colour
+computed once), the others by their own per-channel lookups. Stain-style transfer colours its
+input in overlapping windows; each tile is read with a margin of its neighbours' pixels
 (:func:`context_margin`), coloured, and cropped, so that the windows blend across tile borders
 as they do inside a tile.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -116,27 +117,6 @@ def _check_count(name: str, value) -> int:
     if not is_integer(value) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return int(value)
-
-
-def slide_mapping(normalizer, statistics: SourceStatistics) -> Mapping:
-    """The one fixed mapping of a slide: every tile mapped with the slide's statistics.
-
-    Parameters
-    ----------
-    normalizer : StainNormalizer
-        A fitted normalizer.
-    statistics : SourceStatistics
-        The slide's statistics, from ``normalizer.source_statistics``.
-
-    Returns
-    -------
-    callable
-        ``mapping(tiles) -> (normalized, status)``: tiles ``(n, H, W, 3)`` uint8 in, the
-        normalized tiles (same shape and dtype) and their status ``(n,)`` (``"ok"``,
-        ``"passthrough_background"``, ``"passthrough_degenerate"``) out, as
-        ``normalizer.transform_with_status(tiles, source=statistics)``.
-    """
-    return functools.partial(normalizer.transform_with_status, source=statistics)
 
 
 def context_margin(normalizer) -> int:
@@ -239,7 +219,7 @@ def normalize_slide(
 
     Steps: the slide's tissue mask; ``sample`` random tissue tiles (:func:`tissue_sample`);
     ``normalizer.source_statistics`` on them; then every tile of the grid at ``mpp``, row by
-    row, through :func:`slide_mapping` into :func:`~stainstyle.wsi.write_pyramid`. Tiles
+    row, through the slide's fixed mapping into :func:`~stainstyle.wsi.write_pyramid`. Tiles
     without tissue on the mask are written unchanged. The output records the microns per
     pixel of the tiles and the matching magnification (the input's objective power scaled by
     the change of resolution).
@@ -326,7 +306,7 @@ def normalize_slide(
             grid,
             (width, height),
             grid.tissue_fractions(mask) > 0,
-            slide_mapping(normalizer, statistics),
+            normalizer.fixed_mapping(statistics).transform_with_status,
             counts,
             progress,
         )

@@ -30,7 +30,6 @@ from stainstyle.wsi import (
     normalize_slide,
     open_slide,
     pyramid_dimensions,
-    slide_mapping,
     tissue_sample,
 )
 
@@ -151,17 +150,6 @@ def test_sst_without_the_margin_would_show_seams(tmp_path, tissue_slide, monkeyp
 
 
 # ---------------------------------------------------------------------------- the pieces
-def test_slide_mapping_is_transform_with_status_with_the_statistics(tissue_slide):
-    normalizer = fitted_normalizer("macenko")
-    with open_slide(tissue_slide[0]) as slide:
-        tiles = tissue_sample(slide, 4, 128)
-    statistics = normalizer.source_statistics(tiles)
-    mapped, status = slide_mapping(normalizer, statistics)(tiles)
-    expected, expected_status = normalizer.transform_with_status(tiles, source=statistics)
-    np.testing.assert_array_equal(mapped, expected)
-    assert status.tolist() == expected_status.tolist()
-
-
 def test_context_margin_is_zero_for_pixelwise_methods():
     assert [context_margin(fitted_normalizer(m)) for m in CLASSIC] == [0] * len(CLASSIC)
 
