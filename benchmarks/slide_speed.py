@@ -6,11 +6,14 @@ quarter glass) and measures
 
 - the plain copy of a slide through the same reader and writer (``open_slide``, its tiles,
   ``write_pyramid``): the input/output limit of the machine, which the ratios refer to;
-- each method end to end, in megapixels per second and as a fraction of the copy's throughput
-  (pending: :func:`normalize_run`);
+- each method end to end (``stainstyle.wsi.normalize_slide``: the slide's statistics on its
+  tissue sample, then every tile through its fixed mapping), in megapixels per second and as a
+  fraction of the copy's throughput; stain-style transfer (CPU preset) on a slide of
+  ``--sst-side`` pixels (4,096), the others on every other slide;
 - the peak resident memory of every run, each in a fresh process, on the slide of ``--side``
   pixels (20,480 by default) and on those of ``--memory-sides`` (10,000 and 40,000);
-- the scaling from 1 to 2 Dask workers (pending: :func:`scaling`);
+- the scaling of a cohort (``stainstyle.wsi.normalize_slides``, ``--scaling-slides`` slides of
+  ``--scaling-side`` pixels) from a ``LocalCluster`` of 1 worker process to one of 2;
 - the fixed mapping of each classic method (``normalizer.fixed_mapping``): megapixels per second
   on ``--map-tiles`` tissue tiles of 256 x 256 from the slide, its colour table warm, next to
   ``transform_with_status(X, source=...)`` (every pixel computed, no table) and to the method's
@@ -40,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 from _common import (
-    CLASSIC_STAIN_METHODS,
     ROOT,
     STAIN_METHODS,
     Timer,
@@ -55,6 +57,8 @@ from _common import (
 )
 from speed import load_tiles
 
+from stainstyle.registry import NEURAL_METHODS
+
 logger = logging.getLogger("slide_speed")
 
 #: Side of the real crops the slides are laid out with.
@@ -63,8 +67,19 @@ CROP = 256
 GLASS = 0.25
 #: Microns per pixel and objective power recorded in the slides.
 MPP, MAGNIFICATION = 0.5, 20.0
+#: Parameters of the methods: stain-style transfer at the CPU preset, trained one epoch (its
+#: throughput does not depend on how well it is trained).
+MODEL_PARAMS = {"sst": {"preset": "cpu", "max_epochs": 1, "lambda_fp": 0.0}}
 #: The options a ``--quick`` run replaces.
-QUICK = {"side": 2048, "memory_sides": (1024,), "map_tiles": 32, "repeats": 1}
+QUICK = {
+    "side": 2048,
+    "memory_sides": (1024,),
+    "sst_side": 512,
+    "scaling_side": 1024,
+    "scaling_slides": 2,
+    "map_tiles": 32,
+    "repeats": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,10 @@ class Config:
     work: Path | None
     side: int
     memory_sides: tuple[int, ...]
+    sst_side: int
+    scaling_side: int
+    scaling_slides: int
+    scaling_methods: tuple[str, ...]
     tile_size: int
     methods: tuple[str, ...]
     map_tiles: int
@@ -167,38 +186,93 @@ def copy_slide(source: Path, destination: Path, tile_size: int) -> None:
         )
 
 
-def normalize_run(method: str, source: Path, destination: Path, tile_size: int) -> None:
+def normalize_run(model: Path, source: Path, destination: Path, tile_size: int) -> None:
     """One method end to end: read, decode, normalize, encode and write ``source``.
 
-    Pending: to be completed with ``stainstyle.wsi.normalize_slide`` once it is in the library
-    (the normalizer fitted as :func:`fitted_normalizer` does, its source statistics measured
-    on the slide, the output written as :func:`copy_slide` writes it). Until then the report
-    lists the method as pending.
-
-    Raises
-    ------
-    NotImplementedError
-        Always, for now.
+    The normalizer saved in ``model`` (fitted on the target tiles by :func:`save_models`) is
+    loaded before the clock starts; :func:`stainstyle.wsi.normalize_slide` then measures the
+    slide's source statistics on its tissue sample and writes every tile through the slide's
+    fixed mapping, as :func:`copy_slide` writes the copy (JPEG, quality 90).
     """
-    raise NotImplementedError(
-        f"{method}: end to end needs stainstyle.wsi.normalize_slide, not in this version yet"
-    )
+    from stainstyle import load
+    from stainstyle.wsi import normalize_slide
+
+    normalizer = load(model)
+    with Timer() as timer:
+        result = normalize_slide(
+            source, normalizer, destination, tile_size=tile_size, overwrite=True, progress=False
+        )
+    if result.status != "written":
+        raise RuntimeError(f"{source.name}: {result.status}: {result.error}")
+    return timer.seconds
 
 
-def scaling(method: str, source: Path, work: Path) -> dict:
-    """Throughput with 2 Dask workers over that with 1, on ``source``, for ``method``.
+def save_models(methods: list[str], target: np.ndarray, folder: Path) -> dict[str, Path]:
+    """Each method fitted on the target tiles (:data:`MODEL_PARAMS`), saved under ``folder``."""
+    roster = method_roster({m: m for m in methods}, MODEL_PARAMS)
+    folders = {}
+    for method, make in roster.items():
+        with Timer() as timer:
+            make().fit(target).save_pretrained(folder / method)
+        logger.info("fitted and saved %s in %.1f s", method, timer.seconds)
+        folders[method] = folder / method
+    return folders
 
-    Pending: to be completed with the slide normalizer's Dask entry point
-    (``stainstyle.wsi.normalize_slides``) once it is in the library.
 
-    Raises
-    ------
-    NotImplementedError
-        Always, for now.
+def scaling_rows(methods: list[str], models: dict[str, Path], slides: list[Path]) -> list[dict]:
+    """Throughput of a cohort on a ``LocalCluster`` of 1 and of 2 worker processes.
+
+    The cohort is ``slides``, one slide per task; each cluster is started before the clock
+    and runs every method once (first run warms the workers' imports, then the timed one).
+    Returns one row per method: seconds and MP/s with 1 and 2 workers, and their ratio.
     """
-    raise NotImplementedError(
-        f"{method}: scaling needs stainstyle.wsi.normalize_slides, not in this version yet"
-    )
+    import distributed
+
+    from stainstyle import load
+    from stainstyle.wsi import normalize_slides
+
+    megapixels = sum(_megapixels(path) for path in slides)
+    seconds = {method: {} for method in methods}
+    for workers in (1, 2):
+        with (
+            distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster,
+            distributed.Client(cluster) as client,
+            tempfile.TemporaryDirectory(prefix="scaling-") as out,
+        ):
+            for method in methods:
+                normalizer = load(models[method])
+                for _ in range(2):  # the first warms the workers
+                    with Timer() as timer:
+                        manifest = normalize_slides(
+                            slides, normalizer, out, client=client, overwrite=True,
+                            progress=False, qc=False,
+                        )  # fmt: skip
+                failed = [r for r in manifest.results if r.status != "written"]
+                if failed:
+                    raise RuntimeError(f"{method}: {failed[0].source}: {failed[0].error}")
+                seconds[method][workers] = timer.seconds
+                logger.info("scaling %s, %d workers: %.1f s", method, workers, timer.seconds)
+    return [
+        {
+            "method": method,
+            "slides": len(slides),
+            "megapixels": megapixels,
+            "one_worker_mp_per_s": megapixels / seconds[method][1],
+            "two_workers_mp_per_s": megapixels / seconds[method][2],
+            "ratio": seconds[method][1] / seconds[method][2],
+        }
+        for method in methods
+    ]
+
+
+def _megapixels(path: Path) -> float:
+    from stainstyle.wsi import open_slide
+
+    with open_slide(path) as slide:
+        width, height = slide.dimensions
+    return width * height / 1e6
 
 
 def run_child(kind: str, source: Path, destination: Path, tile_size: int) -> dict:
@@ -207,7 +281,7 @@ def run_child(kind: str, source: Path, destination: Path, tile_size: int) -> dic
     Parameters
     ----------
     kind : str
-        ``"copy"`` or a method name.
+        ``"copy"``, or the folder of a saved normalizer (:func:`save_models`).
     source, destination : pathlib.Path
         The slide read and the slide written.
     tile_size : int
@@ -218,34 +292,33 @@ def run_child(kind: str, source: Path, destination: Path, tile_size: int) -> dic
     dict
         ``seconds``, ``megapixels``, ``mp_per_s`` and ``peak_rss_mb``: the process's
         resident-memory high-water mark (the kernel's ``VmHWM``, from ``getrusage``), which in
-        a fresh process covers this run and the interpreter; or ``pending`` with the reason.
+        a fresh process covers this run and the interpreter (and a loaded model).
     """
-    from stainstyle.wsi import open_slide
-
-    with open_slide(source) as slide:
-        width, height = slide.dimensions
-    try:
+    if kind == "copy":
         with Timer() as timer:
-            if kind == "copy":
-                copy_slide(source, destination, tile_size)
-            else:
-                normalize_run(kind, source, destination, tile_size)
-    except NotImplementedError as pending:
-        return {"pending": str(pending)}
-    megapixels = width * height / 1e6
+            copy_slide(source, destination, tile_size)
+        seconds = timer.seconds
+    else:
+        seconds = normalize_run(Path(kind), source, destination, tile_size)
+    megapixels = _megapixels(source)
     return {
-        "seconds": timer.seconds,
+        "seconds": seconds,
         "megapixels": megapixels,
-        "mp_per_s": megapixels / timer.seconds,
+        "mp_per_s": megapixels / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
     }
 
 
-def fresh_process_run(kind: str, source: Path, side: int, config: Config) -> dict:
-    """:func:`run_child` in a fresh Python process; a row with ``error`` when it fails."""
+def fresh_process_run(
+    kind: str, source: Path, side: int, config: Config, model: Path | None = None
+) -> dict:
+    """:func:`run_child` in a fresh Python process; a row with ``error`` when it fails.
+
+    ``kind`` is ``"copy"`` or a method, whose saved normalizer is ``model``.
+    """
     destination = source.with_name(f"{source.stem}-{kind}.tif")
     command = [
-        sys.executable, str(Path(__file__).resolve()), "--child", kind, str(source),
+        sys.executable, str(Path(__file__).resolve()), "--child", str(model or kind), str(source),
         str(destination), "--tile-size", str(config.tile_size),
     ]  # fmt: skip
     row = {"run": kind, "side": side}
@@ -259,19 +332,24 @@ def fresh_process_run(kind: str, source: Path, side: int, config: Config) -> dic
         tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
         return {**row, "error": tail[0]}
     row |= json.loads(done.stdout.strip().splitlines()[-1])
-    if "pending" not in row:
-        logger.info(
-            "%s %dx%d: %.1f MP/s, peak %.0f MB",
-            kind, side, side, row["mp_per_s"], row["peak_rss_mb"],
-        )  # fmt: skip
+    logger.info(
+        "%s %dx%d: %.1f MP/s, peak %.0f MB",
+        kind, side, side, row["mp_per_s"], row["peak_rss_mb"],
+    )  # fmt: skip
     return row
 
 
-def end_to_end_rows(slides: dict[int, Path], config: Config) -> list[dict]:
-    """The copy and every method on every slide, each in a fresh process; ``x_copy`` added."""
+def end_to_end_rows(slides: dict[int, Path], models: dict[str, Path], config: Config) -> list[dict]:
+    """The copy and the methods on every slide, each in a fresh process; ``x_copy`` added.
+
+    Stain-style transfer runs on the slide of ``config.sst_side`` only, every other method on
+    every other slide.
+    """
     rows = []
     for side, path in slides.items():
-        runs = [fresh_process_run(kind, path, side, config) for kind in ("copy", *config.methods)]
+        methods = [m for m in models if (m in NEURAL_METHODS) == (side == config.sst_side)]
+        runs = [fresh_process_run("copy", path, side, config)]
+        runs += [fresh_process_run(m, path, side, config, models[m]) for m in methods]
         copy_rate = runs[0].get("mp_per_s")
         for row in runs[1:]:
             if copy_rate and "mp_per_s" in row:
@@ -365,29 +443,28 @@ def slide_warming(mappings: dict, slide_path: Path, config: Config) -> list[dict
 
 
 # ---------------------------------------------------------------------------------- reports
-def _rate(row: dict) -> str:
-    if "error" in row or "pending" in row:
-        return row.get("error") or "pending"
+def _rate(row: dict | None) -> str:
+    if row is None:
+        return ""
+    if "error" in row:
+        return row["error"]
     ratio = f" ({row['x_copy']:.2f}x copy)" if "x_copy" in row else ""
     return f"{row['mp_per_s']:.1f}{ratio}, {row['peak_rss_mb']:.0f} MB"
 
 
 def markdown(report: dict) -> str:
     """The report's tables: end to end per slide, fixed mappings, scaling."""
-    sides = sorted({row["side"] for row in report["end_to_end"]})
-    runs = list(dict.fromkeys(row["run"] for row in report["end_to_end"]))
-    cells = [
-        [run]
-        + [
-            _rate(next(r for r in report["end_to_end"] if r["run"] == run and r["side"] == side))
-            for side in sides
-        ]
-        for run in runs
-    ]
+    rows = report["end_to_end"]
+    sides = sorted({row["side"] for row in rows})
+    runs = list(dict.fromkeys(row["run"] for row in rows))
+    found = {(row["run"], row["side"]): row for row in rows}
+    cells = [[run, *(_rate(found.get((run, side))) for side in sides)] for run in runs]
     lines = markdown_table(["run", *(f"{s}x{s}: MP/s, peak RSS" for s in sides)], cells)
     lines.append(
-        "\nEnd to end (read, decode, normalize, encode, write), each run in a fresh process; "
-        "peak RSS is the process's high-water mark."
+        "\nEnd to end (read, decode, normalize, encode, write; JPEG quality 90, tiles of "
+        f"{report['tile_size']}), each run in a fresh process; peak RSS is the process's "
+        "high-water mark. The copy reads and writes the same slide through the same reader "
+        "and writer, unchanged."
     )
     header = ["method", "warm mapping", "transform(source=)", "own per-tile code"]
     header += ["slide colours", "warming s"]
@@ -407,7 +484,23 @@ def markdown(report: dict) -> str:
         f"{report['side']}x{report['side']} slide; warming: seconds to compute the colours of "
         "every tile of the slide."
     )
-    lines.append(f"\nScaling from 1 to 2 Dask workers: {report['scaling']}.")
+    header = ["method", "1 worker MP/s", "2 workers MP/s", "2 / 1"]
+    cells = [
+        [
+            row["method"],
+            f"{row['one_worker_mp_per_s']:.1f}",
+            f"{row['two_workers_mp_per_s']:.1f}",
+            f"{row['ratio']:.2f}",
+        ]
+        for row in report["scaling"]
+    ]
+    if cells:
+        lines += ["", *markdown_table(header, cells)]
+        first = report["scaling"][0]
+        lines.append(
+            f"\nA cohort of {first['slides']} slides ({first['megapixels']:.0f} MP in all) on "
+            "a LocalCluster of 1, then 2 worker processes with one thread each."
+        )
     return "\n".join(lines)
 
 
@@ -415,20 +508,25 @@ def slide_main(config: Config) -> dict:
     """Build the slides, run everything, write ``slide_speed.json`` and ``slide_speed.md``."""
     target, pool, origin = load_tiles()
     crops = slide_crops(pool)
-    methods = [m for m in config.methods if m in CLASSIC_STAIN_METHODS]
+    classic = [m for m in config.methods if m not in NEURAL_METHODS]
     with tempfile.TemporaryDirectory(prefix="slide-speed-") as temporary:
         work = config.work or Path(temporary)
         work.mkdir(parents=True, exist_ok=True)
+        models = save_models(list(config.methods), target, work / "models")
+        sides = (config.side, *config.memory_sides)
+        if len(classic) < len(config.methods):
+            sides += (config.sst_side,)
         slides = {
             side: build_slide(work / f"slide-{side}.tif", crops, side, config.tile_size)
-            for side in dict.fromkeys((config.side, *config.memory_sides))
+            for side in dict.fromkeys(sides)
         }
-        end_to_end = end_to_end_rows(slides, config)
-        mapping = mapping_rows(methods, target, slides[config.side], config)
-        try:
-            ratios = {m: scaling(m, slides[config.side], work) for m in config.methods}
-        except NotImplementedError as pending:
-            ratios = f"pending ({pending})"
+        end_to_end = end_to_end_rows(slides, models, config)
+        mapping = mapping_rows(classic, target, slides[config.side], config)
+        cohort = [
+            build_slide(work / f"cohort-{i}.tif", crops, config.scaling_side, config.tile_size)
+            for i in range(config.scaling_slides)
+        ]
+        scaling = scaling_rows([m for m in config.scaling_methods if m in models], models, cohort)
     report = {
         "environment": environment("cpu"),
         "data": origin,
@@ -438,7 +536,7 @@ def slide_main(config: Config) -> dict:
         "map_tiles": config.map_tiles,
         "end_to_end": end_to_end,
         "mapping": mapping,
-        "scaling": ratios,
+        "scaling": scaling,
     }
     write_json(config.out / "slide_speed.json", report)
     table = markdown(report)
@@ -456,9 +554,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--memory-sides", default="10000,40000", help="more slide sides, comma-separated"
     )
+    parser.add_argument("--sst-side", type=int, default=4096, help="slide side of sst")
+    parser.add_argument("--scaling-side", type=int, default=8192, help="cohort slide side")
+    parser.add_argument("--scaling-slides", type=int, default=4, help="cohort size")
+    parser.add_argument(
+        "--scaling-methods", default="reinhard,macenko", help="methods of the scaling runs"
+    )
     parser.add_argument("--tile-size", type=int, default=256)
     parser.add_argument(
-        "--methods", default=",".join(CLASSIC_STAIN_METHODS), help=f"of {','.join(STAIN_METHODS)}"
+        "--methods", default=",".join(STAIN_METHODS), help=f"of {','.join(STAIN_METHODS)}"
     )
     parser.add_argument("--map-tiles", type=int, default=256, help="tiles of the mapping table")
     parser.add_argument("--repeats", type=int, default=3)
@@ -469,6 +573,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.methods = tuple(m for m in args.methods.split(",") if m)
+    args.scaling_methods = tuple(m for m in args.scaling_methods.split(",") if m)
     args.memory_sides = tuple(int(s) for s in args.memory_sides.split(",") if s)
     return args
 

@@ -114,6 +114,7 @@ def test_synthetic_section_scores_every_method_and_variant(fidelity, tmp_path):
         "WSICS (pooled per slide)",
         "Reinhard",
         "Macenko",
+        "Vahadane",
         "Histogram specification",
     ]
     for row in rows.values():
@@ -162,6 +163,7 @@ def test_sst_synthetic_quick_run_and_report(tmp_path):
         "target-style ground truth",
         "reinhard",
         "macenko",
+        "vahadane",
         "histogram",
         "wsics",
         "sst",

@@ -17,13 +17,15 @@ def bench():
 @pytest.fixture(scope="module")
 def slide(bench, tmp_path_factory):
     _, pool, _ = bench.load_tiles()
-    path = tmp_path_factory.mktemp("slides") / "slide.tif"
-    return bench.build_slide(path, bench.slide_crops(pool), 700, 256)
+    folder = tmp_path_factory.mktemp("slides")
+    bench.build_slide(folder / "twin.tif", bench.slide_crops(pool), 700, 256)
+    return bench.build_slide(folder / "slide.tif", bench.slide_crops(pool), 700, 256)
 
 
 def config(bench, tmp_path, **changes):
     options = dict(
-        out=tmp_path, work=None, side=700, memory_sides=(), tile_size=256, methods=("reinhard",),
+        out=tmp_path, work=None, side=700, memory_sides=(), sst_side=512, scaling_side=512,
+        scaling_slides=2, scaling_methods=("reinhard",), tile_size=256, methods=("reinhard",),
         map_tiles=4, repeats=1, timeout=300.0,
     )  # fmt: skip
     return bench.Config(**(options | changes))
@@ -49,12 +51,36 @@ def test_the_copy_reads_and_writes_every_pixel_of_the_slide(bench, slide, tmp_pa
         assert [row[0].shape[0] for row in rows] == [256, 256, 188]
 
 
-def test_each_run_reports_its_throughput_and_peak_memory_or_is_pending(bench, slide, tmp_path):
-    rows = bench.end_to_end_rows({700: slide}, config(bench, tmp_path))
+@pytest.fixture(scope="module")
+def models(bench, tmp_path_factory):
+    target, _, _ = bench.load_tiles()
+    return bench.save_models(["reinhard"], target[:4], tmp_path_factory.mktemp("models"))
+
+
+def test_each_run_reports_its_throughput_and_peak_memory(bench, slide, models, tmp_path):
+    rows = bench.end_to_end_rows({700: slide}, models, config(bench, tmp_path))
     copy, reinhard = rows
     assert copy["run"] == "copy" and copy["megapixels"] == pytest.approx(0.49)
     assert copy["mp_per_s"] > 0 and copy["peak_rss_mb"] > 50
-    assert reinhard["run"] == "reinhard" and "normalize_slide" in reinhard["pending"]
+    assert reinhard["run"] == "reinhard" and "error" not in reinhard, reinhard
+    assert reinhard["megapixels"] == pytest.approx(0.49) and reinhard["peak_rss_mb"] > 50
+    assert reinhard["x_copy"] == pytest.approx(reinhard["mp_per_s"] / copy["mp_per_s"])
+    assert not list(slide.parent.glob("*-reinhard.tif"))  # outputs removed
+
+
+def test_a_failing_run_is_a_row_with_its_error(bench, models, tmp_path):
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a slide")
+    row = bench.fresh_process_run(
+        "reinhard", broken, 1, config(bench, tmp_path), models["reinhard"]
+    )
+    assert row["run"] == "reinhard" and "broken.tif" in row["error"]
+
+
+def test_scaling_runs_the_cohort_on_one_and_two_workers(bench, slide, models):
+    (row,) = bench.scaling_rows(["reinhard"], models, [slide, slide.with_name("twin.tif")])
+    assert row["slides"] == 2 and row["megapixels"] == pytest.approx(0.98)
+    assert row["ratio"] == pytest.approx(row["two_workers_mp_per_s"] / row["one_worker_mp_per_s"])
 
 
 def test_the_mapping_rows_measure_warm_per_call_and_warming(bench, slide, tmp_path):

@@ -108,6 +108,7 @@ def test_quick_run_end_to_end(table1, tmp_path, capsys):
         "HS": "histogram",
         "Macenko": "macenko",
         "Reinhard": "reinhard",
+        "Vahadane": "vahadane",
     }
     assert report["config"]["seeds"] == [0]
     markdown = (tmp_path / "table1.md").read_text()

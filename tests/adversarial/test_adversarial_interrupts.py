@@ -1,10 +1,10 @@
 """Interrupting the command line: Ctrl-C, SIGTERM and SIGKILL in the middle of a run.
 
-Entry point attacked: ``python -m stainstyle.cli normalize`` in a subprocess over a few hundred
-small tiles (a few seconds of work), stopped by a signal once its first outputs are written.
-Checked: one line on stderr and exit 130 (SIGINT) or 143 (SIGTERM), no traceback, no
-temporary files, complete outputs; after SIGKILL, the next run removes the temporaries the
-killed one left and completes.
+Entry point attacked: ``python -m stainstyle.cli normalize`` in a subprocess over 1,200 small
+tiles (several seconds of work, so that no busy machine lets it finish first), stopped by a
+signal once its first outputs are written. Checked: one line on stderr and exit 130 (SIGINT) or
+143 (SIGTERM), no traceback, no temporary files, complete outputs; after SIGKILL, the next run
+removes the temporaries the killed one left and completes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from PIL import Image
 
 from stainstyle._atomic import TEMPORARY_SUFFIX
 
-N_TILES = 300
+N_TILES = 1200
 #: The documented exit codes: 128 + the signal number, as shells report a signal.
 EXIT_OK, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 130, 143
 
