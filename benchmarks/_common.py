@@ -300,6 +300,43 @@ def best_time(
 
 
 # -------------------------------------------------------------------------------------- reports
+# ------------------------------------------------------------------------------------ memory
+def memory_status(field: str) -> int | None:
+    """A field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes; None off Linux.
+
+    ``VmHWM`` is the high-water mark of this process's own memory. Unlike ``ru_maxrss``, which
+    on Linux keeps the parent's resident size at the moment a subprocess was started, it is
+    the peak of a fresh process alone.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_memory() -> bool:
+    """Reset the kernel's resident-memory high-water mark to the current RSS; False off Linux."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return memory_status("VmHWM") is not None
+
+
+def peak_memory_bytes() -> int:
+    """Peak resident memory of the process: ``VmHWM`` on Linux, else ``ru_maxrss``."""
+    peak = memory_status("VmHWM")
+    if peak is not None:
+        return peak
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def significant(value: float, digits: int = 3) -> float:
     """``value`` rounded to ``digits`` significant digits (a rate stays non-zero however slow).
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from _common import (
     frozen_config,
     markdown_table,
     method_roster,
+    peak_memory_bytes,
     write_json,
     write_text,
 )
@@ -291,8 +291,8 @@ def run_child(kind: str, source: Path, destination: Path, tile_size: int) -> dic
     -------
     dict
         ``seconds``, ``megapixels``, ``mp_per_s`` and ``peak_rss_mb``: the process's
-        resident-memory high-water mark (the kernel's ``VmHWM``, from ``getrusage``), which in
-        a fresh process covers this run and the interpreter (and a loaded model).
+        resident-memory high-water mark (:func:`peak_memory_bytes`), which in a fresh process
+        covers this run, the interpreter and a loaded model.
     """
     if kind == "copy":
         with Timer() as timer:
@@ -305,7 +305,7 @@ def run_child(kind: str, source: Path, destination: Path, tile_size: int) -> dic
         "seconds": seconds,
         "megapixels": megapixels,
         "mp_per_s": megapixels / seconds,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
+        "peak_rss_mb": peak_memory_bytes() / 1e6,
     }
 
 

@@ -31,7 +31,6 @@ import argparse
 import gc
 import json
 import logging
-import resource
 import subprocess
 import sys
 import time
@@ -50,7 +49,10 @@ from _common import (
     device_info,
     frozen_config,
     markdown_table,
+    memory_status,
     method_roster,
+    peak_memory_bytes,
+    reset_peak_memory,
     write_json,
     write_text,
 )
@@ -359,31 +361,6 @@ MEMORY_METHODS = "gray,reinhard,macenko,vahadane,histogram,wsics"
 MEMORY_PARAMS = {"sst": {"preset": "cpu", "max_epochs": 1, "lambda_fp": 0.0}}
 
 
-def _status_bytes(field: str) -> int | None:
-    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes, None elsewhere."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's resident-memory high-water mark to the current RSS (Linux)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return _status_bytes("VmHWM") is not None
-
-
-def _max_rss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-
 def memory_fitted(method: str, target: np.ndarray):
     """The estimator measured (see :data:`MEMORY_PARAMS`), fitted on the target tiles."""
     (make,) = method_roster({method: method}, MEMORY_PARAMS).values()
@@ -401,13 +378,13 @@ def measure_memory(method: str, side: int) -> dict:
     model = memory_fitted(method, target)
     del pool
     gc.collect()
-    before = _status_bytes("VmRSS")
-    exact = _reset_peak()
+    before = memory_status("VmRSS")
+    exact = reset_peak_memory()
     if before is None:
-        before = _max_rss_bytes()
+        before = peak_memory_bytes()
     with Timer() as timer:
         out = model.transform(image)
-    peak = _status_bytes("VmHWM") if exact else _max_rss_bytes()
+    peak = peak_memory_bytes()
     assert out.shape == image.shape
     extra = max(peak - before, 0)
     return {
