@@ -1,0 +1,411 @@
+"""What every augmenter shares: random streams, the numpy/torch dispatch, and the background rule.
+
+An augmenter is split in two, so that the numpy and the torch versions give the same output for
+the same seed:
+
+``_draw(rng, n)``
+    The random parameters of ``n`` tiles (a dict of numpy arrays with ``n`` rows), drawn from
+    one :class:`numpy.random.Generator` whatever the backend, in an order that does not depend
+    on the pixels.
+``_apply(xp, x, params)``
+    The pixel maths on a batch ``x`` of shape (n, H, W, 3), float on the 0-255 scale, written
+    once against the array namespace ``xp`` (:mod:`numpy` or :mod:`torch`): only functions the
+    two share (``log``, ``exp``, ``where``, ``minimum``, ``clip``, ``remainder``, ``stack``,
+    the ``@`` operator). The parameters are turned into arrays of ``x``'s dtype and device by
+    :func:`constant`.
+
+:class:`Augmenter` owns the rest: input validation (numpy input through
+:func:`stainstyle._validation.as_tiles`), the layout of tensors (``(N, 3, H, W)`` as torchvision
+or ``(N, H, W, 3)``), the background policy of :mod:`stainstyle.tissue`, the output dtype, and
+the random stream of each process and ``DataLoader`` worker.
+
+Random streams: not in a ``DataLoader`` worker, an augmenter draws from
+``numpy.random.default_rng(random_state)`` (a Generator is used as is), created on the first
+call. In a worker (:func:`torch.utils.data.get_worker_info`), it draws from a stream seeded by
+the worker's seed (torch's per-epoch ``base_seed`` plus the worker id) and ``random_state``, so
+each worker draws differently, and a ``DataLoader`` with a seeded ``generator`` (or after
+``torch.manual_seed``) draws the same again. No global random state is read or written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from stainstyle._validation import as_tiles
+from stainstyle.color.od import IO_DEFAULT
+from stainstyle.color.quantize import float_to_uint8
+from stainstyle.tissue import (
+    BLACK_MAX_INTENSITY,
+    is_background,
+    max_tissue_intensity,
+    min_tissue_pixels,
+    tissue_mask,
+)
+
+#: Guards the lazy creation of each augmenter's stream (one lock for all: creation is rare).
+_STREAM_LOCK = threading.Lock()
+
+
+def as_generator(random_state: Any) -> np.random.Generator:
+    """A numpy Generator from ``None``, an int, a SeedSequence or a Generator.
+
+    Parameters
+    ----------
+    random_state : None, int, numpy.random.SeedSequence or numpy.random.Generator
+        A Generator is returned as is (its stream is shared with the caller).
+
+    Returns
+    -------
+    numpy.random.Generator
+
+    Raises
+    ------
+    ValueError
+        If ``random_state`` is of another type, or a negative int.
+    """
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None or isinstance(random_state, np.random.SeedSequence):
+        return np.random.default_rng(random_state)
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state: expected an int >= 0, got {random_state}")
+        return np.random.default_rng(int(random_state))
+    raise ValueError(
+        "random_state: expected None, an int >= 0 or a numpy.random.Generator, "
+        f"got {type(random_state).__name__}"
+    )
+
+
+def worker_seed() -> int | None:
+    """The seed torch gave the current ``DataLoader`` worker, or None outside workers.
+
+    Returns
+    -------
+    int or None
+        ``get_worker_info().seed``: the loader's ``base_seed`` (drawn from its ``generator``, or
+        from torch's default generator, once per epoch) plus the worker id.
+    """
+    info = torch.utils.data.get_worker_info()
+    return None if info is None else int(info.seed)
+
+
+def stream_for(random_state: Any, seed: int | None) -> np.random.Generator:
+    """The random stream of an augmenter in a process, from its ``random_state``.
+
+    Parameters
+    ----------
+    random_state : None, int or numpy.random.Generator
+        The augmenter's parameter.
+    seed : int or None
+        :func:`worker_seed`: None in the main process.
+
+    Returns
+    -------
+    numpy.random.Generator
+        ``as_generator(random_state)`` in the main process. In a worker, a fresh stream from a
+        :class:`numpy.random.SeedSequence` of the worker seed and ``random_state`` (for a
+        Generator, two words drawn from the worker's copy of it), so that workers differ.
+    """
+    if seed is None:
+        return as_generator(random_state)
+    words = [seed & 0xFFFFFFFF, seed >> 32]
+    if isinstance(random_state, np.random.Generator):
+        words += random_state.integers(0, 2**32, size=2).tolist()
+    elif random_state is not None:
+        as_generator(random_state)  # validates
+        words += [1, int(random_state)]
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def constant(xp: Any, values: Any, like: Any) -> Any:
+    """A parameter array in the dtype (and device) of ``like``.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`.
+    values : array-like
+        Parameters, usually float64 numpy.
+    like : ndarray or torch.Tensor
+        The batch the parameters apply to.
+
+    Returns
+    -------
+    ndarray or torch.Tensor
+    """
+    if xp is np:
+        return np.asarray(values, dtype=like.dtype)
+    return torch.as_tensor(np.asarray(values), dtype=like.dtype, device=like.device)
+
+
+def channel_extremes(xp: Any, x: Any) -> tuple[Any, Any]:
+    """Per-pixel minimum and maximum over the three channels of ``x`` (..., 3)."""
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    return xp.minimum(xp.minimum(r, g), b), xp.maximum(xp.maximum(r, g), b)
+
+
+def tissue_pixels(xp: Any, x: Any, io: float = IO_DEFAULT) -> Any:
+    """Tissue mask of a float batch (..., 3) on the 0-255 scale, by :func:`tissue_mask`'s rule.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`.
+    x : ndarray or torch.Tensor of shape (..., 3), float
+        Intensities 0-255 (rounded as uint8 quantization rounds them).
+    io : float
+        Blank-field intensity.
+
+    Returns
+    -------
+    bool array of shape (...)
+        Some channel at most :func:`~stainstyle.tissue.max_tissue_intensity` and some channel
+        above :data:`~stainstyle.tissue.BLACK_MAX_INTENSITY`, as
+        :func:`stainstyle.tissue.tissue_mask` decides on uint8 tiles.
+    """
+    low, high = channel_extremes(xp, xp.round(x))
+    return (low <= max_tissue_intensity(io)) & (high > BLACK_MAX_INTENSITY)
+
+
+def od_of(xp: Any, x: Any, io: float = IO_DEFAULT) -> Any:
+    """The project's optical density ``-ln((I + 1) / io)`` of intensities on the 0-255 scale."""
+    return -xp.log((x + 1.0) / io)
+
+
+def intensity_of(xp: Any, od: Any, io: float = IO_DEFAULT) -> Any:
+    """The exact inverse of :func:`od_of`: ``io * exp(-OD) - 1``, not clipped."""
+    return io * xp.exp(-od) - 1.0
+
+
+def pixels_times(x: Any, matrix: Any) -> Any:
+    """Per-tile colour transform: ``x`` (n, H, W, 3) times ``matrix`` (n, 3, k), as (n, H, W, k).
+
+    Parameters
+    ----------
+    x : ndarray or torch.Tensor of shape (n, H, W, 3)
+    matrix : ndarray or torch.Tensor of shape (n, 3, k), same dtype
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, k)
+    """
+    n, height, width, _ = x.shape
+    return (x.reshape(n, height * width, 3) @ matrix).reshape(n, height, width, matrix.shape[-1])
+
+
+def _tensor_layout(x: torch.Tensor, name: str) -> str:
+    """``"chw"`` for (..., 3, H, W) (torchvision's convention, preferred) or ``"hwc"``."""
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"{name}: expected a tensor (3, H, W), (N, 3, H, W), (H, W, 3) or (N, H, W, 3), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[-3] == 3:
+        return "chw"
+    if x.shape[-1] == 3:
+        return "hwc"
+    raise ValueError(
+        f"{name}: expected 3 channels in dimension -3 (torchvision's (..., 3, H, W)) or in the "
+        f"last dimension, got shape {tuple(x.shape)}"
+    )
+
+
+def _check_tensor_values(x: torch.Tensor, name: str) -> None:
+    """The checks of :func:`stainstyle._validation.as_tiles`, on the tensor's own device."""
+    if 0 in x.shape:
+        raise ValueError(f"{name}: empty input, got shape {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return
+    if not x.is_floating_point():
+        raise ValueError(
+            f"{name}: expected dtype uint8 (0-255) or float in [0, 1], got {x.dtype}; "
+            "convert with .to(torch.uint8) if the values are 0-255 intensities"
+        )
+    n_bad = int((~torch.isfinite(x)).sum())
+    if n_bad:
+        raise ValueError(f"{name}: contains {n_bad} NaN or infinite values")
+    low, high = float(x.min()), float(x.max())
+    if low < 0.0 or high > 1.0:
+        hint = " (looks like 0-255 data: divide by 255 or cast to uint8)" if high > 1.0 else ""
+        raise ValueError(
+            f"{name}: float input must lie in [0, 1], got values in [{low:g}, {high:g}]{hint}"
+        )
+
+
+class Augmenter(torch.nn.Module):
+    """Base class of the stain augmenters: one random stream, numpy and torch inputs.
+
+    Subclasses store their constructor arguments, call ``super().__init__(random_state)``, and
+    implement ``_draw(rng, n)``, ``_apply(xp, x, params)`` and ``_is_identity()`` (see the
+    module docstring).
+
+    Parameters
+    ----------
+    random_state : None, int or numpy.random.Generator
+        Seed of the augmenter's stream (see the module docstring for ``DataLoader`` workers).
+
+    Notes
+    -----
+    A call takes numpy arrays (one tile ``(H, W, 3)``, a batch ``(N, H, W, 3)`` or a list of
+    tiles, uint8 or float in [0, 1], channels last) or torch tensors (``(3, H, W)``,
+    ``(N, 3, H, W)``, ``(H, W, 3)`` or ``(N, H, W, 3)``; a tensor with 3 in dimension -3 is read
+    as channels first, as torchvision reads it). The output has the input's type, shape, dtype
+    and device: uint8 in, uint8 out (rounded); float in, float out in [0, 1] (not quantized).
+    Tensors are computed by torch on their device, in float32 (float64 for float64 input).
+    Tiles with too little tissue (:mod:`stainstyle.tissue`) are returned unchanged.
+    """
+
+    def __init__(self, random_state: Any = None):
+        super().__init__()
+        self.random_state = random_state
+        self._stream: np.random.Generator | None = None
+        self._stream_key: Any = None
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def _draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _is_identity(self) -> bool:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _check(self) -> None:
+        """Check the parameters (and the fitted state); raise ValueError. Called per call."""
+
+    # ------------------------------------------------------------------ public interface
+    def forward(self, x: Any, random_state: Any = None) -> Any:
+        """Augment one tile or a batch.
+
+        Parameters
+        ----------
+        x : ndarray, torch.Tensor or list of ndarray
+            numpy: ``(H, W, 3)``, ``(N, H, W, 3)`` or a list of ``(H_i, W_i, 3)``; torch:
+            ``(3, H, W)``, ``(N, 3, H, W)``, ``(H, W, 3)`` or ``(N, H, W, 3)``. uint8 (0-255) or
+            float in [0, 1]. Never modified.
+        random_state : None, int or numpy.random.Generator, optional
+            Draw this call's parameters from this stream instead of the augmenter's own.
+
+        Returns
+        -------
+        Same type, shape, dtype (and device) as ``x``
+            Augmented tiles; tiles without enough tissue unchanged.
+
+        Raises
+        ------
+        ValueError
+            If ``x`` is not tiles as described (shape, channels, dtype, NaN or infinite values,
+            float values outside [0, 1]), naming what arrived, or the parameters are invalid.
+        """
+        self._check()
+        if isinstance(x, torch.Tensor):
+            return self._forward_tensor(x, random_state)
+        return self._forward_numpy(x, random_state)
+
+    def extra_repr(self) -> str:
+        """The constructor arguments, for ``repr``."""
+        names = inspect.signature(type(self).__init__).parameters
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in names if name != "self")
+
+    def stream(self) -> np.random.Generator:
+        """The augmenter's random stream in this process (or ``DataLoader`` worker).
+
+        Returns
+        -------
+        numpy.random.Generator
+            Created on first use from ``random_state`` (see the module docstring); a new one
+            when the call comes from another worker than the last.
+        """
+        key = worker_seed()
+        with _STREAM_LOCK:
+            if self._stream is None or self._stream_key != key:
+                self._stream = stream_for(self.random_state, key)
+                self._stream_key = key
+            return self._stream
+
+    def _params(self, n: int, random_state: Any) -> dict[str, np.ndarray]:
+        rng = self.stream() if random_state is None else as_generator(random_state)
+        return self._draw(rng, n)
+
+    def _augmented(self, xp: Any, x: Any, params: dict, background: Any) -> tuple[Any, Any]:
+        """``_apply`` on the tiles that hold tissue (and that ``params["apply"]`` selects).
+
+        Returns the batch (the input's values where a tile is not augmented) and the boolean
+        ``(n,)`` numpy array of the tiles augmented.
+        """
+        keep = ~np.asarray(background, dtype=bool)
+        if "apply" in params:
+            keep &= params["apply"]
+        if self._is_identity():
+            keep[:] = False
+        out = x.clone() if xp is torch else x.copy()
+        if keep.any():
+            rows = np.flatnonzero(keep)
+            chosen = {key: value[rows] for key, value in params.items()}
+            index = torch.as_tensor(rows, device=x.device) if xp is torch else rows
+            out[index] = self._apply(xp, x[index], chosen)
+        return out, keep
+
+    def _forward_numpy(self, x: Any, random_state: Any) -> Any:
+        tiles = as_tiles(x)
+        params = self._params(len(tiles), random_state)
+        results = []
+        for i, (image, source) in enumerate(zip(tiles.images, tiles.sources, strict=True)):
+            one = {key: value[i : i + 1] for key, value in params.items()}
+            floats = source.original
+            values = image if floats is None else floats
+            background = is_background(tissue_mask(image)[None])
+            scaled = (values.astype(np.float32) * np.float32(1 if floats is None else 255))[None]
+            out, kept = self._augmented(np, scaled, one, background)
+            if not kept[0]:
+                results.append(values.copy())
+            elif floats is None:
+                results.append(float_to_uint8(out[0]))
+            else:
+                results.append(np.clip(out[0] / 255.0, 0.0, 1.0).astype(floats.dtype))
+        if tiles.layout == "tile":
+            return results[0]
+        return results if tiles.layout == "list" else np.stack(results)
+
+    def _forward_tensor(self, x: torch.Tensor, random_state: Any) -> torch.Tensor:
+        name = "x"
+        layout = _tensor_layout(x, name)
+        _check_tensor_values(x, name)
+        batch = x if x.ndim == 4 else x[None]
+        if layout == "chw":
+            batch = batch.permute(0, 2, 3, 1)
+        work = torch.float64 if x.dtype == torch.float64 else torch.float32
+        scaled = batch.to(work) * (1.0 if x.dtype == torch.uint8 else 255.0)
+        params = self._params(scaled.shape[0], random_state)
+        tissue = tissue_pixels(torch, scaled)
+        counts = tissue.reshape(tissue.shape[0], -1).sum(1).cpu().numpy()
+        background = counts < min_tissue_pixels(*scaled.shape[1:3])
+        out, kept = self._augmented(torch, scaled, params, background)
+        if x.dtype == torch.uint8:
+            out = out.clamp(0, 255).round().to(torch.uint8)
+        else:
+            out = (out / 255.0).clamp(0, 1).to(x.dtype)
+        kept = torch.as_tensor(kept, device=x.device)[:, None, None, None]
+        out = torch.where(kept, out, batch)
+        if layout == "chw":
+            out = out.permute(0, 3, 1, 2)
+        out = out.contiguous() if x.ndim == 4 else out[0].contiguous()
+        return _rewrapped(out, x)
+
+
+def _rewrapped(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``out`` as the torchvision ``tv_tensors`` type of ``like``, when it has one."""
+    if type(like) is torch.Tensor:
+        return out
+    try:
+        from torchvision import tv_tensors
+    except ImportError:  # pragma: no cover - torchvision is a dependency
+        return out
+    return tv_tensors.wrap(out, like=like) if isinstance(like, tv_tensors.TVTensor) else out
