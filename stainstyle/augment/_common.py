@@ -184,19 +184,21 @@ def intensity_of(xp: Any, od: Any, io: float = IO_DEFAULT) -> Any:
 
 
 def pixels_times(x: Any, matrix: Any) -> Any:
-    """Per-tile colour transform: ``x`` (n, H, W, 3) times ``matrix`` (n, 3, k), as (n, H, W, k).
+    """Per-tile colour transform: ``x`` (n, H, W, c) times ``matrix`` (n, c, k), as (n, H, W, k).
 
     Parameters
     ----------
-    x : ndarray or torch.Tensor of shape (n, H, W, 3)
-    matrix : ndarray or torch.Tensor of shape (n, 3, k), same dtype
+    x : ndarray or torch.Tensor of shape (n, H, W, c)
+    matrix : ndarray or torch.Tensor of shape (n, c, k) or (c, k), same dtype
 
     Returns
     -------
     ndarray or torch.Tensor of shape (n, H, W, k)
     """
-    n, height, width, _ = x.shape
-    return (x.reshape(n, height * width, 3) @ matrix).reshape(n, height, width, matrix.shape[-1])
+    n, height, width, channels = x.shape
+    return (x.reshape(n, height * width, channels) @ matrix).reshape(
+        n, height, width, matrix.shape[-1]
+    )
 
 
 def _tensor_layout(x: torch.Tensor, name: str) -> str:
