@@ -6,7 +6,8 @@ and ``transform(tiles)`` maps tiles into it::
     from stainstyle import StainStyleTransfer
     normalized = StainStyleTransfer().fit(radboud_tiles).transform(utrecht_tiles)
 
-The torch-based names (:class:`StainStyleTransfer`, :class:`TileClassifier`) and :func:`load`
+The torch-based names (:class:`StainStyleTransfer`, :class:`TileClassifier`, the augmenters
+:class:`HEDJitter`, :class:`StainAugmenter`, :class:`RandStainNA`) and :func:`load`
 are imported on first use, so that the classic methods load without importing torch.
 """
 
@@ -33,6 +34,9 @@ _LAZY = {
     "StainStyleTransfer": "stainstyle.sst.estimator",
     "TileClassifier": "stainstyle.sst.classifier",
     "load": "stainstyle.hub",
+    "HEDJitter": "stainstyle.augment",
+    "RandStainNA": "stainstyle.augment",
+    "StainAugmenter": "stainstyle.augment",
 }
 
 
@@ -46,10 +50,13 @@ __all__ = [
     "METHODS",
     "BackgroundTileWarning",
     "GrayNormalizer",
+    "HEDJitter",
     "HistogramSpecification",
     "MacenkoNormalizer",
+    "RandStainNA",
     "ReinhardNormalizer",
     "SourceStatistics",
+    "StainAugmenter",
     "StainNormalizer",
     "StainStyleTransfer",
     "TileClassifier",

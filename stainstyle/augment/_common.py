@@ -141,7 +141,7 @@ def constant(xp: Any, values: Any, like: Any) -> Any:
     """
     if xp is np:
         return np.asarray(values, dtype=like.dtype)
-    return torch.as_tensor(np.asarray(values), dtype=like.dtype, device=like.device)
+    return torch.as_tensor(np.array(values), dtype=like.dtype, device=like.device)
 
 
 def channel_extremes(xp: Any, x: Any) -> tuple[Any, Any]:
