@@ -12,7 +12,9 @@ transform, per tile
     choice), draw a virtual template ``t = loc_ + (1 + std_hyper) * scale_ * z`` with ``z``
     standard normal (or Laplace of unit variance), and map the tile's channels Reinhard-style,
     ``y' = (y - mean_y) * std_t / std_y + mean_t`` (statistics over the tile's tissue pixels;
-    every pixel mapped; a flat channel keeps its spread), then back to RGB.
+    every pixel mapped; a flat channel, spread below ``1e-4 (1 + |mean|)``, keeps its spread),
+    then back to RGB. Hue is averaged as a plain number, as the paper's OpenCV HSV is: reds on
+    both sides of 0 degrees have a wide spread.
 
 Colour spaces (from :mod:`stainstyle.color` and :mod:`stainstyle.separation`): ``"lab"`` is
 Ruderman's lαβ of Reinhard et al. (:data:`stainstyle.color.lab.RGB_TO_LMS` ...; the paper uses
@@ -55,8 +57,9 @@ from stainstyle.tissue import screen_tiles
 #: The colour spaces RandStainNA can pick from.
 SPACES = ("lab", "hsv", "hed")
 
-#: Channel spreads below this count as flat: the channel keeps its spread.
-_FLAT_STD = 1e-6
+#: A channel whose spread is below this fraction of ``1 + |mean|`` is flat and keeps its spread:
+#: well above float32 rounding (a flat tile's float32 spread is not exactly 0).
+_FLAT_STD = 1e-4
 
 
 def _hsv(xp: Any, x: Any) -> Any:
@@ -187,7 +190,7 @@ def reinhard_to(xp: Any, x: Any, space: str, template: Any, io: float = IO_DEFAU
     y = to_space(xp, x, space, io)
     mean, std = tissue_statistics(xp, y, tissue_pixels(xp, x, io))
     target = constant(xp, template, x).reshape(x.shape[0], 2, 1, 1, 3)
-    flat = std < _FLAT_STD
+    flat = std < _FLAT_STD * (1.0 + xp.abs(mean))
     scale = xp.where(flat, 1.0 + 0.0 * std, target[:, 1] / xp.where(flat, 1.0 + 0.0 * std, std))
     return from_space(xp, (y - mean) * scale + target[:, 0], space, io)
 
