@@ -2,7 +2,10 @@
 
 For each method: fit throughput on a batch of 256 tiles of 256x256, and transform throughput on
 that batch and on one 2048x2048 image, in megapixels per second (best of ``--repeats`` runs),
-with the ratio to the fastest peer that implements the same method. Peers are optional (the
+with the ratio to the fastest peer that implements the same method. Then the batch throughput
+of each augmenter (``--augmenters``: HED jitter, stain-matrix jitter, RandStainNA; numpy and a
+torch CPU tensor) beside the peers' augmenters that are installed (albumentations ``HEStain``,
+StainTools ``StainAugmentor``, torchstain's Macenko augmentor). Peers are optional (the
 ``bench`` extra; staintools needs ``pip install --no-deps staintools spams-bin matplotlib``,
 torch-staintools ``pip install --no-deps torch-staintools`` and ``kornia~=0.8.2``) and skipped
 when missing. Vahadane's peers are staintools (SPAMS, one second of dictionary learning per
@@ -83,6 +86,7 @@ class Config:
     memory_sizes: tuple[int, ...]
     memory_methods: tuple[str, ...]
     memory_timeout: float
+    augmenters: tuple[str, ...]
 
 
 # ------------------------------------------------------------------------------------- data
@@ -337,6 +341,8 @@ def _markdown(rows: list[dict]) -> str:
 def speed_main(config: Config) -> dict:
     """The throughput table: ``speed.json`` and ``speed.md`` in ``config.out``."""
     rows, origin = throughput_rows(config)
+    target, source, _, _ = load_images()
+    augment = augment_rows(config.augmenters, target, source, config.repeats)
     machine = device_info("cpu")
     report = {
         "data": origin,
@@ -345,12 +351,137 @@ def speed_main(config: Config) -> dict:
         "machine": {key: machine[key] for key in ("cpus", "platform", "processor")},
         "date": time.strftime("%Y-%m-%d"),
         "rows": rows,
+        "augment": augment,
     }
     write_json(config.out / "speed.json", report)
     table = _markdown(rows)
+    if augment:
+        table += "\n\n" + _augment_markdown(augment, N_TILES, TILE)
     write_text(config.out / "speed.md", table + "\n")
     print(f"Data: {origin}\n\n{table}")
     return report
+
+
+# ----------------------------------------------------------------------------- augmenters
+#: Augmenters timed by default (``--augmenters``): stainstyle's kinds, each beside its peers.
+AUGMENTERS = "hed,stains,randstainna"
+
+
+def _our_augmenters(target: np.ndarray) -> dict[str, Callable[[], object]]:
+    """The stainstyle augmenter of each kind, fitted on the target tiles where it is fitted."""
+    from stainstyle import MacenkoNormalizer
+    from stainstyle.augment import HEDJitter, RandStainNA, StainAugmenter
+
+    return {
+        "hed": lambda: HEDJitter("strong", random_state=0),
+        "stains": lambda: StainAugmenter(MacenkoNormalizer(), random_state=0).fit(target),
+        "randstainna": lambda: RandStainNA(random_state=0).fit(target),
+    }
+
+
+def augment_peers() -> dict[str, dict[str, Callable[[np.ndarray], object]]]:
+    """Peers' augmenters by kind, then label: one call augments a batch (looping over tiles).
+
+    StainTools' ``StainAugmentor`` and torchstain's Macenko augmentor estimate each tile's stain
+    matrix (``fit``) before drawing (``pop_augment`` / ``augment``); albumentations' ``HEStain``
+    is HED-style jitter on one image. Libraries not installed are left out.
+    """
+    table: dict[str, dict[str, Callable[[np.ndarray], object]]] = {"hed": {}, "stains": {}}
+    try:
+        import albumentations
+
+        he_stain = albumentations.HEStain(p=1.0)
+        table["hed"]["albumentations HEStain"] = lambda x: [he_stain(image=t)["image"] for t in x]
+    except (ImportError, AttributeError):
+        pass
+    try:
+        import staintools
+
+        def staintools_batch(x):
+            augmentor = staintools.StainAugmentor("macenko", sigma1=0.2, sigma2=0.2)
+            out = []
+            for tile in x:
+                augmentor.fit(tile)
+                out.append(augmentor.pop_augment())
+            return out
+
+        table["stains"]["staintools StainAugmentor"] = staintools_batch
+    except ImportError:
+        pass
+    try:
+        from torchstain.base.augmentors import MacenkoAugmentor
+
+        def torchstain_batch(x):
+            augmentor = MacenkoAugmentor(backend="numpy", sigma1=0.2, sigma2=0.2)
+            out = []
+            for tile in x:
+                augmentor.fit(tile)
+                out.append(augmentor.augment())
+            return out
+
+        table["stains"]["torchstain MacenkoAugmentor (numpy)"] = torchstain_batch
+    except ImportError:
+        pass
+    return table
+
+
+def augment_rows(
+    kinds: tuple[str, ...], target: np.ndarray, source: np.ndarray, repeats: int
+) -> list[dict]:
+    """Batch throughput (MP/s) of each augmenter kind, ours and the peers'.
+
+    Ours on the numpy batch and on a torch CPU tensor ``(N, 3, H, W)``, then each installed peer
+    on the numpy batch; our rows get the ratio to the fastest peer of the kind.
+    """
+    import torch
+
+    ours_by_kind = _our_augmenters(target)
+    peer_table = augment_peers()
+    tensor = torch.from_numpy(source).permute(0, 3, 1, 2).contiguous()
+    megapixels = source.size / 3e6
+    rows = []
+    for kind in kinds:
+        augmenter = ours_by_kind[kind]()
+        runs = {
+            "stainstyle (numpy)": lambda a=augmenter: a(source),
+            "stainstyle (torch, CPU)": lambda a=augmenter: a(tensor),
+            **{peer: (lambda f=f: f(source)) for peer, f in peer_table.get(kind, {}).items()},
+        }
+        kind_rows = []
+        for name, run in runs.items():
+            try:
+                rate = megapixels / best_time(run, repeats, ENOUGH_SECONDS)
+                kind_rows.append({"augmenter": kind, "implementation": name, "augment_batch": rate})
+            except Exception as error:  # a peer failing must not stop the benchmark
+                kind_rows.append(
+                    {
+                        "augmenter": kind,
+                        "implementation": name,
+                        "error": f"{type(error).__name__}: {error}",
+                    }
+                )
+        peers_of = [r for r in kind_rows if not r["implementation"].startswith("stainstyle")]
+        fastest = max((r["augment_batch"] for r in peers_of if "error" not in r), default=None)
+        for row in kind_rows:
+            if fastest and row["implementation"].startswith("stainstyle") and "error" not in row:
+                row["augment_batch_ratio"] = row["augment_batch"] / fastest
+        rows.extend(kind_rows)
+    return rows
+
+
+def _augment_markdown(rows: list[dict], n_tiles: int, side: int) -> str:
+    cells = []
+    for row in rows:
+        if "error" in row:
+            cells.append([row["augmenter"], row["implementation"], row["error"]])
+            continue
+        ratio = row.get("augment_batch_ratio")
+        rate = f"{row['augment_batch']:.1f}" + (f" ({ratio:.1f}x)" if ratio else "")
+        cells.append([row["augmenter"], row["implementation"], rate])
+    title = f"augment, {n_tiles} tiles of {side}x{side}"
+    lines = markdown_table(["augmenter", "implementation", title], cells)
+    lines.append("\nMegapixels per second, best of the repeats; (Nx) = ratio to the fastest peer.")
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- peak memory
@@ -471,6 +602,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--methods", default="reinhard,macenko,vahadane,histogram,wsics")
     parser.add_argument(
+        "--augmenters",
+        default=AUGMENTERS,
+        help="augmenter kinds timed beside their peers, comma-separated; empty for none",
+    )
+    parser.add_argument(
         "--memory", action="store_true", help="measure the peak memory of transform instead"
     )
     parser.add_argument("--memory-sizes", default=MEMORY_SIZES, help="image sides, comma-separated")
@@ -485,6 +621,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     args.methods = tuple(args.methods.split(","))
+    args.augmenters = tuple(kind for kind in args.augmenters.split(",") if kind)
     args.memory_sizes = tuple(int(s) for s in args.memory_sizes.split(","))
     args.memory_methods = tuple(m for m in args.memory_methods.split(",") if m)
     return args
