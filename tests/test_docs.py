@@ -24,6 +24,7 @@ PACKAGES = (
     "stainstyle",
     "stainstyle.color",
     "stainstyle.methods",
+    "stainstyle.augment",
     "stainstyle.data",
     "stainstyle.sst",
     "stainstyle.hub",
