@@ -136,8 +136,9 @@ class StainNormalizer(
 ):
     """Base class of every stain normalizer: validation, background policy and batching.
 
-    Subclasses declare their own ``__init__`` (keyword-only, storing each argument unchanged, and
-    including ``background`` and ``batch_size``) and implement ``_fit`` and ``_transform_batch``.
+    Subclasses implement ``_fit`` and ``_transform_batch``. A subclass with parameters of its own
+    declares its own ``__init__`` (keyword-only, storing each argument unchanged, ``background``
+    and ``batch_size`` included), as scikit-learn requires; one without keeps this one.
 
     Parameters
     ----------
@@ -162,6 +163,10 @@ class StainNormalizer(
     container, shape and dtype (tensors stay on their device). Float input is quantized to uint8
     for the computation; tiles passed through are returned bit for bit.
     """
+
+    def __init__(self, *, background: str = "passthrough", batch_size: int = 32):
+        self.background = background
+        self.batch_size = batch_size
 
     def __init_subclass__(cls, **kwargs):
         # Outputs are images, not feature tables: opt every method out of set_output wrapping.
