@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from stainstyle._sums import column_sums, cross_products
 from stainstyle.color.od import od_lut
 from stainstyle.color.quantize import row_strips
 from stainstyle.tissue import masked_pixels, tissue_mask
@@ -116,13 +117,12 @@ class Survey:
 
 
 def _sums(od: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum and second moments of ``(n, 3)`` float32 pixels by two float32 BLAS products.
+    """Sum and second moments of ``(n, 3)`` float32 pixels, in float64.
 
-    The covariance of optical densities is far from the float32 cancellation limit, as the
-    float64 parity test checks.
+    Summed in a fixed order (:mod:`stainstyle._sums`), so the stain vectors do not depend on
+    the number of BLAS threads.
     """
-    total = (np.ones(len(od), dtype=np.float32) @ od).astype(np.float64)
-    return total, (od.T @ od).astype(np.float64)
+    return column_sums(od), cross_products(od, od)
 
 
 class ODStream:

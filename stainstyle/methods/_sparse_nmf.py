@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stainstyle._sums import cross_products
 from stainstyle.separation import MIN_GRAM_DETERMINANT, ClosedFormLasso
 
 #: Codes whose squared sum is below this leave their atom unused (the atom stays as it is).
@@ -117,8 +118,8 @@ def learn_dictionary(
     while n_iter < max_iter:
         n_iter += 1
         codes = sparse_codes(od, atoms, lambda1)
-        gram = codes.T @ codes
-        cross = od.T @ codes
+        gram = cross_products(codes, codes)  # fixed order: no dependence on BLAS threads
+        cross = cross_products(od, codes)
         used = np.diag(gram) > _UNUSED_ATOM
         updated = _dictionary_pass(atoms, gram, cross, used)
         if _parallel(updated):
