@@ -57,6 +57,15 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
     )
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--revision", help="branch, tag or commit of a Hub repository")
+    _add_output_options(parser)
+    _add_cluster_options(parser)
+    add_runtime_options(parser)
+    add_verbosity_options(parser)
+    return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Resolution, tiling, compression and sampling of the normalized slides."""
     parser.add_argument(
         "--mpp",
         type=_positive_float,
@@ -90,6 +99,13 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         metavar="N",
         help="tissue tiles sampled per slide to measure its statistics (default: 256)",
     )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="normalize slides whose output exists again"
+    )
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """Where the slides run: a local Dask cluster of ``--workers``, or ``--scheduler``."""
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers",
@@ -102,12 +118,6 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         metavar="ADDRESS",
         help="address of a running Dask scheduler to run on, e.g. tcp://10.0.0.5:8786",
     )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="normalize slides whose output exists again"
-    )
-    add_runtime_options(parser)
-    add_verbosity_options(parser)
-    return parser
 
 
 def run(args: argparse.Namespace) -> int:
