@@ -69,6 +69,18 @@ def run_python(args: list, cwd: Path) -> str:
     return completed.stdout
 
 
+def interruptible() -> None:
+    """``preexec_fn`` of a command a test interrupts with SIGINT, as Ctrl-C in a terminal would.
+
+    A test suite started in the background (``cmd &``, ``nohup``) runs with SIGINT ignored, and
+    its subprocesses inherit that: Python then installs no Ctrl-C handler and the signal does
+    nothing. The command gets SIGINT's default disposition back, as in a terminal.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3)."""
     from PIL import Image
