@@ -40,10 +40,10 @@ the target validation and test tiles and on 6 versions of the source tiles.
 
 - Synthetic labs (default): Table 1's ``cpu`` preset unchanged (1200 target and 384 source tiles
   of 64 px, ResNet-18, 3 epochs, SST 210 s), so that the no-augmentation row is Table 1's
-  default run. On a quiet machine a classifier trains in about 1 minute, so a seed takes about
-  9 minutes (4 classifiers, SST 3.5 minutes and its inference, scoring) and the run about 27.
-  The augmenters add little: a 32-tile batch takes 0.03 to 0.25 s, against seconds for the
-  ResNet step.
+  default run (293 s a seed on a quiet machine, 212 s of them SST). The 3 more classifiers add
+  about 20 s each and their scoring about 6 s each, so a seed takes about 6 minutes and the run
+  about 20 on a quiet machine; on one shared with other jobs, up to 3 times longer. The
+  augmenters add little: a 32-tile batch takes 0.03 to 0.25 s, a fraction of a ResNet step.
 - AMi-Br: Table 1 trains 12 epochs on all 1033 target crops and gives SST 420 s, 16 minutes a
   seed for one classifier. Here at most 700 crops per domain are drawn (``--max-tiles``: the
   target split and each source), the classifier trains 8 epochs and SST 180 s, for about 14
@@ -101,6 +101,14 @@ ORIGINAL, TARGET = "Original", "Target"
 
 #: The baseline cell: no augmentation, no normalization.
 BASELINE = ("none", ORIGINAL)
+
+#: The kinds of :func:`best_cells`, as ``augmentation.md`` words them.
+ANSWER_LABELS = {
+    "augment": "augmentation alone",
+    "normalize": "normalization alone",
+    "both": "augmentation and normalization",
+    "best": "overall",
+}
 
 #: Seeds run by default (0..SEEDS-1), and with ``--quick``.
 SEEDS, QUICK_SEEDS = 3, 2
@@ -546,7 +554,8 @@ def render_markdown(report: dict) -> str:
         for kind, cell in report["answer"][source].items():
             lo, hi = cell["auc_gain"]["ci95"]
             md.append(
-                f"- best {kind}: {cell['row']} + {cell['column']}, AUC {cell['auc']:.3f}, "
+                f"- best {ANSWER_LABELS[kind]}: training {cell['row']}, test {cell['column']}: "
+                f"AUC {cell['auc']:.3f}, "
                 f"gain {cell['auc_gain']['mean']:+.3f} ({lo:+.3f} to {hi:+.3f})"
             )
         md.append("")
