@@ -509,10 +509,25 @@ def bootstrap_auc(
     return float(low), float(high)
 
 
-def summarize(per_seed: list[dict]) -> dict[str, dict]:
-    """Mean, standard deviation (ddof=1; 0 for one seed) and AUC interval per column."""
+def summarize(per_seed: list[dict], columns: Sequence[str] = COLUMNS) -> dict[str, dict]:
+    """Mean, standard deviation (ddof=1; 0 for one seed) and AUC interval per column.
+
+    Parameters
+    ----------
+    per_seed : list of dict
+        One entry per seed, with ``"metrics"`` (column -> :func:`binary_metrics`), ``"labels"``
+        and ``"scores"`` (column -> sequence of shape (N,)).
+    columns : sequence of str, default=COLUMNS
+        The columns to summarize.
+
+    Returns
+    -------
+    dict of str to dict
+        Column -> ``{metric: {"mean", "std"}, "auc_ci95": (low, high)}``
+        (:func:`bootstrap_auc` of the seed-mean AUC).
+    """
     summary = {}
-    for column in COLUMNS:
+    for column in columns:
         entry = {}
         for key in METRICS:
             values = np.array([run["metrics"][column][key] for run in per_seed], dtype=float)
@@ -577,14 +592,34 @@ def logit_scores(classifier, tiles: np.ndarray) -> np.ndarray:
     return classifier.decision_function(tiles).astype(np.float64)
 
 
-def train_classifier(config: Config, exp: Experiment, seed: int):
-    """The tumour classifier trained on the target training split, and its Youden threshold."""
+def train_classifier(config: Config, exp: Experiment, seed: int, batch_transform=None):
+    """The tumour classifier trained on the target training split, and its Youden threshold.
+
+    Parameters
+    ----------
+    config : Config
+        The run's configuration (architecture, epochs, device).
+    exp : Experiment
+        The seed's splits: trained on ``exp.train``, threshold chosen on ``exp.val``.
+    seed : int
+        Seed of the initialization, batch order and flips.
+    batch_transform : callable or None, default=None
+        Applied to each training batch on the fly (``TileClassifier(batch_transform=...)``),
+        e.g. a stain augmenter; None trains as Table 1 does.
+
+    Returns
+    -------
+    classifier : TileClassifier
+    threshold : float
+        Youden's J threshold on the target validation split's logit differences.
+    """
     from stainstyle.sst import TileClassifier
 
     classifier = TileClassifier(
         arch=config.settings.classifier_arch,
         epochs=config.settings.classifier_epochs,
         batch_size=32,
+        batch_transform=batch_transform,
         device=config.device,
         random_state=seed,
         verbose=config.verbose,
@@ -914,15 +949,21 @@ def print_tables(report: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------- main
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="table1", description=__doc__.splitlines()[0], epilog="See the module docstring."
-    )
+def add_setting_arguments(parser: argparse.ArgumentParser, seeds: int | None = 1) -> None:
+    """Add the options that define a Table 1 setting (the fields of :class:`Config`).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        Table 1's parser, or that of a study run in the Table 1 setting.
+    seeds : int or None, default=1
+        Default of ``--seeds`` (None: the caller sets it after parsing).
+    """
     parser.add_argument("--dataset", choices=DATASETS, default="synthetic")
     parser.add_argument("--data-dir", type=Path, default=None, help="dataset folder (real data)")
     parser.add_argument("--target", default=None, help="comma-separated target domains")
     parser.add_argument("--source", default=None, help="comma-separated source domains")
-    parser.add_argument("--seeds", type=int, default=1, help="number of seeds (0..K-1)")
+    parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds (0..K-1)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     parser.add_argument("--preset", choices=("cpu", "paper"), default="cpu")
     parser.add_argument("--quick", action="store_true", help="smoke run with tiny settings")
@@ -938,13 +979,33 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--positive", default=None, help="folder: name of the positive label")
     parser.add_argument("--pcam-split", default="train", choices=("train", "valid", "test"))
     parser.add_argument("--verbose", action="store_true", help="training progress bars")
-    add_report_from(parser, "table1.json", "table1.md, table1.csv and figure4.png")
-    args = parser.parse_args(argv)
+
+
+def check_setting_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error for a bad seed count or a real dataset without its domains.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        The parser whose ``error`` reports the problem (exit status 2).
+    args : argparse.Namespace
+        Its parsed options, from :func:`add_setting_arguments` and ``--report-from``.
+    """
     if args.seeds < 1:
         parser.error(f"--seeds: expected a positive integer, got {args.seeds}")
     needs_domains = args.dataset != "synthetic" and args.report_from is None
     if needs_domains and (args.target is None or args.source is None):
         parser.error(f"--target and --source: required with --dataset {args.dataset}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="table1", description=__doc__.splitlines()[0], epilog="See the module docstring."
+    )
+    add_setting_arguments(parser)
+    add_report_from(parser, "table1.json", "table1.md, table1.csv and figure4.png")
+    args = parser.parse_args(argv)
+    check_setting_arguments(parser, args)
     return args
 
 
@@ -967,8 +1028,13 @@ def settings_for(options: dict) -> Settings:
 
 
 def build_config(args: argparse.Namespace) -> Config:
-    """The run's frozen configuration: the options, the dataset's defaults, the settings."""
-    options = {k: v for k, v in vars(args).items() if k != "report_from"}
+    """The run's frozen configuration: the options, the dataset's defaults, the settings.
+
+    Only the options named like :class:`Config`'s fields are read, so a study run in the Table 1
+    setting can parse its own options beside them (see :func:`add_setting_arguments`).
+    """
+    names = [field.name for field in dataclasses.fields(Config) if field.name != "settings"]
+    options = {name: getattr(args, name) for name in names}
     crop, microns_per_pixel = REAL_DEFAULTS.get(args.dataset, OTHER_DEFAULTS)
     if options["crop"] is None:
         options["crop"] = crop

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
@@ -149,6 +150,12 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         Train on random square crops of this side; None trains on whole tiles.
     augment : bool, default=True
         Random flips and 90-degree rotations during training.
+    batch_transform : callable or None, default=None
+        Applied to every training batch after the flips and crops, on the fly (a new draw each
+        epoch): takes and returns a float tensor of shape (N, 3, H, W) in [0, 1] on the
+        training device, as torchvision transforms do, e.g. a stain augmenter of
+        :mod:`stainstyle.augment`. It draws from its own random stream (give it a
+        ``random_state`` for reproducible training); it is not applied at inference.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or any torch device string.
     random_state : int, default=0
@@ -193,6 +200,7 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "crop_size": [None, Interval(Integral, 8, None, closed="left")],
         "augment": ["boolean"],
+        "batch_transform": [None, callable],
         "device": [str],
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
@@ -208,6 +216,7 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         weight_decay: float = 1e-4,
         crop_size: int | None = None,
         augment: bool = True,
+        batch_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         device: str = "auto",
         random_state: int = 0,
         verbose: bool = False,
@@ -219,6 +228,7 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
         self.weight_decay = weight_decay
         self.crop_size = crop_size
         self.augment = augment
+        self.batch_transform = batch_transform
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -267,6 +277,7 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
             "weight_decay": self.weight_decay,
             "crop_size": self.crop_size,
             "augment": self.augment,
+            "batch_transform": self.batch_transform,
             "seed": self.random_state,
             "verbose": bool(self.verbose),
         }
@@ -383,6 +394,8 @@ def _train_classifier(
             flips, crop = options["augment"], options["crop_size"]
             batch = [augment_tile(images[i], rng, flips=flips, crop_size=crop) for i in index]
             x = to_tensor(np.stack(batch)).to(device)
+            if options["batch_transform"] is not None:
+                x = options["batch_transform"](x)
             t = torch.from_numpy(targets[index]).long().to(device)
             loss = criterion(model(x), t)
             optimizer.zero_grad(set_to_none=True)

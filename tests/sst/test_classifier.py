@@ -82,12 +82,55 @@ def test_clone_and_params():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"arch": "vgg"}, "arch"), ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "lr")],
+    [
+        ({"arch": "vgg"}, "arch"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"batch_transform": "hed"}, "batch_transform"),
+    ],
 )
 def test_bad_params(kwargs, match):
     X, y = _two_class_tiles(n=4)
     with pytest.raises(ValueError, match=match):
         TileClassifier(**kwargs).fit(X, y)
+
+
+def test_batch_transform_sees_every_training_batch_on_the_fly():
+    X, y = _two_class_tiles(n=8)
+    seen = []
+
+    def record(x):
+        assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32
+        assert 0.0 <= float(x.min()) <= float(x.max()) <= 1.0
+        seen.append(x.clone())
+        return x
+
+    options = {"arch": "resnet18", "epochs": 2, "batch_size": 4, "device": "cpu"}
+    plain = TileClassifier(**options).fit(X, y)
+    recorded = TileClassifier(**options, batch_transform=record).fit(X, y)
+    assert len(seen) == 4  # 2 epochs x 2 batches
+    # The identity transform leaves training as it is: same model as without one.
+    np.testing.assert_array_equal(plain.features(X), recorded.features(X))
+    # A transform changes what the network is trained on (and only training: not inference).
+    darker = TileClassifier(**options, batch_transform=lambda x: x * 0.5).fit(X, y)
+    assert not np.array_equal(plain.features(X), darker.features(X))
+    assert len(seen) == 4
+    recorded.predict(X)
+    assert len(seen) == 4
+
+
+def test_batch_transform_takes_a_stain_augmenter():
+    from stainstyle.augment import HEDJitter
+
+    X, y = _two_class_tiles(n=8)
+
+    def fit():
+        augmenter = HEDJitter("strong", random_state=0)
+        return TileClassifier(
+            arch="resnet18", epochs=1, batch_size=4, device="cpu", batch_transform=augmenter
+        ).fit(X, y)
+
+    np.testing.assert_array_equal(fit().features(X), fit().features(X))
 
 
 def test_bad_labels():
