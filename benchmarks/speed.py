@@ -402,7 +402,7 @@ def augment_peers() -> dict[str, dict[str, Callable[[np.ndarray], object]]]:
             out = []
             for tile in x:
                 augmentor.fit(tile)
-                out.append(augmentor.pop_augment())
+                out.append(augmentor.pop())
             return out
 
         table["stains"]["staintools StainAugmentor"] = staintools_batch
