@@ -383,7 +383,7 @@ def augment_peers() -> dict[str, dict[str, Callable[[np.ndarray], object]]]:
     """Peers' augmenters by kind, then label: one call augments a batch (looping over tiles).
 
     StainTools' ``StainAugmentor`` and torchstain's Macenko augmentor estimate each tile's stain
-    matrix (``fit``) before drawing (``pop_augment`` / ``augment``); albumentations' ``HEStain``
+    matrix (``fit``) before drawing (``pop`` / ``augment``); albumentations' ``HEStain``
     is HED-style jitter on one image. Libraries not installed are left out.
     """
     table: dict[str, dict[str, Callable[[np.ndarray], object]]] = {"hed": {}, "stains": {}}
@@ -397,32 +397,32 @@ def augment_peers() -> dict[str, dict[str, Callable[[np.ndarray], object]]]:
     try:
         import staintools
 
-        def staintools_batch(x):
-            augmentor = staintools.StainAugmentor("macenko", sigma1=0.2, sigma2=0.2)
-            out = []
-            for tile in x:
-                augmentor.fit(tile)
-                out.append(augmentor.pop())
-            return out
-
-        table["stains"]["staintools StainAugmentor"] = staintools_batch
+        augmentor = staintools.StainAugmentor("macenko", sigma1=0.2, sigma2=0.2)
+        table["stains"]["staintools StainAugmentor"] = _fit_and_draw(augmentor, augmentor.pop)
     except ImportError:
         pass
     try:
         from torchstain.base.augmentors import MacenkoAugmentor
 
-        def torchstain_batch(x):
-            augmentor = MacenkoAugmentor(backend="numpy", sigma1=0.2, sigma2=0.2)
-            out = []
-            for tile in x:
-                augmentor.fit(tile)
-                out.append(augmentor.augment())
-            return out
-
-        table["stains"]["torchstain MacenkoAugmentor (numpy)"] = torchstain_batch
+        augmentor = MacenkoAugmentor(backend="numpy", sigma1=0.2, sigma2=0.2)
+        label = "torchstain MacenkoAugmentor (numpy)"
+        table["stains"][label] = _fit_and_draw(augmentor, augmentor.augment)
     except ImportError:
         pass
     return table
+
+
+def _fit_and_draw(augmentor, draw: Callable[[], object]) -> Callable[[np.ndarray], list]:
+    """A peer's batch augmentation: ``augmentor.fit(tile)`` then ``draw()``, tile by tile."""
+
+    def batch(x: np.ndarray) -> list:
+        out = []
+        for tile in x:
+            augmentor.fit(tile)
+            out.append(draw())
+        return out
+
+    return batch
 
 
 def augment_rows(
