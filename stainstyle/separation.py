@@ -11,6 +11,16 @@ With two stains this non-negative lasso has a closed form (:func:`nonnegative_la
 maps of a tile cost two small affine maps and a few comparisons per pixel, no iterative solver.
 ``lambda1 = 0`` gives non-negative least squares.
 
+Two stains cannot explain every optical density: RGB has three channels, so a pixel's optical
+density off the plane of H and E (and, for the non-negative lasso, off the cone of their
+non-negative mixtures) is lost, and :func:`reconstruct` of the two maps does not give the
+tile back. Colour deconvolution (Ruifrok & Johnston) completes the basis with a third vector,
+the *residual* (:func:`residual_vector`, the unit vector orthogonal to H and E), and inverts
+the 3x3 matrix (:func:`complete_stain_matrix`): ``separate_stains(..., residual=True)`` returns
+the three maps ``(..., 3)`` of that exact inverse, H and E then being the unconstrained (signed)
+least-squares amounts and the residual the optical density orthogonal to the stain plane, and
+:func:`reconstruct` of the three maps gives the tissue pixels back up to rounding.
+
 Background policy: pixels that are not tissue (the shared rule of :mod:`stainstyle.tissue`:
 bright in every channel, or black padding) have no stain: their concentrations are 0, and
 :func:`reconstruct` turns them into the blank field ``io``.
@@ -23,6 +33,9 @@ References
 ----------
 Ruifrok & Johnston, "Quantification of histochemical staining by color deconvolution",
 Analytical and Quantitative Cytology and Histology 23(4):291-299, 2001.
+
+HistomicsTK, ``histomicstk.preprocessing.color_deconvolution.complement_stain_matrix`` (the
+third stain as the normalized cross product of the first two).
 
 Vahadane et al., "Structure-preserving color normalization and sparse stain separation for
 histological images", IEEE Transactions on Medical Imaging 35(8):1962-1971, 2016.
@@ -99,6 +112,106 @@ def check_stain_matrix(stain_matrix: Any, name: str = "stain_matrix") -> np.ndar
     return matrix
 
 
+def residual_vector(stain_matrix: Any) -> np.ndarray:
+    """The unit vector orthogonal to both stains: the third stain of colour deconvolution.
+
+    The normalized cross product ``s_H x s_E``, as HistomicsTK's ``complement_stain_matrix``.
+    It may have negative entries: it is no stain's colour, but the direction of optical density
+    that no mixture of H and E produces.
+
+    Parameters
+    ----------
+    stain_matrix : array-like of shape (3, 2)
+        Stain vectors as columns (H, E); rows R, G, B. Not parallel.
+
+    Returns
+    -------
+    ndarray of shape (3,), dtype float64
+        Unit norm, orthogonal to both columns.
+
+    Raises
+    ------
+    ValueError
+        If the stain matrix is invalid (:func:`check_stain_matrix`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bool(np.allclose(RUIFROK_HE.T @ residual_vector(RUIFROK_HE), 0))
+    True
+    """
+    matrix = check_stain_matrix(stain_matrix)
+    third = np.cross(matrix[:, 0], matrix[:, 1])
+    return third / np.linalg.norm(third)
+
+
+def complete_stain_matrix(stain_matrix: Any) -> np.ndarray:
+    """The 3x3 colour-deconvolution matrix: columns H, E and their residual vector.
+
+    Parameters
+    ----------
+    stain_matrix : array-like of shape (3, 2)
+        Stain vectors as columns (H, E); rows R, G, B. Not parallel.
+
+    Returns
+    -------
+    ndarray of shape (3, 3), dtype float64
+        ``[s_H, s_E, r]`` with ``r`` from :func:`residual_vector`; invertible.
+
+    Raises
+    ------
+    ValueError
+        If the stain matrix is invalid (:func:`check_stain_matrix`).
+    """
+    matrix = check_stain_matrix(stain_matrix)
+    return np.column_stack([matrix, residual_vector(matrix)])
+
+
+@dataclass(frozen=True)
+class ColourDeconvolution:
+    """The exact three-stain separation of one stain matrix: ``c = [S | r]^-1 OD`` per pixel.
+
+    Attributes
+    ----------
+    inverse : ndarray of shape (3, 3), dtype float64
+        Inverse of :func:`complete_stain_matrix`; maps ``OD`` to ``(c_H, c_E, c_residual)``.
+    """
+
+    inverse: np.ndarray
+
+    #: Concentration maps per pixel: H, E and residual.
+    channels = 3
+
+    @classmethod
+    def of(cls, stain_matrix: np.ndarray) -> ColourDeconvolution:
+        """The deconvolution of a valid stain matrix (:func:`check_stain_matrix`).
+
+        Parameters
+        ----------
+        stain_matrix : ndarray of shape (3, 2)
+            Stain vectors as columns, not parallel.
+
+        Returns
+        -------
+        ColourDeconvolution
+        """
+        return cls(inverse=np.linalg.inv(complete_stain_matrix(stain_matrix)))
+
+    def __call__(self, od: np.ndarray) -> np.ndarray:
+        """Signed H, E and residual amounts of optical densities.
+
+        Parameters
+        ----------
+        od : ndarray of shape (n, 3), dtype float32, C-contiguous
+            Optical densities.
+
+        Returns
+        -------
+        ndarray of shape (n, 3), dtype float32
+        """
+        return cv2.transform(od.reshape(-1, 1, 3), self.inverse.astype(np.float32)).reshape(-1, 3)
+
+
 @dataclass(frozen=True)
 class ClosedFormLasso:
     """The exact two-stain non-negative lasso of one stain matrix and penalty, per pixel.
@@ -132,6 +245,9 @@ class ClosedFormLasso:
 
     affine: np.ndarray
     ratios: np.ndarray
+
+    #: Concentration maps per pixel: H and E.
+    channels = 2
 
     @classmethod
     def of(cls, stain_matrix: np.ndarray, lambda1: float) -> ClosedFormLasso:
@@ -227,16 +343,20 @@ def nonnegative_lasso(od: np.ndarray, stain_matrix: Any, lambda1: float = 0.0) -
 
 
 def tile_concentrations(
-    tile: np.ndarray, lasso: ClosedFormLasso, io: float, tissue: np.ndarray | None = None
+    tile: np.ndarray,
+    solver: ClosedFormLasso | ColourDeconvolution,
+    io: float,
+    tissue: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The concentration map ``(H, W, 2)`` float32 of one uint8 tile, strip by strip.
+    """The concentration maps ``(H, W, K)`` float32 of one uint8 tile, strip by strip.
 
     Parameters
     ----------
     tile : ndarray of shape (H, W, 3), dtype uint8
         RGB tile.
-    lasso : ClosedFormLasso
-        The solver of the stain matrix and penalty.
+    solver : ClosedFormLasso or ColourDeconvolution
+        The separation of the stain matrix: ``K = solver.channels`` maps (2: H and E; 3: H, E
+        and residual).
     io : float
         Blank-field intensity of the optical density.
     tissue : ndarray of shape (H, W), dtype bool, optional
@@ -244,12 +364,12 @@ def tile_concentrations(
 
     Returns
     -------
-    ndarray of shape (H, W, 2), dtype float32
+    ndarray of shape (H, W, K), dtype float32
     """
     lut = od_lut(io, np.float32)
-    out = np.zeros((*tile.shape[:2], 2), dtype=np.float32)
+    out = np.zeros((*tile.shape[:2], solver.channels), dtype=np.float32)
     for rows in row_strips(tile.shape):
-        strip = lasso(cv2.LUT(tile[rows], lut).reshape(-1, 3))
+        strip = solver(cv2.LUT(tile[rows], lut).reshape(-1, 3))
         out[rows] = strip.reshape(out[rows].shape)
     if tissue is not None:
         out[~tissue] = 0
@@ -257,9 +377,26 @@ def tile_concentrations(
 
 
 def separate_stains(
-    X: Any, stain_matrix: Any, *, io: float = IO_DEFAULT, lambda1: float = 0.0
+    X: Any,
+    stain_matrix: Any,
+    *,
+    io: float = IO_DEFAULT,
+    lambda1: float = 0.0,
+    residual: bool = False,
 ) -> np.ndarray | list[np.ndarray]:
-    """The H and E concentration maps of tiles, for one stain matrix.
+    """The H and E concentration maps of tiles, for one stain matrix; optionally the residual.
+
+    Two separations, by ``residual``:
+
+    * ``False``: H and E of the closest non-negative mixture (the non-negative lasso of
+      :func:`nonnegative_lasso`). The maps are >= 0, but optical density outside that
+      mixture's reach is dropped, so :func:`reconstruct` does not give real tissue back.
+    * ``True``: colour deconvolution, the exact inverse of the 3x3 matrix of H, E and the
+      residual vector (:func:`complete_stain_matrix`). H and E are the unconstrained
+      least-squares amounts (equal to the first separation's where those are >= 0 and
+      ``lambda1 = 0``; negative where the pixel is outside the cone of H and E), the residual
+      is the optical density orthogonal to both stains, and :func:`reconstruct` of the three
+      maps gives the tissue pixels back (to rounding).
 
     Parameters
     ----------
@@ -271,20 +408,26 @@ def separate_stains(
         Blank-field intensity of ``OD = -ln((I + 1) / io)``.
     lambda1 : float, default=0
         l1 penalty of the non-negative lasso (:func:`nonnegative_lasso`); 0 gives non-negative
-        least squares, Vahadane's transform uses 0.01.
+        least squares, Vahadane's transform uses 0.01. Must be 0 with ``residual=True`` (the
+        exact inverse has no penalty).
+    residual : bool, default=False
+        Return the residual map too, by colour deconvolution (see above).
 
     Returns
     -------
-    ndarray of shape (H, W, 2) or (N, H, W, 2), dtype float32, or list of them
-        Concentrations of H (``[..., 0]``) and E (``[..., 1]``), >= 0; 0 on pixels that are not
-        tissue (:func:`stainstyle.tissue.tissue_mask`). Same layout as ``X`` (a list for a
-        list).
+    ndarray of shape (H, W, K) or (N, H, W, K), dtype float32, or list of them
+        ``K = 2`` without ``residual``: concentrations of H (``[..., 0]``) and E
+        (``[..., 1]``), >= 0. ``K = 3`` with ``residual``: H, E (signed) and the residual
+        (``[..., 2]``, signed). 0 on pixels that are not tissue
+        (:func:`stainstyle.tissue.tissue_mask`), in every channel. Same layout as ``X`` (a
+        list for a list).
 
     Raises
     ------
     ValueError
         If ``X`` is not tiles as described, or ``stain_matrix`` is invalid
-        (:func:`check_stain_matrix`), or ``io`` or ``lambda1`` is out of range.
+        (:func:`check_stain_matrix`), or ``io`` or ``lambda1`` is out of range, or
+        ``lambda1`` is not 0 with ``residual=True``.
 
     See Also
     --------
@@ -297,26 +440,38 @@ def separate_stains(
     >>> tile = reconstruct(np.full((8, 8, 2), [0.8, 0.3]), RUIFROK_HE)
     >>> separate_stains(tile, RUIFROK_HE).mean(axis=(0, 1)).round(1)
     array([0.8, 0.3], dtype=float32)
+    >>> separate_stains(tile, RUIFROK_HE, residual=True).shape
+    (8, 8, 3)
     """
     if not io >= 1:
         raise ValueError(f"io: expected a blank-field intensity >= 1, got {io!r}")
     if not lambda1 >= 0:
         raise ValueError(f"lambda1: expected a number >= 0, got {lambda1!r}")
-    lasso = ClosedFormLasso.of(check_stain_matrix(stain_matrix), float(lambda1))
+    if residual and lambda1 != 0:
+        raise ValueError(
+            f"lambda1: the exact three-stain separation (residual=True) has no penalty; "
+            f"expected 0, got {lambda1!r}"
+        )
+    matrix = check_stain_matrix(stain_matrix)
+    solver = ColourDeconvolution.of(matrix) if residual else ClosedFormLasso.of(matrix, lambda1)
     tiles = as_tiles(X)
-    maps = [tile_concentrations(tile, lasso, io, tissue_mask(tile)) for tile in tiles.images]
+    maps = [tile_concentrations(tile, solver, io, tissue_mask(tile)) for tile in tiles.images]
     if tiles.layout == "tile":
         return maps[0]
     return maps if tiles.layout == "list" else np.stack(maps)
 
 
-def ruifrok_concentrations(X: Any, *, io: float = IO_DEFAULT) -> np.ndarray | list[np.ndarray]:
+def ruifrok_concentrations(
+    X: Any, *, io: float = IO_DEFAULT, residual: bool = False
+) -> np.ndarray | list[np.ndarray]:
     """H and E concentration maps with the fixed stain matrix of Ruifrok & Johnston (2001).
 
-    :func:`separate_stains` with :data:`RUIFROK_HE` and non-negative least squares. Unlike
-    scikit-image's ``rgb2hed``, which inverts the 3x3 H-E-DAB matrix (DAB taking the residual)
-    and scales by ``1 / ln(1e-6)``, this solves for H and E only, in the project's optical
-    density, so its maps are comparable with the methods' ``stain_concentrations``.
+    :func:`separate_stains` with :data:`RUIFROK_HE`: non-negative least squares, or with
+    ``residual`` the exact 3x3 colour deconvolution. Unlike scikit-image's ``rgb2hed``, which
+    inverts the 3x3 H-E-DAB matrix (DAB taking the residual) and scales by ``1 / ln(1e-6)``,
+    the third vector here is orthogonal to H and E (:func:`residual_vector`) and the optical
+    density is the project's, so the maps are comparable with the methods'
+    ``stain_concentrations``.
 
     Parameters
     ----------
@@ -324,28 +479,38 @@ def ruifrok_concentrations(X: Any, *, io: float = IO_DEFAULT) -> np.ndarray | li
         RGB tiles, uint8 or float in [0, 1].
     io : float, default=240
         Blank-field intensity of the optical density.
+    residual : bool, default=False
+        Return the residual map too (``K = 3``), as :func:`separate_stains`.
 
     Returns
     -------
-    ndarray of shape (H, W, 2) or (N, H, W, 2), dtype float32, or list of them
+    ndarray of shape (H, W, K) or (N, H, W, K), dtype float32, or list of them
         As :func:`separate_stains`.
 
     References
     ----------
     Ruifrok & Johnston, Anal. Quant. Cytol. Histol. 23(4):291-299, 2001.
     """
-    return separate_stains(X, RUIFROK_HE, io=io)
+    return separate_stains(X, RUIFROK_HE, io=io, residual=residual)
 
 
 def reconstruct(concentrations: Any, stain_matrix: Any, *, io: float = IO_DEFAULT) -> np.ndarray:
     """RGB tiles from stain concentrations, ``I = io * exp(-S @ c)``, clipped and rounded.
 
+    With H and E maps (``K = 2``) ``S`` is the stain matrix; with H, E and residual maps
+    (``K = 3``, from ``separate_stains(..., residual=True)``) it is completed by the residual
+    vector (:func:`complete_stain_matrix`), which rebuilds the separated tissue exactly up to
+    rounding. The optical density's ``+ 1`` (:func:`stainstyle.color.od.rgb_to_od`) is not
+    subtracted, as in :func:`stainstyle.color.od.od_to_rgb`: a rebuilt pixel is the original
+    plus at most one gray level.
+
     Parameters
     ----------
-    concentrations : array-like of shape (..., 2), float
-        H and E concentrations, e.g. from :func:`separate_stains`.
+    concentrations : array-like of shape (..., K), float
+        ``K = 2``: H and E concentrations; ``K = 3``: H, E and residual; e.g. from
+        :func:`separate_stains`.
     stain_matrix : array-like of shape (3, 2)
-        Stain vectors as columns (H, E); rows R, G, B.
+        Stain vectors as columns (H, E); rows R, G, B. Not parallel when ``K = 3``.
     io : float, default=240
         Blank-field intensity.
 
@@ -357,17 +522,31 @@ def reconstruct(concentrations: Any, stain_matrix: Any, *, io: float = IO_DEFAUL
     Raises
     ------
     ValueError
-        If ``concentrations`` is not ``(..., 2)`` or not finite, or ``stain_matrix`` is not a
-        finite (3, 2) array.
+        If ``concentrations`` is not ``(..., 2)`` or ``(..., 3)`` or not finite, or
+        ``stain_matrix`` is not a finite (3, 2) array (with ``K = 3``: not a valid one,
+        :func:`check_stain_matrix`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tile = np.array([[[200, 120, 90]]], dtype=np.uint8)  # off the plane of H and E
+    >>> maps = separate_stains(tile, RUIFROK_HE, residual=True)
+    >>> reconstruct(maps, RUIFROK_HE)
+    array([[[201, 121,  91]]], dtype=uint8)
     """
     values = np.asarray(concentrations, dtype=np.float32)
-    if values.ndim < 1 or values.shape[-1] != 2:
-        raise ValueError(f"concentrations: expected shape (..., 2), got {values.shape}")
+    if values.ndim < 1 or values.shape[-1] not in (2, 3):
+        raise ValueError(
+            f"concentrations: expected shape (..., 2) (H, E) or (..., 3) (H, E, residual), "
+            f"got {values.shape}"
+        )
     if not np.all(np.isfinite(values)):
         raise ValueError("concentrations: contains NaN or infinite values")
     matrix = np.array(stain_matrix, dtype=np.float64)
     if matrix.shape != (3, 2) or not np.all(np.isfinite(matrix)):
         raise ValueError(f"stain_matrix: expected a finite array of shape (3, 2), got {matrix}")
+    if values.shape[-1] == 3:
+        matrix = complete_stain_matrix(matrix)
     affine = np.hstack([-matrix, np.full((3, 1), np.log(io))]).astype(np.float32)
-    flat = np.ascontiguousarray(values).reshape(-1, 1, 2)
+    flat = np.ascontiguousarray(values).reshape(-1, 1, values.shape[-1])
     return float_to_uint8(cv2.exp(cv2.transform(flat, affine))).reshape(*values.shape[:-1], 3)
