@@ -26,7 +26,7 @@ from stainstyle.methods import (
     VahadaneNormalizer,
     WSICSNormalizer,
 )
-from stainstyle.registry import register_normalizer
+from stainstyle.registry import register_augmenter, register_normalizer
 from stainstyle.separation import reconstruct, ruifrok_concentrations, separate_stains
 from stainstyle.sources import SourceStatistics
 
@@ -66,6 +66,7 @@ __all__ = [
     "gray_normalize",
     "load",
     "reconstruct",
+    "register_augmenter",
     "register_normalizer",
     "ruifrok_concentrations",
     "separate_stains",

@@ -23,6 +23,10 @@ arguments with the same specifications. Two more class attributes complete a dec
     checkpoint folder, a device): they are saved as their defaults and a loaded model gets the
     defaults unless the caller passes them.
 
+A class whose fitted attributes must agree with each other (as many rows of statistics as
+colour spaces) also defines ``_fitted_state_problem(self) -> str | None``; saving and loading
+call it once every attribute is set.
+
 Every specification is a :class:`FittedSpec`: it has a ``storage`` (where
 :func:`stainstyle.hub.fitted_state` puts such a value: ``"fitted"`` for JSON values,
 ``"arrays"`` for ndarrays, ``"modules"`` for torch modules) and a ``problem(value)`` method that
@@ -92,8 +96,9 @@ class FittedArray(FittedSpec):
 
     Parameters
     ----------
-    shape : tuple of int
-        Exact shape.
+    shape : tuple of int or None
+        Exact shape; a None entry accepts any length along that axis (relations between
+        attributes are checked by the class's ``_fitted_state_problem``).
     kinds : str, default="f"
         Accepted numpy dtype kinds (``"f"`` float, ``"iu"`` integer).
     minimum, maximum : float, optional
@@ -112,7 +117,7 @@ class FittedArray(FittedSpec):
 
     storage: ClassVar[str] = "arrays"
 
-    shape: tuple[int, ...]
+    shape: tuple[int | None, ...]
     kinds: str = "f"
     minimum: float | None = None
     maximum: float | None = None
@@ -123,8 +128,12 @@ class FittedArray(FittedSpec):
     def _problem(self, value: Any) -> str | None:
         if not isinstance(value, np.ndarray):
             return f"expected an ndarray of shape {self.shape}, got {type(value).__name__}"
-        if value.shape != self.shape:
-            return f"expected shape {self.shape}, got {value.shape}"
+        if len(value.shape) != len(self.shape) or any(
+            want is not None and got != want
+            for got, want in zip(value.shape, self.shape, strict=True)
+        ):
+            expected = tuple("any" if n is None else n for n in self.shape)
+            return f"expected shape {expected}, got {value.shape}"
         if value.dtype.kind not in self.kinds:
             return f"expected a dtype of kind {self.kinds!r}, got {value.dtype}"
         if value.size == 0:
@@ -167,6 +176,51 @@ class FittedInt(FittedSpec):
             return f"expected an int in [{self.minimum}, {self.maximum}], got {_short(value)}"
         if self.power_of_two and value & (value - 1):
             return f"expected a power of two, got {value}"
+        return None
+
+
+@dataclass(frozen=True)
+class FittedFloat(FittedSpec):
+    """A fitted finite Python ``float`` (an ``int`` is accepted, not a bool), saved as JSON.
+
+    Parameters
+    ----------
+    minimum, maximum : float
+        Inclusive bounds.
+    """
+
+    storage: ClassVar[str] = "fitted"
+
+    minimum: float
+    maximum: float
+
+    def _problem(self, value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, got {type(value).__name__} {_short(value)}"
+        if not (math.isfinite(value) and self.minimum <= value <= self.maximum):
+            return f"expected a number in [{self.minimum}, {self.maximum}], got {_short(value)}"
+        return None
+
+
+@dataclass(frozen=True)
+class FittedNames(FittedSpec):
+    """A fitted tuple of distinct names from a fixed set, saved as JSON.
+
+    Parameters
+    ----------
+    choices : tuple of str
+        The names allowed.
+    """
+
+    storage: ClassVar[str] = "fitted"
+
+    choices: tuple[str, ...]
+
+    def _problem(self, value: Any) -> str | None:
+        if not isinstance(value, tuple) or not value:
+            return f"expected a non-empty tuple of names, got {type(value).__name__}"
+        if any(name not in self.choices for name in value) or len(set(value)) != len(value):
+            return f"expected distinct names among {self.choices}, got {_short(value)}"
         return None
 
 

@@ -1,4 +1,4 @@
-"""Model card (``README.md`` with Hub metadata) of a saved stainstyle normalizer."""
+"""Model card (``README.md`` with Hub metadata) of a saved stainstyle normalizer or augmenter."""
 
 from __future__ import annotations
 
@@ -14,12 +14,10 @@ BASE_TAGS = ("histopathology", "stain-normalization", "h-and-e")
 #: Placeholder used in the usage snippet of a card saved to a local folder.
 LOCAL_PLACEHOLDER = "path/to/this/folder"
 
-#: Body of the card, below its metadata; filled by :func:`render_model_card`.
-_BODY = """
-# {class_name} ({method}) for stainstyle
-
-A fitted `{class_name}` saved with stainstyle {version}. It maps H&E tiles (uint8 RGB) into the
-stain style it was fitted on.
+#: What a model does and how to use it, by kind (``_card_kind`` of its class).
+_USAGE = {
+    "normalizer": """A fitted `{class_name}` saved with stainstyle {version}. It maps H&E tiles
+(uint8 RGB) into the stain style it was fitted on.
 
 ## How to use
 
@@ -34,7 +32,31 @@ From the command line:
 
 ```bash
 stainstyle normalize --model {source} tiles/ --out normalized/
+```""",
+    "augmenter": """A `{class_name}` stain augmenter saved with stainstyle {version}. It perturbs
+the stain colours of H&E tiles at random, for training.
+
+## How to use
+
+```python
+import stainstyle
+
+augmenter = stainstyle.load("{source}", random_state=0)
+augmented = augmenter(tiles)  # same type, shape and dtype as tiles
 ```
+
+From the command line:
+
+```bash
+stainstyle augment --model {source} --seed 0 tiles/ --out augmented/
+```""",
+}
+
+#: Body of the card, below its metadata; filled by :func:`render_model_card`.
+_BODY = """
+# {class_name} ({method}) for stainstyle
+
+{usage}
 
 ## Parameters
 
@@ -75,8 +97,9 @@ def render_model_card(
     benchmark: Mapping[str, Any] | None = None,
     datasets: list[str] | None = None,
     license: str | None = None,
+    kind: str = "normalizer",
 ) -> ModelCard:
-    """Build the model card of a fitted normalizer.
+    """Build the model card of a fitted normalizer or augmenter.
 
     Parameters
     ----------
@@ -100,6 +123,8 @@ def render_model_card(
         Hub dataset ids the model was fitted on, recorded in the metadata.
     license : str, optional
         Licence identifier of the saved model, recorded in the metadata.
+    kind : {"normalizer", "augmenter"}, default="normalizer"
+        What the model is; chooses the usage snippets.
 
     Returns
     -------
@@ -114,11 +139,11 @@ def render_model_card(
         datasets=datasets,
         license=license,
     )
+    source = repo_id or LOCAL_PLACEHOLDER
     body = _BODY.format(
         class_name=class_name,
         method=method,
-        version=version,
-        source=repo_id or LOCAL_PLACEHOLDER,
+        usage=_USAGE[kind].format(class_name=class_name, version=version, source=source),
         parameters=_table(params, ("parameter", "value")) if params else "None.",
         training=training_data or "Not described by the person who saved this model.",
         results=(

@@ -93,6 +93,7 @@ from stainstyle.registry import (  # noqa: F401
     method_class,
     method_name,
     normalizer_class,
+    register_augmenter,
     register_normalizer,
 )
 
@@ -110,7 +111,15 @@ class NormalizerHubMixin(ModelHubMixin):
     See Also
     --------
     load : Load any saved normalizer, whatever its class.
+
+    Notes
+    -----
+    The stain augmenters (:mod:`stainstyle.augment`) inherit it too: they are saved, loaded
+    and shared the same way.
     """
+
+    #: What the model card describes: ``"normalizer"`` or ``"augmenter"``.
+    _card_kind = "normalizer"
 
     def save_pretrained(
         self,
@@ -162,7 +171,7 @@ class NormalizerHubMixin(ModelHubMixin):
         and a process killed during the save leaves a folder that loads (see the module
         docstring).
         """
-        check_is_fitted(self)
+        self._require_fitted()
         save_directory = Path(save_directory)
         save_directory.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(save_directory)
@@ -177,6 +186,10 @@ class NormalizerHubMixin(ModelHubMixin):
             model_card_kwargs=model_card_kwargs,
             **push_to_hub_kwargs,
         )
+
+    def _require_fitted(self) -> None:
+        """Raise ``sklearn.exceptions.NotFittedError`` unless fitted (scikit-learn's check)."""
+        check_is_fitted(self)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         write_model_files(self, save_directory)
@@ -199,6 +212,7 @@ class NormalizerHubMixin(ModelHubMixin):
             method=method_name(type(self)),
             version=__version__,
             params=params_json(self)[0],
+            kind=self._card_kind,
             **kwargs,
         )
 
@@ -237,7 +251,7 @@ class NormalizerHubMixin(ModelHubMixin):
         str
             URL of the commit.
         """
-        check_is_fitted(self)
+        self._require_fitted()
         return super().push_to_hub(
             repo_id,
             private=private,
@@ -351,7 +365,7 @@ def _looks_like_path(name: str) -> bool:
 
 
 def load(path_or_repo_id: str | os.PathLike, revision: str | None = None, **kwargs: Any):
-    """Load any saved normalizer; the class comes from its saved configuration.
+    """Load any saved normalizer (or augmenter); the class comes from its saved configuration.
 
     Parameters
     ----------
@@ -365,8 +379,8 @@ def load(path_or_repo_id: str | os.PathLike, revision: str | None = None, **kwar
 
     Returns
     -------
-    StainNormalizer
-        The fitted normalizer.
+    StainNormalizer or Augmenter
+        The fitted normalizer, or augmenter (:mod:`stainstyle.augment`).
 
     Examples
     --------

@@ -23,6 +23,7 @@ from stainstyle._persistence.config_schema import FORMAT_VERSION, fitted_section
 from stainstyle._persistence.declarations import (
     machine_local_defaults,
     name_mismatch,
+    state_problem,
     value_problem,
 )
 from stainstyle._persistence.json_values import NotJSONable, from_json, to_json
@@ -263,3 +264,8 @@ def check_saveable(estimator: Any, config: Mapping[str, Any], tensors: Mapping[s
         problem = value_problem(klass, name, section, value)
         if problem is not None:
             raise ValueError(f"{klass.__name__}.{name}: cannot be saved: {problem}")
+    problem = state_problem(estimator)
+    if problem is not None:
+        raise ValueError(
+            f"{klass.__name__}: cannot be saved: fitted attributes disagree: {problem}"
+        )

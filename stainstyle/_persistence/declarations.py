@@ -105,3 +105,21 @@ def value_problem(klass: type, name: str, section: str, value: Any) -> str | Non
     if spec is not None:
         return spec.problem(value)
     return generic_array_problem(value) if section == "arrays" else None
+
+
+def state_problem(estimator: Any) -> str | None:
+    """What is wrong between the fitted attributes of an estimator, all of them set.
+
+    Parameters
+    ----------
+    estimator : object
+        A fitted estimator; its class's ``_fitted_state_problem()``, when defined, relates the
+        attributes (e.g. as many rows of statistics as fitted colour spaces).
+
+    Returns
+    -------
+    str or None
+        None when they agree, or the class defines no relation.
+    """
+    check = getattr(type(estimator), "_fitted_state_problem", None)
+    return None if check is None else check(estimator)

@@ -23,6 +23,7 @@ from stainstyle._persistence.config_schema import fitted_sections
 from stainstyle._persistence.declarations import (
     machine_local_defaults,
     name_mismatch,
+    state_problem,
     value_problem,
 )
 from stainstyle._persistence.json_values import from_json
@@ -106,6 +107,9 @@ def restore_estimator(saved: SavedModel, cls: type | None, overrides: Mapping[st
         if problem is not None:
             raise ValueError(f"{saved.weights_path}: fitted attribute {name!r}: {problem}")
         setattr(estimator, name, value)
+    problem = state_problem(estimator)
+    if problem is not None:
+        raise saved.fail(f"fitted attributes disagree: {problem}")
     if saved.config["modules"]:
         states = module_states(saved.config["modules"], tensors)
         load_networks(estimator, states, saved.weights_path)
@@ -119,9 +123,10 @@ def _saved_class(saved: SavedModel, cls: type | None) -> type:
     except ValueError as err:
         raise saved.fail(str(err)) from None
     if cls is not None and not issubclass(klass, cls):
+        article = "an" if cls.__name__[0] in "AEIOU" else "a"
         raise TypeError(
-            f"{saved.where}: holds a {klass.__name__}, not a {cls.__name__}; use "
-            "stainstyle.load to load any normalizer"
+            f"{saved.where}: holds a {klass.__name__}, not {article} {cls.__name__}; use "
+            "stainstyle.load to load any saved model"
         )
     return klass
 

@@ -25,6 +25,12 @@ call. In a worker (:func:`torch.utils.data.get_worker_info`), it draws from a st
 the worker's seed (torch's per-epoch ``base_seed`` plus the worker id) and ``random_state``, so
 each worker draws differently, and a ``DataLoader`` with a seeded ``generator`` (or after
 ``torch.manual_seed``) draws the same again. No global random state is read or written.
+
+Persistence: every augmenter is saved, loaded and shared like a normalizer
+(:class:`stainstyle.hub.NormalizerHubMixin`: ``save_pretrained``, ``from_pretrained``,
+``push_to_hub``, :func:`stainstyle.load`). It declares its fitted attributes as normalizers do
+(``_fitted_attributes``, :mod:`stainstyle._fitted`); its constructor arguments are its
+parameters (``get_params``), the random stream is not saved.
 """
 
 from __future__ import annotations
@@ -35,10 +41,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import NotFittedError
 
 from stainstyle._validation import as_tiles
 from stainstyle.color.od import IO_DEFAULT
 from stainstyle.color.quantize import float_to_uint8
+from stainstyle.hub import NormalizerHubMixin
 from stainstyle.tissue import (
     BLACK_MAX_INTENSITY,
     is_background,
@@ -240,12 +248,14 @@ def _check_tensor_values(x: torch.Tensor, name: str) -> None:
         )
 
 
-class Augmenter(torch.nn.Module):
-    """Base class of the stain augmenters: one random stream, numpy and torch inputs.
+class Augmenter(torch.nn.Module, NormalizerHubMixin):
+    """Base class of the stain augmenters: one random stream, numpy and torch inputs, saving.
 
-    Subclasses store their constructor arguments, call ``super().__init__(random_state)``, and
-    implement ``_draw(rng, n)``, ``_apply(xp, x, params)`` and ``_is_identity()`` (see the
-    module docstring).
+    Subclasses store their constructor arguments (keyword names equal to the attribute names),
+    call ``super().__init__(random_state)``, implement ``_draw(rng, n)``,
+    ``_apply(xp, x, params)``, ``_is_identity()`` and ``_validate_params()`` (see the module
+    docstring), and declare their fitted attributes in ``_fitted_attributes``; those with a
+    fitted state override :meth:`fit`.
 
     Parameters
     ----------
@@ -263,11 +273,70 @@ class Augmenter(torch.nn.Module):
     Tiles with too little tissue (:mod:`stainstyle.tissue`) are returned unchanged.
     """
 
+    #: Fitted attributes (:mod:`stainstyle._fitted`); none for an augmenter without ``fit``.
+    _fitted_attributes: dict = {}
+    #: Parameters the fitted state was computed with: a loaded model keeps them.
+    _fit_dependent_params: tuple[str, ...] = ()
+    #: Parameters of the machine, not the model: none.
+    _machine_local_params: tuple[str, ...] = ()
+    #: Renamed parameters (:mod:`stainstyle._renamed`): none.
+    _renamed_params: dict = {}
+    #: What the model card describes (:mod:`stainstyle._modelcard`).
+    _card_kind = "augmenter"
+
     def __init__(self, random_state: Any = None):
         super().__init__()
         self.random_state = random_state
         self._stream: np.random.Generator | None = None
         self._stream_key: Any = None
+
+    # ------------------------------------------------------------------ parameters, fitting
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        """The constructor's parameter names, sorted (as scikit-learn's estimators)."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return sorted(name for name in parameters if name != "self")
+
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The constructor arguments, by name.
+
+        Parameters
+        ----------
+        deep : bool, default=False
+            Ignored (kept for scikit-learn's signature); nested estimators are returned as
+            they are.
+
+        Returns
+        -------
+        dict of str to object
+        """
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def _validate_params(self) -> None:
+        """Check the constructor arguments; raise ValueError naming the first wrong one.
+
+        Checks ``random_state``; subclasses check their own parameters after calling it.
+        """
+        if not isinstance(self.random_state, (np.random.Generator, np.random.SeedSequence)):
+            as_generator(self.random_state)  # raises on a wrong type or a negative seed
+
+    def fit(self, X: Any = None, y: Any = None) -> Augmenter:
+        """Nothing to learn: an augmenter without fitted state is ready as built.
+
+        Parameters
+        ----------
+        X, y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        return self
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether every declared fitted attribute is set (always, when none is declared)."""
+        return all(hasattr(self, name) for name in self._fitted_attributes)
 
     # ------------------------------------------------------------------ hooks for subclasses
     def _draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
@@ -280,7 +349,24 @@ class Augmenter(torch.nn.Module):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _check(self) -> None:
-        """Check the parameters (and the fitted state); raise ValueError. Called per call."""
+        """Check the parameters and the fitted state; called per call.
+
+        Raises
+        ------
+        ValueError
+            If a parameter is invalid.
+        sklearn.exceptions.NotFittedError
+            If a declared fitted attribute is missing.
+        """
+        self._validate_params()
+        self._require_fitted()
+
+    def _require_fitted(self) -> None:
+        """Raise NotFittedError unless every declared fitted attribute is set."""
+        if not self.__sklearn_is_fitted__():
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet: call fit(tiles) first"
+            )
 
     # ------------------------------------------------------------------ public interface
     def forward(self, x: Any, random_state: Any = None) -> Any:

@@ -185,7 +185,8 @@ class HEDJitter(Augmenter):
             return _PRESETS[self.sigma]
         return float(self.sigma)
 
-    def _check(self) -> None:
+    def _validate_params(self) -> None:
+        super()._validate_params()
         sigma = self._sigma()
         if not 0 <= sigma < 1:
             raise ValueError(f"sigma: expected a number in [0, 1), got {self.sigma!r}")

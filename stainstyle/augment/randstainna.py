@@ -37,8 +37,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import NotFittedError
 
+from stainstyle._fitted import FittedArray, FittedInt, FittedNames
 from stainstyle._validation import as_tiles
 from stainstyle.augment._common import (
     Augmenter,
@@ -246,6 +246,14 @@ class RandStainNA(Augmenter):
     ((3, 2, 3), dtype('uint8'))
     """
 
+    _fitted_attributes: dict = {
+        "spaces_": FittedNames(SPACES),
+        "loc_": FittedArray((None, 2, 3), maximum_abs=1e4),
+        "scale_": FittedArray((None, 2, 3), minimum=0, maximum=1e4),
+        "n_tiles_": FittedInt(1, 2**53),
+    }
+    _fit_dependent_params = ("spaces", "io")
+
     def __init__(
         self,
         spaces: str | tuple[str, ...] = SPACES,
@@ -269,7 +277,8 @@ class RandStainNA(Augmenter):
             raise ValueError(f"spaces: expected names among {SPACES}, got {self.spaces!r}")
         return spaces
 
-    def _check_params(self) -> None:
+    def _validate_params(self) -> None:
+        super()._validate_params()
         self._spaces()
         if not (isinstance(self.std_hyper, (int, float)) and self.std_hyper >= -1):
             raise ValueError(f"std_hyper: expected a number >= -1, got {self.std_hyper!r}")
@@ -301,7 +310,7 @@ class RandStainNA(Augmenter):
             If no tile holds tissue with colour variation, or ``X`` or the parameters are
             invalid.
         """
-        self._check_params()
+        self._validate_params()
         spaces = self._spaces()
         tiles = as_tiles(X)
         stats = []
@@ -328,14 +337,26 @@ class RandStainNA(Augmenter):
         self.n_tiles_ = len(stats)
         return self
 
-    def _check(self) -> None:
-        self._check_params()
-        if not hasattr(self, "loc_"):
-            raise NotFittedError("This RandStainNA is not fitted yet: call fit(tiles) first")
-        if self._spaces() != self.spaces_:
-            raise ValueError(
-                f"spaces: {self.spaces!r} differs from the spaces fitted, {self.spaces_}; refit"
+    def _fitted_state_problem(self) -> str | None:
+        """What differs between the fitted attributes and ``spaces``; None when they agree.
+
+        One row of ``loc_`` and ``scale_`` per fitted space, and ``spaces`` the fitted ones.
+        """
+        rows = {len(self.spaces_), len(self.loc_), len(self.scale_)}
+        if len(rows) > 1:
+            return (
+                f"spaces_ names {len(self.spaces_)} colour spaces, loc_ has {len(self.loc_)} "
+                f"rows and scale_ {len(self.scale_)}; expected one row per space"
             )
+        if self._spaces() != self.spaces_:
+            return f"spaces: {self.spaces!r} differs from the spaces fitted, {self.spaces_}; refit"
+        return None
+
+    def _check(self) -> None:
+        super()._check()
+        problem = self._fitted_state_problem()
+        if problem is not None:
+            raise ValueError(problem)
 
     def _is_identity(self) -> bool:
         return self.p == 0

@@ -37,6 +37,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
+from stainstyle._fitted import FittedArray, FittedFloat, columns_of_positive_norm
 from stainstyle.augment._common import (
     Augmenter,
     constant,
@@ -46,7 +47,11 @@ from stainstyle.augment._common import (
     tissue_pixels,
 )
 from stainstyle.color.od import IO_DEFAULT
+from stainstyle.registry import make_normalizer
 from stainstyle.separation import ClosedFormLasso, check_stain_matrix
+
+#: Methods whose stain matrix a :class:`StainAugmenter` can use, by name.
+STAIN_METHODS = ("macenko", "vahadane")
 
 
 def draw_stain_jitter(
@@ -129,10 +134,12 @@ class StainAugmenter(Augmenter):
 
     Parameters
     ----------
-    normalizer : MacenkoNormalizer or VahadaneNormalizer, optional
+    normalizer : MacenkoNormalizer, VahadaneNormalizer, {"macenko", "vahadane"}, optional
         Supplies the stain matrix, the separation penalty and ``io``: used as it is when
         fitted and :meth:`fit` gets no tiles; cloned and fitted when :meth:`fit` gets tiles.
-        None means ``MacenkoNormalizer()``.
+        A method name means that method with its defaults (what the command line passes, and
+        what a saved augmenter records; a normalizer object is saved as null, its stain
+        matrix being saved as ``stain_matrix_``). None means ``MacenkoNormalizer()``.
     sigma1 : float, default=0.2
         Strength of the scales, ``alpha ~ U(1 - sigma1, 1 + sigma1)`` (StainTools' default).
     sigma2 : float, default=0.2
@@ -175,6 +182,12 @@ class StainAugmenter(Augmenter):
     (2, 32, 32, 3)
     """
 
+    _fitted_attributes: dict = {
+        "stain_matrix_": FittedArray((3, 2), maximum_abs=1e3, rule=columns_of_positive_norm),
+        "lambda1_": FittedFloat(0.0, 1e3),
+        "io_": FittedFloat(1.0, 1e6),
+    }
+
     def __init__(self, normalizer=None, *, sigma1=0.2, sigma2=0.2, random_state=None):
         super().__init__(random_state)
         self.normalizer = normalizer
@@ -203,14 +216,10 @@ class StainAugmenter(Augmenter):
         sklearn.exceptions.NotFittedError
             If ``X`` is None and the normalizer is not fitted.
         """
-        from stainstyle.methods import MacenkoNormalizer
-
-        normalizer = MacenkoNormalizer() if self.normalizer is None else self.normalizer
-        if not hasattr(normalizer, "_separation_penalty"):
-            raise ValueError(
-                "normalizer: expected a MacenkoNormalizer or VahadaneNormalizer (a method with a "
-                f"stain matrix), got {type(normalizer).__name__}"
-            )
+        self._validate_params()
+        normalizer = self.normalizer
+        if normalizer is None or isinstance(normalizer, str):
+            normalizer = make_normalizer(normalizer or "macenko")
         if X is not None:
             normalizer = clone(normalizer).fit(X)
         elif not hasattr(normalizer, "stain_matrix_"):
@@ -223,16 +232,30 @@ class StainAugmenter(Augmenter):
         self.io_ = float(normalizer.io)
         return self
 
-    def _check(self) -> None:
+    def _validate_params(self) -> None:
+        super()._validate_params()
         for name in ("sigma1", "sigma2"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float, np.floating)) and 0 <= value < 1):
                 raise ValueError(f"{name}: expected a number in [0, 1), got {value!r}")
-        if not hasattr(self, "stain_matrix_"):
-            raise NotFittedError(
-                "This StainAugmenter is not fitted yet: call fit (with tiles, or with a fitted "
-                "normalizer) first"
+        normalizer = self.normalizer
+        if isinstance(normalizer, str) and normalizer not in STAIN_METHODS:
+            raise ValueError(f"normalizer: expected one of {STAIN_METHODS}, got {normalizer!r}")
+        if not (normalizer is None or isinstance(normalizer, str)) and not hasattr(
+            normalizer, "_separation_penalty"
+        ):
+            raise ValueError(
+                "normalizer: expected a MacenkoNormalizer or VahadaneNormalizer (a method with a "
+                f"stain matrix), got {type(normalizer).__name__}"
             )
+
+    def _fitted_state_problem(self) -> str | None:
+        """Whether the stain matrix separates two stains (:func:`check_stain_matrix`)."""
+        try:
+            check_stain_matrix(self.stain_matrix_, "stain_matrix_")
+        except ValueError as err:
+            return str(err)
+        return None
 
     def _is_identity(self) -> bool:
         return self.sigma1 == 0 and self.sigma2 == 0
