@@ -215,7 +215,9 @@ def test_argument_errors_exit_2(argv):
     assert exit_.value.code == EXIT_USAGE
 
 
-@pytest.mark.parametrize("command", [[], ["fit"], ["normalize"], ["train-sst"], ["benchmark"]])
+@pytest.mark.parametrize(
+    "command", [[], ["fit"], ["normalize"], ["augment"], ["train-sst"], ["benchmark"]]
+)
 def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*command, "--help"])
@@ -238,6 +240,116 @@ def test_corrupt_model_is_a_failure_naming_the_file(tiles, macenko_model, tmp_pa
     source = str(sorted(tiles["inputs"].glob("*.png"))[0])
     assert main(["normalize", "--model", str(model), source, "--out", str(tmp_path / "o")]) == 1
     assert f"{model / 'model.safetensors'}: not a readable safetensors" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- augment
+@pytest.fixture(scope="module")
+def randstainna_model(tiles) -> Path:
+    out = tiles["base"] / "randstainna-model"
+    args = ["fit", "--method", "randstainna", "--target", tiles["target"], "--out", out]
+    result = run_cli(*args, "--param", "random_state=5", "--param", "spaces=lab")
+    assert result.returncode == EXIT_OK, result.stderr
+    return out
+
+
+def _pixels(folder: Path) -> dict[str, np.ndarray]:
+    return {name: read_rgb(folder / name) for name in sorted(_outputs(folder))}
+
+
+def test_fit_saves_an_augmenter_that_augment_reads(tiles, randstainna_model, tmp_path):
+    from stainstyle.augment import RandStainNA
+
+    augmenter = load(randstainna_model)
+    assert isinstance(augmenter, RandStainNA) and augmenter.n_tiles_ == 2
+    assert augmenter.spaces_ == ("lab",) and augmenter.random_state == 5
+    assert "stainstyle augment --model" in (randstainna_model / "README.md").read_text()
+    inputs = tiles["inputs"]
+    first, again = tmp_path / "first", tmp_path / "again"
+    result = run_cli("augment", "--model", randstainna_model, "--seed", "3", inputs, "--out", first)
+    assert result.returncode == EXIT_FAILED, result.stderr  # the corrupt file
+    assert f"error: {inputs / 'broken.png'}" in result.stderr
+    assert "augmented 5 of 6 files" in result.stderr and "1 passed through" in result.stderr
+    assert _outputs(first) == _outputs(inputs) - {"broken.png"}
+    # --seed: each image's draw depends on the seed and its name only, not on the other inputs.
+    single = sorted(inputs.glob("*.png"))[0]
+    assert main(["augment", "--model", str(randstainna_model), "--seed", "3", str(single),
+                 "--out", str(again)]) == EXIT_OK  # fmt: skip
+    produced = _pixels(first)
+    np.testing.assert_array_equal(read_rgb(again / single.name), produced[single.name])
+    assert not np.array_equal(produced[single.name], read_rgb(single))
+    np.testing.assert_array_equal(produced["white.png"], read_rgb(inputs / "white.png"))
+    # Another seed, another draw.
+    other = tmp_path / "other"
+    assert main(["augment", "--model", str(randstainna_model), "--seed", "4", str(single),
+                 "--out", str(other)]) == EXIT_OK  # fmt: skip
+    assert not np.array_equal(read_rgb(other / single.name), produced[single.name])
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [("hed", ["--param", "sigma=0.2"]), ("stain", ["--target", "{target}"])],
+)
+def test_augment_builds_an_augmenter_in_one_step(method, extra, tiles, tmp_path):
+    from stainstyle.augment import HEDJitter, StainAugmenter
+
+    source = sorted(tiles["inputs"].glob("*.png"))[0]
+    extra = [a.format(target=tiles["target"]) for a in extra]
+    argv = ["augment", "--method", method, *extra, "--seed", "0", str(source)]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == EXIT_OK
+    assert main([*argv, "--out", str(tmp_path / "b")]) == EXIT_OK
+    out = read_rgb(tmp_path / "a" / source.name)
+    np.testing.assert_array_equal(out, read_rgb(tmp_path / "b" / source.name))
+    assert out.shape == read_rgb(source).shape and not np.array_equal(out, read_rgb(source))
+    # The library gives the same pixels for the same image stream.
+    from stainstyle.cli.augment import image_stream
+
+    if method == "hed":
+        augmenter = HEDJitter(sigma=0.2)
+    else:
+        targets = [read_rgb(p) for p in sorted(tiles["target"].glob("*.png"))]
+        augmenter = StainAugmenter().fit(targets)
+    expected = augmenter(read_rgb(source), random_state=image_stream(0, Path(source.name)))
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["augment", "--method", "randstainna", "{tile}", "--out", "{out}"],
+         "--method randstainna needs --target"),
+        (["augment", "--method", "hed", "--target", "{tile}", "{tile}", "--out", "{out}"],
+         "--method hed learns nothing from images"),
+        (["augment", "--model", "{macenko}", "{tile}", "--out", "{out}"],
+         "holds a MacenkoNormalizer, not an Augmenter"),
+        (["normalize", "--model", "{randstainna}", "{tile}", "--out", "{out}"],
+         "holds a RandStainNA, not a StainNormalizer"),
+        (["augment", "--model", "{randstainna}", "--param", "p=1", "{tile}", "--out", "{out}"],
+         "--target and --param go with --method"),
+        (["augment", "--method", "hed", "--param", "sigma=2", "{tile}", "--out", "{out}"],
+         "sigma: expected a number in [0, 1)"),
+        (["fit", "--method", "stain", "--target", "{tile}", "--param", "normalizer=gray",
+          "--out", "{out}"], "normalizer: expected one of"),
+    ],
+)  # fmt: skip
+def test_augment_usage_errors(argv, message, tiles, macenko_model, randstainna_model, tmp_path,
+                              capsys):  # fmt: skip
+    names = {
+        "tile": sorted(tiles["inputs"].glob("*.png"))[0],
+        "out": tmp_path / "out",
+        "macenko": macenko_model,
+        "randstainna": randstainna_model,
+    }
+    code = main([a.format(**names) for a in argv])
+    err = capsys.readouterr().err
+    assert code in (EXIT_USAGE, EXIT_FAILED) and message in err, err
+    assert "Traceback" not in err
+
+
+def test_batch_size_is_ignored_with_a_warning_by_augmenters(tiles, tmp_path, capsys):
+    source = str(sorted(tiles["inputs"].glob("*.png"))[0])
+    argv = ["augment", "--method", "hed", source, "--out", str(tmp_path), "--batch-size", "4"]
+    assert main(argv) == EXIT_OK
+    assert "HEDJitter has no batches; --batch-size 4 is ignored" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------- train-sst

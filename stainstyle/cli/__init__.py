@@ -6,6 +6,9 @@ Commands (``stainstyle COMMAND --help`` describes each)::
     stainstyle normalize --model MODEL_DIR_OR_REPO INPUT... --out OUT_DIR
     stainstyle normalize --method reinhard --target TARGET INPUT... --out OUT_DIR
     stainstyle normalize-slides MODEL_DIR_OR_REPO SLIDES... --out OUT_DIR [--workers N]
+    stainstyle fit --method randstainna --target TARGET --out AUGMENTER_DIR
+    stainstyle augment --model AUGMENTER_DIR_OR_REPO [--seed N] INPUT... --out OUT_DIR
+    stainstyle augment --method hed [--param sigma=0.2] [--seed N] INPUT... --out OUT_DIR
     stainstyle train-sst --target DIR [--labels CSV] --out MODEL_DIR [--preset cpu|paper]
     stainstyle benchmark table1 [ARGS...]
 
@@ -19,8 +22,9 @@ name; the others continue (``--on-error skip``, the default) or the run stops (`
 stop``). Entries of input folders that are not regular files (FIFOs, sockets, devices, dangling
 symbolic links, symbolic link loops) are never opened; they are listed as skipped.
 
-``normalize`` writes each output under the same relative name and in the same format, with 8
-bits per channel, atomically (a temporary file renamed into place), never into an input folder.
+``normalize`` and ``augment`` write each output under the same relative name and in the same
+format, with 8 bits per channel, atomically (a temporary file renamed into place), never into an
+input folder.
 Temporaries left by a run that was killed are removed by the next run in the same output
 folder. Ctrl-C stops a run with one line, keeping the outputs already written.
 
@@ -28,7 +32,8 @@ Exit codes: 0 success, 1 some files failed, 2 usage error, 130 interrupted (Ctrl
 143 terminated (SIGTERM). No Python traceback is shown unless ``--debug`` is given.
 
 Layout: one module per command (:mod:`~stainstyle.cli.fit`, :mod:`~stainstyle.cli.normalize`,
-:mod:`~stainstyle.cli.normalize_slides`, :mod:`~stainstyle.cli.train_sst`,
+:mod:`~stainstyle.cli.normalize_slides`, :mod:`~stainstyle.cli.augment`,
+:mod:`~stainstyle.cli.train_sst`,
 :mod:`~stainstyle.cli.benchmark`), each declaring its
 arguments and running; :mod:`~stainstyle.cli.app` collects them into :func:`build_parser` and
 :func:`main`. What they share lives once: exit codes and usage errors

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from stainstyle._version import __version__
-from stainstyle.cli import benchmark, fit, normalize, normalize_slides, train_sst
+from stainstyle.cli import augment, benchmark, fit, normalize, normalize_slides, train_sst
 from stainstyle.cli.errors import (
     EXIT_CODES,
     EXIT_FAILED,
@@ -65,7 +65,14 @@ class Command(Protocol):
 
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS: tuple[Command, ...] = (fit, normalize, normalize_slides, train_sst, benchmark)
+COMMANDS: tuple[Command, ...] = (
+    fit,
+    normalize,
+    normalize_slides,
+    augment,
+    train_sst,
+    benchmark,
+)
 
 #: Errors of files, models and methods: reported in one line without a hint to --debug.
 _EXPECTED_ERRORS = (OSError, ValueError, TypeError, ImportError)

@@ -1,9 +1,10 @@
 """Estimators from command-line parameters: built, placed on a device, fitted and saved.
 
-What the commands that fit (``fit``, ``normalize --method``, ``train-sst``) share: building a
-method's estimator from ``--method`` and ``--param`` through the method registry
-(:func:`stainstyle.registry.make_normalizer`), applying ``--device`` and ``--batch-size``,
-reading the ``--target`` images and saving the model folder with its model card.
+What the commands that fit (``fit``, ``normalize --method``, ``augment --method``,
+``train-sst``) share: building a method's estimator or an augmenter from ``--method`` and
+``--param`` through the registry (:func:`stainstyle.registry.make_normalizer`,
+:func:`stainstyle.registry.make_augmenter`), applying ``--device`` and ``--batch-size``,
+reading the ``--target`` images, saving the model folder with its model card, and loading one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from stainstyle.cli.errors import UsageError
 from stainstyle.cli.inputs import ImageFile, find_inputs, read_images
 from stainstyle.cli.report import Report
-from stainstyle.registry import make_normalizer
+from stainstyle.registry import BUILTIN_AUGMENTERS, make_augmenter, make_normalizer
 
 logger = logging.getLogger(__name__)
 
@@ -55,18 +56,19 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
 
 
 def make_estimator(method: str, params: dict[str, Any]):
-    """A built-in method's estimator with the given parameters.
+    """A built-in method's estimator, or a built-in augmenter, with the given parameters.
 
     Parameters
     ----------
     method : str
-        Key of :data:`stainstyle.registry.BUILTIN_METHODS`.
+        Key of :data:`stainstyle.registry.BUILTIN_METHODS` or
+        :data:`stainstyle.registry.BUILTIN_AUGMENTERS`.
     params : dict
         Constructor parameters.
 
     Returns
     -------
-    StainNormalizer
+    StainNormalizer or Augmenter
 
     Raises
     ------
@@ -74,8 +76,9 @@ def make_estimator(method: str, params: dict[str, Any]):
         If the method is unavailable or a parameter is unknown; the registry's message, with
         the parameters named as the ``--param`` option.
     """
+    make = make_augmenter if method in BUILTIN_AUGMENTERS else make_normalizer
     try:
-        return make_normalizer(method, **params)
+        return make(method, **params)
     except (ValueError, ImportError) as err:
         message = str(err)
         if message.startswith("params: "):
@@ -88,11 +91,11 @@ def configure_runtime(estimator, device: str | None, batch_size: int | None) -> 
 
     Parameters
     ----------
-    estimator : StainNormalizer
+    estimator : StainNormalizer or Augmenter
     device : str or None
         Torch device string; ignored with a warning by methods that run on numpy.
     batch_size : int or None
-        Tiles per batch.
+        Tiles per batch; ignored with a warning by estimators without batches (augmenters).
 
     Raises
     ------
@@ -116,10 +119,17 @@ def configure_runtime(estimator, device: str | None, batch_size: int | None) -> 
                 device,
             )
     if batch_size is not None:
-        estimator.set_params(batch_size=batch_size)
+        if "batch_size" in params:
+            estimator.set_params(batch_size=batch_size)
+        else:
+            logger.warning(
+                "%s has no batches; --batch-size %d is ignored",
+                type(estimator).__name__,
+                batch_size,
+            )
 
 
-def load_model(args: argparse.Namespace, option: str = "--model"):
+def load_model(args: argparse.Namespace, option: str = "--model", expected: type | None = None):
     """The model folder or Hub repository ``args.model``, on ``--device`` with ``--batch-size``.
 
     Parameters
@@ -128,24 +138,32 @@ def load_model(args: argparse.Namespace, option: str = "--model"):
         The command's arguments (``model``, ``revision``, ``device``, ``batch_size``).
     option : str, default="--model"
         How the command names the model, for messages.
+    expected : type, optional
+        The kind of model the command takes (``StainNormalizer`` or ``Augmenter``); any
+        saved model when None.
 
     Returns
     -------
-    StainNormalizer
-        The fitted normalizer.
+    StainNormalizer or Augmenter
+        The fitted model.
 
     Raises
     ------
     UsageError
-        If the model is neither a folder nor a Hub repository that can be found.
+        If the model is neither a folder nor a Hub repository that can be found, or is not
+        of the ``expected`` kind.
     """
-    from stainstyle.hub import load
+    from stainstyle.hub import NormalizerHubMixin
 
     try:
-        normalizer = load(args.model, revision=args.revision)
+        normalizer = (expected or NormalizerHubMixin).from_pretrained(
+            args.model, revision=args.revision
+        )
     except FileNotFoundError as err:
         if os.path.exists(args.model):
             raise  # a damaged model folder: a failure (exit 1), not a usage error
+        raise UsageError(f"{option}: {err}") from err
+    except TypeError as err:  # a model of the other kind
         raise UsageError(f"{option}: {err}") from err
     configure_runtime(normalizer, args.device, args.batch_size)
     return normalizer

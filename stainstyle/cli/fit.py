@@ -1,4 +1,4 @@
-"""``stainstyle fit``: fit a method on target images and save it as a model folder."""
+"""``stainstyle fit``: fit a method or an augmenter on target images and save its model folder."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import logging
 from pathlib import Path
 
 from stainstyle.cli.estimators import fit_from_targets, save_model
-from stainstyle.cli.options import METHOD_CHOICES, add_run_options, add_target_options
+from stainstyle.cli.options import (
+    AUGMENTER_CHOICES,
+    METHOD_CHOICES,
+    add_run_options,
+    add_target_options,
+)
 from stainstyle.cli.outputs import check_out_folder, remove_stale_outputs
 from stainstyle.cli.report import Report, finish
 
@@ -18,13 +23,17 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
     """Declare ``fit`` and its arguments; see :class:`~stainstyle.cli.app.Command`."""
     parser = commands.add_parser(
         "fit",
-        help="fit a method on target images and save the model folder",
-        description="Fit a method on target-style images and save it as a model folder "
-        "(config.json, model.safetensors, README.md) that `normalize --model` and "
-        "stainstyle.load read, and that can be uploaded to the Hugging Face Hub.",
+        help="fit a method or an augmenter on target images and save the model folder",
+        description="Fit a normalization method (or a stain augmenter) on target-style images "
+        "and save it as a model folder (config.json, model.safetensors, README.md) that "
+        "`normalize --model` (`augment --model`) and stainstyle.load read, and that can be "
+        "uploaded to the Hugging Face Hub.",
     )
     parser.add_argument(
-        "--method", choices=METHOD_CHOICES, required=True, help="normalization method"
+        "--method",
+        choices=METHOD_CHOICES + AUGMENTER_CHOICES,
+        required=True,
+        help=f"normalization method, or augmenter ({', '.join(AUGMENTER_CHOICES)})",
     )
     add_target_options(parser, required=True)
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder")

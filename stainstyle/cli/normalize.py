@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from stainstyle.base import StainNormalizer
 from stainstyle.cli.errors import UsageError
 from stainstyle.cli.estimators import fit_from_targets, load_model
 from stainstyle.cli.inputs import ImageFile, find_inputs, read_images
@@ -25,9 +26,9 @@ from stainstyle.cli.options import (
     add_target_options,
     integer_in,
 )
-from stainstyle.cli.outputs import check_output_folder, remove_stale_outputs
+from stainstyle.cli.outputs import check_output_folder, remove_stale_outputs, write_output
 from stainstyle.cli.report import Report, finish, name_some
-from stainstyle.data.images import ImageData, write_image
+from stainstyle.data.images import ImageData
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.out, args.inputs, images)
     remove_stale_outputs(args.out)
     if args.model is not None:
-        normalizer = load_model(args)
+        normalizer = load_model(args, expected=StainNormalizer)
     else:
         normalizer, _ = fit_from_targets(args, report)
         if normalizer is None:
@@ -129,7 +130,7 @@ def _normalize_files(
         for chunk in _chunks(images, chunk_size):
             loaded = list(read_images(chunk, report, stop=stop, max_pixels=args.max_pixels))
             for (image, data), output, status in _normalize_chunk(normalizer, loaded, report):
-                _write_output(image, data, output, status, args, report)
+                write_output(image, data, output, status, args, report)
             bar.update(len(chunk))
             if report.failed and stop:
                 break
@@ -151,25 +152,6 @@ def _normalize_chunk(normalizer, loaded: list[tuple[ImageFile, ImageData]], repo
             report.fail(loaded[0][0].source, err)
             return []
     return [done for item in loaded for done in _normalize_chunk(normalizer, [item], report)]
-
-
-def _write_output(
-    image: ImageFile,
-    data: ImageData,
-    output: np.ndarray,
-    status: str,
-    args: argparse.Namespace,
-    report: Report,
-) -> None:
-    """Write one normalized image under ``--out`` and count its status, or report its failure."""
-    try:
-        write_image(args.out / image.relative, output, like=data, jpeg_quality=args.jpeg_quality)
-    except Exception as err:  # reported by file name, the run continues
-        report.fail(image.source, err)
-        return
-    report.statuses[str(status)] += 1
-    if status != "ok":
-        report.passed_through.append(image.source)
 
 
 def _log_summary(report: Report, n_files: int, out: Path) -> None:

@@ -8,10 +8,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stainstyle.registry import CLASSIC_METHODS
+from stainstyle.registry import BUILTIN_AUGMENTERS, CLASSIC_METHODS
 
-#: Values of ``--method`` for ``fit`` and ``normalize``: the classic methods, sorted.
+#: Values of ``--method`` for ``normalize``: the classic methods, sorted.
 METHOD_CHOICES = sorted(CLASSIC_METHODS)
+
+#: Values of ``--method`` for ``augment``: the built-in augmenters, sorted.
+AUGMENTER_CHOICES = sorted(BUILTIN_AUGMENTERS)
 
 
 def integer_in(low: int, high: int | None) -> Callable[[str], int]:

@@ -1,16 +1,20 @@
-"""Output folders: refused when writing there could overwrite an input, cleaned of temporaries."""
+"""Output folders: refused where they could overwrite an input, cleaned, and written into."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from stainstyle._atomic import remove_stale_temporaries
 from stainstyle.cli.errors import UsageError
 from stainstyle.cli.inputs import ImageFile
-from stainstyle.data.images import file_kind, missing_reason
+from stainstyle.cli.report import Report
+from stainstyle.data.images import ImageData, file_kind, missing_reason, write_image
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +90,39 @@ def remove_stale_outputs(folder: Path) -> None:
             len(removed),
             folder,
         )
+
+
+def write_output(
+    image: ImageFile,
+    data: ImageData,
+    output: np.ndarray,
+    status: str,
+    args: argparse.Namespace,
+    report: Report,
+) -> None:
+    """Write one output image under ``--out`` and count its status, or report its failure.
+
+    Parameters
+    ----------
+    image : ImageFile
+        The input it came from; the output keeps its relative name.
+    data : ImageData
+        The input as read: the output keeps its format (8 bits per channel).
+    output : ndarray of shape (H, W, 3), dtype uint8
+        The pixels to write.
+    status : str
+        The tile's status (``"ok"``, ``"passthrough_background"``, ...), counted in
+        ``report.statuses``; any other than ``"ok"`` also lists the file as passed through.
+    args : argparse.Namespace
+        The command's arguments (``out``, ``jpeg_quality``).
+    report : Report
+        Collects the status, or the failure.
+    """
+    try:
+        write_image(args.out / image.relative, output, like=data, jpeg_quality=args.jpeg_quality)
+    except Exception as err:  # reported by file name, the run continues
+        report.fail(image.source, err)
+        return
+    report.statuses[str(status)] += 1
+    if status != "ok":
+        report.passed_through.append(image.source)
