@@ -5,7 +5,8 @@ attribute names and JSON values are checked against the class's declaration; the
 parameters are checked (a parameter the fitted state depends on cannot be overridden) and the
 estimator is built; the tensor manifest and the networks, built on the meta device, are compared
 with the safetensors header; only then are the tensors read, the content digest compared, and
-the arrays checked and set and the networks built and filled.
+the arrays checked and set, the relations between the fitted attributes checked (the
+class's ``_fitted_state_problem``), and the networks built and filled.
 
 Imports :mod:`stainstyle.registry` and the modules of this package below it: every module but
 :mod:`.folder`.

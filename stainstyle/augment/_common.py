@@ -317,8 +317,7 @@ class Augmenter(torch.nn.Module, NormalizerHubMixin):
 
         Checks ``random_state``; subclasses check their own parameters after calling it.
         """
-        if not isinstance(self.random_state, (np.random.Generator, np.random.SeedSequence)):
-            as_generator(self.random_state)  # raises on a wrong type or a negative seed
+        as_generator(self.random_state)  # raises on a wrong type or a negative seed
 
     def fit(self, X: Any = None, y: Any = None) -> Augmenter:
         """Nothing to learn: an augmenter without fitted state is ready as built.
