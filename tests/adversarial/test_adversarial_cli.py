@@ -1,9 +1,10 @@
 """Every ``stainstyle`` subcommand over one folder of hostile files (``python -m stainstyle``).
 
 Entry point attacked: the command line (``stainstyle fit``, ``normalize --model``,
-``normalize --method``, ``train-sst`` and ``benchmark``), on a folder holding a few good H&E
-tiles and every hostile file of ``_support.write_hostile_files``: a header claiming 100000 x
-100000 pixels, empty, truncated, non-image, multi-page, animated, 16-bit, float, 32-bit,
+``normalize --method``, ``augment --model``, ``augment --method``, ``train-sst`` and
+``benchmark``), on a folder holding a few good H&E tiles and every hostile file of
+``_support.write_hostile_files``: a header claiming 100000 x 100000 pixels, empty,
+truncated, non-image, multi-page, animated, 16-bit, float, 32-bit,
 EXIF-rotated, transparent, unicode- and space-named files, a FIFO, a dangling link and
 symbolic link loops. Checked: the documented exit codes, each bad file named on stderr, no
 Python traceback, the inputs unchanged (SHA-256), outputs with the umask mode.
@@ -122,6 +123,24 @@ def test_normalize_on_error_stop_stops_at_the_first_bad_file(hostile, fitted, ca
     assert err.count("stainstyle: error: ") == 1
     written = sorted(p.name for p in out.iterdir()) if out.exists() else []
     assert written == [name for name in sorted(hostile["readable"]) if name < first_bad]
+
+
+@pytest.mark.parametrize("source", ["model", "method"])
+def test_augment_reports_every_bad_file_and_writes_the_rest(hostile, source):
+    folder, out = hostile["folder"], hostile["base"] / f"augmented-{source}"
+    if source == "model":
+        model = hostile["base"] / "randstainna"
+        fit = run_stainstyle("fit", "--method", "randstainna", "--target", folder, "--out", model)
+        assert_clean_report(fit, folder, EXIT_FAILED)
+        how = ["--model", model]
+    else:
+        how = ["--method", "stain", "--target", folder]
+    result = run_stainstyle("augment", *how, "--seed", "0", folder, "--out", out)
+    assert_clean_report(result, folder, EXIT_FAILED)
+    assert sorted(p.name for p in out.iterdir()) == sorted(hostile["readable"])
+    assert_umask_modes(out)
+    readable = len(hostile["readable"])
+    assert f"augmented {readable} of {readable + len(UNREADABLE_FILES)} files" in result.stderr
 
 
 def test_train_sst_reports_every_bad_file_and_trains_on_the_rest(hostile):
