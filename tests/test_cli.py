@@ -136,6 +136,20 @@ def test_one_step_normalize_matches_the_library(tiles, tmp_path, capsys):
     assert "normalized 1 of 1 files" in capsys.readouterr().err
 
 
+def test_a_saved_vahadane_model_normalizes_as_the_library(tiles, tmp_path):
+    from stainstyle import VahadaneNormalizer
+
+    model, out = tmp_path / "vahadane", tmp_path / "out"
+    assert main(["fit", "--method", "vahadane", "--target", str(tiles["target"]),
+                 "--out", str(model), "-q"]) == EXIT_OK  # fmt: skip
+    source = sorted(tiles["inputs"].glob("*.png"))[0]
+    assert main(["normalize", "--model", str(model), str(source), "--out", str(out)]) == EXIT_OK
+    targets = [read_rgb(p) for p in sorted(tiles["target"].glob("*.png"))]
+    expected = VahadaneNormalizer().fit(targets).transform(read_rgb(source))
+    np.testing.assert_array_equal(read_rgb(out / source.name), expected)
+    assert isinstance(load(model), VahadaneNormalizer)
+
+
 def test_model_from_an_offline_hub_cache(tiles, macenko_model, tmp_path, monkeypatch):
     commit = "c" * 40
     repo = tmp_path / "cache" / "models--lab--macenko"

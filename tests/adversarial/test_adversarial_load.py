@@ -29,7 +29,7 @@ from stainstyle.base import StainNormalizer
 from stainstyle.cli import main
 from stainstyle.hub import CONFIG_NAME, WEIGHTS_NAME, load, method_class, register_normalizer
 
-METHODS = ("gray", "reinhard", "macenko", "histogram", "wsics", "sst")
+METHODS = ("gray", "reinhard", "macenko", "vahadane", "histogram", "wsics", "sst")
 
 
 def _fit(method: str):
