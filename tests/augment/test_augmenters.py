@@ -43,9 +43,10 @@ def test_float_input_gives_float_output_near_the_uint8_result(name, batch):
     assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
     as_uint8 = make(name, random_state=1)(batch)
     assert np.abs(out * 255 - as_uint8).max() <= 1.0
-    tensor_out = make(name, random_state=1)(torch.from_numpy(floats))
+    # Channels first, as torchvision: a channels-last tensor whose height is 3 would be ambiguous.
+    tensor_out = make(name, random_state=1)(nchw(floats))
     assert tensor_out.dtype == torch.float32
-    assert np.abs(tensor_out.numpy() - out).max() * 255 <= 1.0
+    assert np.abs(tensor_out.permute(0, 2, 3, 1).numpy() - out).max() * 255 <= 1.0
 
 
 @pytest.mark.parametrize("name", NAMES)
