@@ -38,11 +38,11 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from stainstyle.augment._common import (
-    Augmenter,
+    ODAugmenter,
+    affine_pixels,
     constant,
     intensity_of,
     od_of,
-    pixels_times,
     tissue_pixels,
 )
 from stainstyle.color.od import IO_DEFAULT
@@ -106,25 +106,55 @@ def stain_jitter(
         Intensities on the 0-255 scale, not clipped; pixels that are not tissue unchanged (to
         float rounding).
     """
-    lasso = ClosedFormLasso.of(stain_matrix, lambda1)
-    od = od_of(xp, x, io)
-    free = pixels_times(od, constant(xp, lasso.affine[:, :3].T, x)) + constant(
-        xp, lasso.affine[:, 3], x
+    od = stain_jitter_od(
+        xp, od_of(xp, x, io), tissue_pixels(xp, x, io), stain_matrix, alpha, beta, lambda1
     )
+    return intensity_of(xp, od, io)
+
+
+def stain_jitter_od(
+    xp: Any,
+    od: Any,
+    tissue: Any,
+    stain_matrix: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    lambda1: float = 0.0,
+) -> Any:
+    """:func:`stain_jitter` in optical density: the new optical densities of a batch.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`, the namespace of ``od``.
+    od : ndarray or torch.Tensor of shape (n, H, W, 3), float32 or float64
+        Optical densities.
+    tissue : bool array of shape (n, H, W)
+        The pixels to jitter (:func:`~stainstyle.augment._common.tissue_pixels`).
+    stain_matrix, alpha, beta, lambda1
+        As for :func:`stain_jitter`.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``od``
+        ``OD + S (C' - C)`` on tissue pixels, ``OD`` elsewhere.
+    """
+    lasso = ClosedFormLasso.of(stain_matrix, lambda1)
+    free = affine_pixels(xp, od, lasso.affine[:, :3].T, lasso.affine[:, 3])
     u_h, u_e = free[..., 0], free[..., 1]
     r_h, r_e = lasso.ratios
     c_h = xp.clip(u_h + r_h * xp.clip(u_e, None, 0.0), 0.0, None)
     c_e = xp.clip(u_e + r_e * xp.clip(u_h, None, 0.0), 0.0, None)
     concentrations = xp.stack([c_h, c_e], -1)
-    n = x.shape[0]
-    scale = constant(xp, alpha, x).reshape(n, 1, 1, 2)
-    shift = constant(xp, beta, x).reshape(n, 1, 1, 2)
+    n = od.shape[0]
+    scale = constant(xp, alpha, od).reshape(n, 1, 1, 2)
+    shift = constant(xp, beta, od).reshape(n, 1, 1, 2)
     change = xp.clip(concentrations * scale + shift, 0.0, None) - concentrations
-    change = xp.where(tissue_pixels(xp, x, io)[..., None], change, 0.0)
-    return intensity_of(xp, od + pixels_times(change, constant(xp, stain_matrix.T, x)), io)
+    change = xp.where(tissue[..., None], change, 0.0)
+    return od + affine_pixels(xp, change, stain_matrix.T, np.zeros(3))
 
 
-class StainAugmenter(Augmenter):
+class StainAugmenter(ODAugmenter):
     """Random H and E concentration scales and shifts along a fitted stain matrix.
 
     Parameters
@@ -240,13 +270,12 @@ class StainAugmenter(Augmenter):
     def _draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         return draw_stain_jitter(rng, n, float(self.sigma1), float(self.sigma2))
 
-    def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
-        return stain_jitter(
-            xp,
-            x,
-            self.stain_matrix_,
-            params["alpha"],
-            params["beta"],
-            lambda1=self.lambda1_,
-            io=self.io_,
+    reads_tissue = True
+
+    def _io(self) -> float:
+        return self.io_
+
+    def _map_od(self, xp: Any, od: Any, tissue: Any, params: dict[str, np.ndarray]) -> Any:
+        return stain_jitter_od(
+            xp, od, tissue, self.stain_matrix_, params["alpha"], params["beta"], self.lambda1_
         )
