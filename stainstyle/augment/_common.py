@@ -15,12 +15,12 @@ the same seed:
     :func:`constant`.
 
 Augmenters that change only each pixel's optical density derive from :class:`ODAugmenter`
-and write ``_map_od(xp, od, tissue, params)`` instead: the same maths between
-``OD = -ln((I + 1) / io)`` and ``I' = io * exp(-OD') - 1``. On numpy uint8 tiles the two ends
-run in OpenCV, tile by tile in float32: the optical density from a 256-entry lookup table, and
-the exponential and the rounding to uint8 in three passes (:func:`quantized_intensity`); the
-map itself is the same function for both backends, its per-tile affine steps one OpenCV
-``transform`` on numpy tiles (:func:`affine_pixels`).
+and write ``_map_od(xp, od, params)`` instead, the map between ``OD = -ln((I + 1) / io)`` and
+``I' = io * exp(-OD') - 1`` (:func:`through_od`). On numpy uint8 tiles the two ends run in
+OpenCV, tile by tile in float32: the optical density from a 256-entry lookup table, and the
+exponential and the rounding to uint8 in three passes (:func:`quantized_intensity`). The map
+is the same function for both backends; its per-tile affine steps are one OpenCV
+``transform`` each on numpy tiles (:func:`affine_pixels`).
 
 :class:`Augmenter` owns the rest: input validation (numpy input through
 :func:`stainstyle._validation.as_tiles`), the layout of tensors (``(N, 3, H, W)`` as torchvision
@@ -242,6 +242,34 @@ def affine_pixels(xp: Any, x: Any, matrix: np.ndarray, offset: np.ndarray) -> An
         return out.reshape(1, height, width, -1)
     shift = constant(xp, offset, x).reshape(n, 1, 1, -1)
     return pixels_times(x, constant(xp, matrix, x)) + shift
+
+
+def through_od(
+    xp: Any, x: Any, map_od: Any, io: float = IO_DEFAULT, tissue_only: bool = False
+) -> Any:
+    """Intensities ``io * exp(-map_od(OD)) - 1`` of intensities ``x``, in numpy or torch.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`, the namespace of ``x``.
+    x : ndarray or torch.Tensor of shape (n, H, W, 3), float
+        RGB intensities on the 0-255 scale.
+    map_od : callable
+        New optical densities ``(n, H, W, 3)`` of the optical densities
+        ``OD = -ln((x + 1) / io)`` of the same shape.
+    io : float, default=240
+        Blank-field intensity.
+    tissue_only : bool, default=False
+        Keep the pixels that are not tissue (:func:`tissue_pixels`) as they are.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``x``
+        Not clipped.
+    """
+    out = intensity_of(xp, map_od(od_of(xp, x, io)), io)
+    return xp.where(tissue_pixels(xp, x, io)[..., None], out, x) if tissue_only else out
 
 
 def quantized_intensity(od: np.ndarray, io: float = IO_DEFAULT) -> np.ndarray:
@@ -478,33 +506,34 @@ class Augmenter(torch.nn.Module):
 class ODAugmenter(Augmenter):
     """Base class of the augmenters that map each pixel's optical density, tile by tile.
 
-    Subclasses implement ``_map_od(xp, od, tissue, params)``, the new optical densities
-    ``(n, H, W, 3)`` of the optical densities ``od`` of the same shape (``tissue`` is the
-    ``(n, H, W)`` mask of :func:`tissue_pixels` when :attr:`reads_tissue` is True, else None),
-    and ``_io()``, the blank-field intensity; the rest as for :class:`Augmenter`. ``_apply``
-    wraps the map between ``OD = -ln((I + 1) / io)`` and ``I' = io * exp(-OD') - 1``; numpy
-    uint8 tiles take the OpenCV route of the module docstring, through the same ``_map_od``.
+    Subclasses implement ``_map_od(xp, od, params)``, the new optical densities
+    ``(n, H, W, 3)`` of the optical densities ``od`` of the same shape, and ``_io()``, the
+    blank-field intensity; the rest as for :class:`Augmenter`. ``_apply`` is
+    :func:`through_od` of the map; numpy uint8 tiles take the OpenCV route of the module
+    docstring, through the same ``_map_od``.
     """
 
-    #: Whether ``_map_od`` reads the tissue mask.
-    reads_tissue = False
+    #: Whether the pixels that are not tissue (:func:`tissue_pixels`) pass through unchanged.
+    tissue_only = False
 
-    def _map_od(self, xp: Any, od: Any, tissue: Any, params: dict[str, np.ndarray]) -> Any:
+    def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _io(self) -> float:
         raise NotImplementedError  # pragma: no cover - abstract
 
     def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
-        io = self._io()
-        tissue = tissue_pixels(xp, x, io) if self.reads_tissue else None
-        return intensity_of(xp, self._map_od(xp, od_of(xp, x, io), tissue, params), io)
+        map_od = lambda od: self._map_od(xp, od, params)  # noqa: E731
+        return through_od(xp, x, map_od, self._io(), self.tissue_only)
 
     def _apply_uint8(self, tile: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
         io = self._io()
-        tissue = tissue_mask(tile, io)[None] if self.reads_tissue else None
-        od = self._map_od(np, cv2.LUT(tile, od_lut(io, np.float32))[None], tissue, params)
-        return quantized_intensity(np.ascontiguousarray(od[0]), io)
+        od = self._map_od(np, cv2.LUT(tile, od_lut(io, np.float32))[None], params)
+        out = quantized_intensity(np.ascontiguousarray(od[0]), io)
+        if self.tissue_only:
+            background = ~tissue_mask(tile, io)
+            cv2.copyTo(tile, background.view(np.uint8), dst=out)
+        return out
 
 
 def _rewrapped(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

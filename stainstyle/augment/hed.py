@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from stainstyle.augment._common import ODAugmenter, affine_pixels, intensity_of, od_of
+from stainstyle.augment._common import ODAugmenter, affine_pixels, through_od
 from stainstyle.color.od import IO_DEFAULT
 from stainstyle.separation import RUIFROK_RGB_FROM_HED
 
@@ -115,7 +115,8 @@ def hed_jitter(xp: Any, x: Any, alpha: Any, beta: Any, io: float = IO_DEFAULT) -
     ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``x``
         Jittered intensities on the 0-255 scale, not clipped.
     """
-    return intensity_of(xp, affine_pixels(xp, od_of(xp, x, io), *hed_affine(alpha, beta)), io)
+    matrix, offset = hed_affine(alpha, beta)
+    return through_od(xp, x, lambda od: affine_pixels(xp, od, matrix, offset), io)
 
 
 class HEDJitter(ODAugmenter):
@@ -192,5 +193,5 @@ class HEDJitter(ODAugmenter):
     def _io(self) -> float:
         return self.io
 
-    def _map_od(self, xp: Any, od: Any, tissue: Any, params: dict[str, np.ndarray]) -> Any:
+    def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
         return affine_pixels(xp, od, *hed_affine(params["alpha"], params["beta"]))

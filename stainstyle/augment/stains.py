@@ -37,14 +37,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from stainstyle.augment._common import (
-    ODAugmenter,
-    affine_pixels,
-    constant,
-    intensity_of,
-    od_of,
-    tissue_pixels,
-)
+from stainstyle.augment._common import ODAugmenter, affine_pixels, through_od
 from stainstyle.color.od import IO_DEFAULT
 from stainstyle.separation import ClosedFormLasso, check_stain_matrix
 
@@ -103,25 +96,21 @@ def stain_jitter(
     Returns
     -------
     ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``x``
-        Intensities on the 0-255 scale, not clipped; pixels that are not tissue unchanged (to
-        float rounding).
+        Intensities on the 0-255 scale, not clipped; pixels that are not tissue unchanged.
     """
-    od = stain_jitter_od(
-        xp, od_of(xp, x, io), tissue_pixels(xp, x, io), stain_matrix, alpha, beta, lambda1
-    )
-    return intensity_of(xp, od, io)
+    jitter = lambda od: stain_jitter_od(xp, od, stain_matrix, alpha, beta, lambda1)  # noqa: E731
+    return through_od(xp, x, jitter, io, tissue_only=True)
 
 
 def stain_jitter_od(
     xp: Any,
     od: Any,
-    tissue: Any,
     stain_matrix: np.ndarray,
     alpha: np.ndarray,
     beta: np.ndarray,
     lambda1: float = 0.0,
 ) -> Any:
-    """:func:`stain_jitter` in optical density: the new optical densities of a batch.
+    """The optical densities of :func:`stain_jitter`, ``OD + S (C' - C)``, on every pixel.
 
     Parameters
     ----------
@@ -129,29 +118,43 @@ def stain_jitter_od(
         :mod:`numpy` or :mod:`torch`, the namespace of ``od``.
     od : ndarray or torch.Tensor of shape (n, H, W, 3), float32 or float64
         Optical densities.
-    tissue : bool array of shape (n, H, W)
-        The pixels to jitter (:func:`~stainstyle.augment._common.tissue_pixels`).
     stain_matrix, alpha, beta, lambda1
         As for :func:`stain_jitter`.
 
     Returns
     -------
     ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``od``
-        ``OD + S (C' - C)`` on tissue pixels, ``OD`` elsewhere.
+
+    Notes
+    -----
+    Every step is written with a third, null stain (zero vector, amount 0, scale 1, shift 0),
+    so that every per-pixel map is 3x3 (OpenCV's fast ``transform`` on numpy tiles). The
+    lasso of :class:`~stainstyle.separation.ClosedFormLasso` then reads
+    ``C = max(u + min(u, 0) @ R, 0)`` with ``u`` its unbounded optimum and ``R`` holding the
+    ratios off the diagonal (``C_H = max(u_H + r_H min(u_E, 0), 0)`` and the same for E).
     """
     lasso = ClosedFormLasso.of(stain_matrix, lambda1)
-    free = affine_pixels(xp, od, lasso.affine[:, :3].T, lasso.affine[:, 3])
-    u_h, u_e = free[..., 0], free[..., 1]
+    unmixing = _with_null_stain(lasso.affine.T)  # (4, 3): [OD, 1] -> u
+    mixing = _with_null_stain(stain_matrix.T, axis=0)  # (3, 3): rows H, E and the null stain
     r_h, r_e = lasso.ratios
-    c_h = xp.clip(u_h + r_h * xp.clip(u_e, None, 0.0), 0.0, None)
-    c_e = xp.clip(u_e + r_e * xp.clip(u_h, None, 0.0), 0.0, None)
-    concentrations = xp.stack([c_h, c_e], -1)
+    ratios = np.array([[0.0, r_e, 0.0], [r_h, 0.0, 0.0], [0.0, 0.0, 0.0]])
     n = od.shape[0]
-    scale = constant(xp, alpha, od).reshape(n, 1, 1, 2)
-    shift = constant(xp, beta, od).reshape(n, 1, 1, 2)
-    change = xp.clip(concentrations * scale + shift, 0.0, None) - concentrations
-    change = xp.where(tissue[..., None], change, 0.0)
-    return od + affine_pixels(xp, change, stain_matrix.T, np.zeros(3))
+    scale = np.zeros((n, 3, 3))
+    scale[:, [0, 1, 2], [0, 1, 2]] = np.column_stack([alpha, np.ones(n)])
+    shift = np.column_stack([beta, np.zeros(n)])
+    no_shift = np.zeros(3)
+    free = affine_pixels(xp, od, unmixing[:3], unmixing[3])
+    bounded = xp.clip(free, None, 0.0)
+    concentrations = xp.clip(free + affine_pixels(xp, bounded, ratios, no_shift), 0.0, None)
+    jittered = xp.clip(affine_pixels(xp, concentrations, scale, shift), 0.0, None)
+    return od + affine_pixels(xp, jittered - concentrations, mixing, no_shift)
+
+
+def _with_null_stain(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``values`` with a zero row (``axis=0``) or column (``axis=-1``) for a third, null stain."""
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (0, 1)
+    return np.pad(values, pad)
 
 
 class StainAugmenter(ODAugmenter):
@@ -270,12 +273,12 @@ class StainAugmenter(ODAugmenter):
     def _draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         return draw_stain_jitter(rng, n, float(self.sigma1), float(self.sigma2))
 
-    reads_tissue = True
+    tissue_only = True
 
     def _io(self) -> float:
         return self.io_
 
-    def _map_od(self, xp: Any, od: Any, tissue: Any, params: dict[str, np.ndarray]) -> Any:
+    def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
         return stain_jitter_od(
-            xp, od, tissue, self.stain_matrix_, params["alpha"], params["beta"], self.lambda1_
+            xp, od, self.stain_matrix_, params["alpha"], params["beta"], self.lambda1_
         )
