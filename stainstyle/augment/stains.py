@@ -18,9 +18,11 @@ part of the optical density the two stains do not explain (so even ``sigma = 0``
 image) and costs a stain estimation per tile. Here every tile is separated with the fitted
 matrix (tiatoolbox's behaviour when it is given a ``stain_matrix``): the augmentation moves the
 tile's colours along the stain directions of the fitted style, step 4 keeps the residual, so
-``sigma1 = sigma2 = 0`` is the identity, and the per-pixel cost is two small affine maps, a
-logarithm and an exponential, on any torch device. Fit the normalizer on tiles of the training
-set's style for the fitted matrix to describe the tiles augmented.
+``sigma1 = sigma2 = 0`` is the identity, and the per-pixel cost is four 3x3 maps, five
+elementwise operations, a logarithm and an exponential, on any torch device. It is not one
+affine map of the optical density, as HED jitter is: the lasso's non-negativity and the clip at
+zero in step 3 make it piecewise affine. Fit the normalizer on tiles of the training set's
+style for the fitted matrix to describe the tiles augmented.
 
 References
 ----------
@@ -98,11 +100,11 @@ def stain_jitter(
     ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``x``
         Intensities on the 0-255 scale, not clipped; pixels that are not tissue unchanged.
     """
-    jitter = lambda od: stain_jitter_od(xp, od, stain_matrix, alpha, beta, lambda1)  # noqa: E731
+    jitter = lambda od: _jittered_od(xp, od, stain_matrix, alpha, beta, lambda1)  # noqa: E731
     return through_od(xp, x, jitter, io, tissue_only=True)
 
 
-def stain_jitter_od(
+def _jittered_od(
     xp: Any,
     od: Any,
     stain_matrix: np.ndarray,
@@ -279,6 +281,6 @@ class StainAugmenter(ODAugmenter):
         return self.io_
 
     def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
-        return stain_jitter_od(
+        return _jittered_od(
             xp, od, self.stain_matrix_, params["alpha"], params["beta"], self.lambda1_
         )
