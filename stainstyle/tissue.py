@@ -236,8 +236,7 @@ def screen_tiles(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n, height, width = tiles.shape[:3]
     needed = min_tissue_pixels(height, width)
     limit = height * width * UNIFORM_MAX_STD**2
-    sample = np.ascontiguousarray(tiles[:, ::SCREEN_STRIDE, ::SCREEN_STRIDE])
-    sample_tissue = tissue_mask(sample)
+    sample, sample_tissue = _screening_sample(tiles)
     background = np.zeros(n, dtype=bool)
     uniform = np.zeros(n, dtype=bool)
     for i in range(n):
@@ -250,3 +249,36 @@ def screen_tiles(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         background[i] = is_background(full)[0]
         uniform[i] = not background[i] and is_uniform(tiles[i : i + 1], full)[0]
     return background, uniform
+
+
+def screen_background(tiles: np.ndarray) -> np.ndarray:
+    """Background flags of tiles, as :func:`is_background` of their full tissue masks.
+
+    Decided as :func:`screen_tiles` decides it: a tile whose sample of every
+    :data:`SCREEN_STRIDE`-th pixel of every :data:`SCREEN_STRIDE`-th row holds enough tissue
+    pixels is not background (the sample's tissue is part of the tile's); the others are
+    measured in full.
+
+    Parameters
+    ----------
+    tiles : ndarray of shape (N, H, W, 3), dtype uint8
+        RGB tiles.
+
+    Returns
+    -------
+    ndarray of shape (N,), dtype bool
+        True for tiles with fewer than :func:`min_tissue_pixels` tissue pixels.
+    """
+    needed = min_tissue_pixels(*tiles.shape[1:3])
+    _, sample_tissue = _screening_sample(tiles)
+    background = np.zeros(len(tiles), dtype=bool)
+    for i, mask in enumerate(sample_tissue):
+        if np.count_nonzero(mask) < needed:
+            background[i] = is_background(tissue_mask(tiles[i : i + 1]))[0]
+    return background
+
+
+def _screening_sample(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every :data:`SCREEN_STRIDE`-th pixel of every such row of ``tiles``, and its tissue mask."""
+    sample = np.ascontiguousarray(tiles[:, ::SCREEN_STRIDE, ::SCREEN_STRIDE])
+    return sample, tissue_mask(sample)

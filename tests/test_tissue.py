@@ -10,6 +10,7 @@ from stainstyle.tissue import (
     is_background,
     is_uniform,
     masked_pixels,
+    screen_background,
     screen_tiles,
     tissue_mask,
 )
@@ -46,7 +47,7 @@ def test_masked_pixels_equals_boolean_indexing():
 
 
 @pytest.mark.parametrize("size", [1, 5, 16, 64, 130])
-def test_screen_tiles_equals_the_full_mask_tests(size):
+def test_screen_tiles_and_screen_background_equal_the_full_mask_tests(size):
     rng = np.random.default_rng(size)
     n = 30
     tiles = np.full((n, size, size, 3), 240, dtype=np.uint8)  # glass
@@ -64,6 +65,7 @@ def test_screen_tiles_equals_the_full_mask_tests(size):
     background, uniform = screen_tiles(tiles)
     np.testing.assert_array_equal(background, expected_background)
     np.testing.assert_array_equal(uniform, expected_uniform)
+    np.testing.assert_array_equal(screen_background(tiles), expected_background)
 
 
 @pytest.mark.parametrize("every_channel", [False, True])

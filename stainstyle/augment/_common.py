@@ -14,6 +14,14 @@ the same seed:
     the ``@`` operator). The parameters are turned into arrays of ``x``'s dtype and device by
     :func:`constant`.
 
+Augmenters that change only each pixel's optical density derive from :class:`ODAugmenter`
+and write ``_map_od(xp, od, params)`` instead, the map between ``OD = -ln((I + 1) / io)`` and
+``I' = io * exp(-OD') - 1`` (:func:`through_od`). On numpy uint8 tiles the two ends run in
+OpenCV, tile by tile in float32: the optical density from a 256-entry lookup table, and the
+exponential and the rounding to uint8 in three passes (:func:`quantized_intensity`). The map
+is the same function for both backends; its per-tile affine steps are one OpenCV
+``transform`` each on numpy tiles (:func:`affine_pixels`).
+
 :class:`Augmenter` owns the rest: input validation (numpy input through
 :func:`stainstyle._validation.as_tiles`), the layout of tensors (``(N, 3, H, W)`` as torchvision
 or ``(N, H, W, 3)``), the background policy of :mod:`stainstyle.tissue`, the output dtype, and
@@ -39,19 +47,20 @@ import inspect
 import threading
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 
 from stainstyle._validation import as_tiles
-from stainstyle.color.od import IO_DEFAULT
+from stainstyle.color.od import IO_DEFAULT, od_lut
 from stainstyle.color.quantize import float_to_uint8
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.tissue import (
     BLACK_MAX_INTENSITY,
-    is_background,
     max_tissue_intensity,
     min_tissue_pixels,
+    screen_background,
     tissue_mask,
 )
 
@@ -209,6 +218,92 @@ def pixels_times(x: Any, matrix: Any) -> Any:
     )
 
 
+def affine_pixels(xp: Any, x: Any, matrix: np.ndarray, offset: np.ndarray) -> Any:
+    """Per-tile affine colour map ``x @ matrix + offset``, in numpy or torch.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`, the namespace of ``x``.
+    x : ndarray or torch.Tensor of shape (n, H, W, c), float
+        Pixels, ``c`` at most 4.
+    matrix : ndarray of shape (n, c, k) or (c, k)
+        Per-tile (or shared) matrices, ``k`` at most 4.
+    offset : ndarray of shape (n, k) or (k,)
+        Per-tile (or shared) offsets.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, k), dtype of ``x``
+
+    Notes
+    -----
+    One numpy float32 tile (``n = 1``) goes through ``cv2.transform`` with the matrix and the
+    offset as one ``k x (c + 1)`` float32 matrix: a single pass over the pixels, in float32.
+    """
+    n, height, width, channels = x.shape
+    matrix = np.broadcast_to(matrix, (n, channels, np.shape(matrix)[-1]))
+    offset = np.broadcast_to(offset, (n, matrix.shape[-1]))
+    if xp is np and n == 1 and x.dtype == np.float32:
+        transform = np.concatenate([matrix[0].T, offset[0][:, None]], axis=1)
+        out = cv2.transform(np.ascontiguousarray(x[0]), transform.astype(np.float32))
+        return out.reshape(1, height, width, -1)
+    shift = constant(xp, offset, x).reshape(n, 1, 1, -1)
+    return pixels_times(x, constant(xp, matrix, x)) + shift
+
+
+def through_od(
+    xp: Any, x: Any, map_od: Any, io: float = IO_DEFAULT, tissue_only: bool = False
+) -> Any:
+    """Intensities ``io * exp(-map_od(OD)) - 1`` of intensities ``x``, in numpy or torch.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`, the namespace of ``x``.
+    x : ndarray or torch.Tensor of shape (n, H, W, 3), float
+        RGB intensities on the 0-255 scale.
+    map_od : callable
+        New optical densities ``(n, H, W, 3)`` of the optical densities
+        ``OD = -ln((x + 1) / io)`` of the same shape.
+    io : float, default=240
+        Blank-field intensity.
+    tissue_only : bool, default=False
+        Keep the pixels that are not tissue (:func:`tissue_pixels`) as they are.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``x``
+        Not clipped.
+    """
+    out = intensity_of(xp, map_od(od_of(xp, x, io)), io)
+    return xp.where(tissue_pixels(xp, x, io)[..., None], out, x) if tissue_only else out
+
+
+def quantized_intensity(od: np.ndarray, io: float = IO_DEFAULT) -> np.ndarray:
+    """``float_to_uint8(intensity_of(np, od, io))`` of one float32 tile, in three OpenCV passes.
+
+    ``ln(I' + 1) = ln(io) - OD`` is clipped to ``[0, ln 256]`` (so ``I'`` lies in [0, 255]),
+    exponentiated, and ``I' = exp(...) - 1`` is rounded half to even by OpenCV's saturating
+    conversion, as :func:`~stainstyle.color.quantize.float_to_uint8` rounds.
+
+    Parameters
+    ----------
+    od : ndarray of shape (H, W, 3), dtype float32, C-contiguous
+        Optical densities (no NaN). Overwritten.
+    io : float, default=240
+        Blank-field intensity.
+
+    Returns
+    -------
+    ndarray of shape (H, W, 3), dtype uint8
+    """
+    np.subtract(np.float32(np.log(io)), od, out=od)
+    np.clip(od, np.float32(0.0), np.float32(np.log(256.0)), out=od)
+    cv2.exp(od, dst=od)
+    return cv2.convertScaleAbs(od, alpha=1.0, beta=-1.0)
+
+
 def _tensor_layout(x: torch.Tensor, name: str) -> str:
     """``"chw"`` for (..., 3, H, W) (torchvision's convention, preferred) or ``"hwc"``."""
     if x.ndim not in (3, 4):
@@ -344,6 +439,10 @@ class Augmenter(torch.nn.Module, NormalizerHubMixin):
     def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def _apply_uint8(self, tile: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        """``_apply`` on one uint8 tile ``(H, W, 3)``, in float32, rounded to uint8."""
+        return float_to_uint8(self._apply(np, tile[None].astype(np.float32), params)[0])
+
     def _is_identity(self) -> bool:
         raise NotImplementedError  # pragma: no cover - abstract
 
@@ -421,17 +520,22 @@ class Augmenter(torch.nn.Module, NormalizerHubMixin):
         rng = self.stream() if random_state is None else as_generator(random_state)
         return self._draw(rng, n)
 
+    def _kept(self, params: dict, background: Any) -> np.ndarray:
+        """The boolean ``(n,)`` array of the tiles to augment: tissue, selected, not identity."""
+        keep = ~np.asarray(background, dtype=bool)
+        if "apply" in params:
+            keep &= params["apply"]
+        if self._is_identity():
+            keep[:] = False
+        return keep
+
     def _augmented(self, xp: Any, x: Any, params: dict, background: Any) -> tuple[Any, Any]:
         """``_apply`` on the tiles that hold tissue (and that ``params["apply"]`` selects).
 
         Returns the batch (the input's values where a tile is not augmented) and the boolean
         ``(n,)`` numpy array of the tiles augmented.
         """
-        keep = ~np.asarray(background, dtype=bool)
-        if "apply" in params:
-            keep &= params["apply"]
-        if self._is_identity():
-            keep[:] = False
+        keep = self._kept(params, background)
         out = x.clone() if xp is torch else x.copy()
         if keep.any():
             rows = np.flatnonzero(keep)
@@ -447,15 +551,12 @@ class Augmenter(torch.nn.Module, NormalizerHubMixin):
         for i, (image, source) in enumerate(zip(tiles.images, tiles.sources, strict=True)):
             one = {key: value[i : i + 1] for key, value in params.items()}
             floats = source.original
-            values = image if floats is None else floats
-            background = is_background(tissue_mask(image)[None])
-            scaled = (values.astype(np.float32) * np.float32(1 if floats is None else 255))[None]
-            out, kept = self._augmented(np, scaled, one, background)
-            if not kept[0]:
-                results.append(values.copy())
+            if not self._kept(one, screen_background(image[None]))[0]:
+                results.append((image if floats is None else floats).copy())
             elif floats is None:
-                results.append(float_to_uint8(out[0]))
+                results.append(self._apply_uint8(np.ascontiguousarray(image), one))
             else:
+                out = self._apply(np, (floats.astype(np.float32) * np.float32(255))[None], one)
                 results.append(np.clip(out[0] / 255.0, 0.0, 1.0).astype(floats.dtype))
         if tiles.layout == "tile":
             return results[0]
@@ -485,6 +586,39 @@ class Augmenter(torch.nn.Module, NormalizerHubMixin):
             out = out.permute(0, 3, 1, 2)
         out = out.contiguous() if x.ndim == 4 else out[0].contiguous()
         return _rewrapped(out, x)
+
+
+class ODAugmenter(Augmenter):
+    """Base class of the augmenters that map each pixel's optical density, tile by tile.
+
+    Subclasses implement ``_map_od(xp, od, params)``, the new optical densities
+    ``(n, H, W, 3)`` of the optical densities ``od`` of the same shape, and ``_io()``, the
+    blank-field intensity; the rest as for :class:`Augmenter`. ``_apply`` is
+    :func:`through_od` of the map; numpy uint8 tiles take the OpenCV route of the module
+    docstring, through the same ``_map_od``.
+    """
+
+    #: Whether the pixels that are not tissue (:func:`tissue_pixels`) pass through unchanged.
+    tissue_only = False
+
+    def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _io(self) -> float:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
+        map_od = lambda od: self._map_od(xp, od, params)  # noqa: E731
+        return through_od(xp, x, map_od, self._io(), self.tissue_only)
+
+    def _apply_uint8(self, tile: np.ndarray, params: dict[str, np.ndarray]) -> np.ndarray:
+        io = self._io()
+        od = self._map_od(np, cv2.LUT(tile, od_lut(io, np.float32))[None], params)
+        out = quantized_intensity(np.ascontiguousarray(od[0]), io)
+        if self.tissue_only:
+            background = ~tissue_mask(tile, io)
+            cv2.copyTo(tile, background.view(np.uint8), dst=out)
+        return out
 
 
 def _rewrapped(out: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -41,13 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from stainstyle.augment._common import (
-    Augmenter,
-    constant,
-    intensity_of,
-    od_of,
-    pixels_times,
-)
+from stainstyle.augment._common import ODAugmenter, affine_pixels, through_od
 from stainstyle.color.od import IO_DEFAULT
 from stainstyle.separation import RUIFROK_RGB_FROM_HED
 
@@ -93,13 +87,13 @@ def hed_affine(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndar
     -------
     matrix : ndarray of shape (n, 3, 3), dtype float64
         ``inv(M) @ diag(alpha) @ M`` with ``M`` = :data:`RUIFROK_RGB_FROM_HED`.
-    offset : ndarray of shape (n, 1, 3), dtype float64
+    offset : ndarray of shape (n, 3), dtype float64
         ``beta @ M``.
     """
     mixing = RUIFROK_RGB_FROM_HED
     unmixing = np.linalg.inv(mixing)
     matrix = unmixing[None] @ (np.asarray(alpha)[:, :, None] * mixing[None])
-    return matrix, (np.asarray(beta) @ mixing)[:, None, :]
+    return matrix, np.asarray(beta) @ mixing
 
 
 def hed_jitter(xp: Any, x: Any, alpha: Any, beta: Any, io: float = IO_DEFAULT) -> Any:
@@ -122,12 +116,10 @@ def hed_jitter(xp: Any, x: Any, alpha: Any, beta: Any, io: float = IO_DEFAULT) -
         Jittered intensities on the 0-255 scale, not clipped.
     """
     matrix, offset = hed_affine(alpha, beta)
-    od = pixels_times(od_of(xp, x, io), constant(xp, matrix, x))
-    n = x.shape[0]
-    return intensity_of(xp, od + constant(xp, offset, x).reshape(n, 1, 1, 3), io)
+    return through_od(xp, x, lambda od: affine_pixels(xp, od, matrix, offset), io)
 
 
-class HEDJitter(Augmenter):
+class HEDJitter(ODAugmenter):
     """Random H, E and DAB stain scales and shifts (Tellez et al.), numpy or torch.
 
     Parameters
@@ -199,5 +191,8 @@ class HEDJitter(Augmenter):
     def _draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         return draw_hed_jitter(rng, n, self._sigma())
 
-    def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
-        return hed_jitter(xp, x, params["alpha"], params["beta"], self.io)
+    def _io(self) -> float:
+        return self.io
+
+    def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
+        return affine_pixels(xp, od, *hed_affine(params["alpha"], params["beta"]))

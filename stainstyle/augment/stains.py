@@ -18,9 +18,11 @@ part of the optical density the two stains do not explain (so even ``sigma = 0``
 image) and costs a stain estimation per tile. Here every tile is separated with the fitted
 matrix (tiatoolbox's behaviour when it is given a ``stain_matrix``): the augmentation moves the
 tile's colours along the stain directions of the fitted style, step 4 keeps the residual, so
-``sigma1 = sigma2 = 0`` is the identity, and the per-pixel cost is two small affine maps, a
-logarithm and an exponential, on any torch device. Fit the normalizer on tiles of the training
-set's style for the fitted matrix to describe the tiles augmented.
+``sigma1 = sigma2 = 0`` is the identity, and the per-pixel cost is four 3x3 maps, five
+elementwise operations, a logarithm and an exponential, on any torch device. It is not one
+affine map of the optical density, as HED jitter is: the lasso's non-negativity and the clip at
+zero in step 3 make it piecewise affine. Fit the normalizer on tiles of the training set's
+style for the fitted matrix to describe the tiles augmented.
 
 References
 ----------
@@ -38,14 +40,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from stainstyle._fitted import FittedArray, FittedFloat, columns_of_positive_norm
-from stainstyle.augment._common import (
-    Augmenter,
-    constant,
-    intensity_of,
-    od_of,
-    pixels_times,
-    tissue_pixels,
-)
+from stainstyle.augment._common import ODAugmenter, affine_pixels, through_od
 from stainstyle.color.od import IO_DEFAULT
 from stainstyle.registry import make_normalizer
 from stainstyle.separation import ClosedFormLasso, check_stain_matrix
@@ -108,28 +103,68 @@ def stain_jitter(
     Returns
     -------
     ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``x``
-        Intensities on the 0-255 scale, not clipped; pixels that are not tissue unchanged (to
-        float rounding).
+        Intensities on the 0-255 scale, not clipped; pixels that are not tissue unchanged.
+    """
+    jitter = lambda od: _jittered_od(xp, od, stain_matrix, alpha, beta, lambda1)  # noqa: E731
+    return through_od(xp, x, jitter, io, tissue_only=True)
+
+
+def _jittered_od(
+    xp: Any,
+    od: Any,
+    stain_matrix: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    lambda1: float = 0.0,
+) -> Any:
+    """The optical densities of :func:`stain_jitter`, ``OD + S (C' - C)``, on every pixel.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`, the namespace of ``od``.
+    od : ndarray or torch.Tensor of shape (n, H, W, 3), float32 or float64
+        Optical densities.
+    stain_matrix, alpha, beta, lambda1
+        As for :func:`stain_jitter`.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``od``
+
+    Notes
+    -----
+    Every step is written with a third, null stain (zero vector, amount 0, scale 1, shift 0),
+    so that every per-pixel map is 3x3 (OpenCV's fast ``transform`` on numpy tiles). The
+    lasso of :class:`~stainstyle.separation.ClosedFormLasso` then reads
+    ``C = max(u + min(u, 0) @ R, 0)`` with ``u`` its unbounded optimum and ``R`` holding the
+    ratios off the diagonal (``C_H = max(u_H + r_H min(u_E, 0), 0)`` and the same for E).
     """
     lasso = ClosedFormLasso.of(stain_matrix, lambda1)
-    od = od_of(xp, x, io)
-    free = pixels_times(od, constant(xp, lasso.affine[:, :3].T, x)) + constant(
-        xp, lasso.affine[:, 3], x
-    )
-    u_h, u_e = free[..., 0], free[..., 1]
+    unmixing = _with_null_stain(lasso.affine.T)  # (4, 3): [OD, 1] -> u
+    mixing = _with_null_stain(stain_matrix.T, axis=0)  # (3, 3): rows H, E and the null stain
     r_h, r_e = lasso.ratios
-    c_h = xp.clip(u_h + r_h * xp.clip(u_e, None, 0.0), 0.0, None)
-    c_e = xp.clip(u_e + r_e * xp.clip(u_h, None, 0.0), 0.0, None)
-    concentrations = xp.stack([c_h, c_e], -1)
-    n = x.shape[0]
-    scale = constant(xp, alpha, x).reshape(n, 1, 1, 2)
-    shift = constant(xp, beta, x).reshape(n, 1, 1, 2)
-    change = xp.clip(concentrations * scale + shift, 0.0, None) - concentrations
-    change = xp.where(tissue_pixels(xp, x, io)[..., None], change, 0.0)
-    return intensity_of(xp, od + pixels_times(change, constant(xp, stain_matrix.T, x)), io)
+    ratios = np.array([[0.0, r_e, 0.0], [r_h, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    n = od.shape[0]
+    scale = np.zeros((n, 3, 3))
+    scale[:, [0, 1, 2], [0, 1, 2]] = np.column_stack([alpha, np.ones(n)])
+    shift = np.column_stack([beta, np.zeros(n)])
+    no_shift = np.zeros(3)
+    free = affine_pixels(xp, od, unmixing[:3], unmixing[3])
+    bounded = xp.clip(free, None, 0.0)
+    concentrations = xp.clip(free + affine_pixels(xp, bounded, ratios, no_shift), 0.0, None)
+    jittered = xp.clip(affine_pixels(xp, concentrations, scale, shift), 0.0, None)
+    return od + affine_pixels(xp, jittered - concentrations, mixing, no_shift)
 
 
-class StainAugmenter(Augmenter):
+def _with_null_stain(values: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``values`` with a zero row (``axis=0``) or column (``axis=-1``) for a third, null stain."""
+    pad = [(0, 0)] * values.ndim
+    pad[axis] = (0, 1)
+    return np.pad(values, pad)
+
+
+class StainAugmenter(ODAugmenter):
     """Random H and E concentration scales and shifts along a fitted stain matrix.
 
     Parameters
@@ -263,13 +298,12 @@ class StainAugmenter(Augmenter):
     def _draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         return draw_stain_jitter(rng, n, float(self.sigma1), float(self.sigma2))
 
-    def _apply(self, xp: Any, x: Any, params: dict[str, np.ndarray]) -> Any:
-        return stain_jitter(
-            xp,
-            x,
-            self.stain_matrix_,
-            params["alpha"],
-            params["beta"],
-            lambda1=self.lambda1_,
-            io=self.io_,
+    tissue_only = True
+
+    def _io(self) -> float:
+        return self.io_
+
+    def _map_od(self, xp: Any, od: Any, params: dict[str, np.ndarray]) -> Any:
+        return _jittered_od(
+            xp, od, self.stain_matrix_, params["alpha"], params["beta"], self.lambda1_
         )
