@@ -70,7 +70,7 @@ class Tiles:
         stacked = None
         if self.stacked is not None and len(indices) and np.all(np.diff(indices) == 1):
             stacked = self.stacked[indices[0] : indices[-1] + 1]
-        return Tiles(
+        return type(self)(
             images=[self.images[i] for i in indices],
             layout=self.layout,
             sources=[self.sources[i] for i in indices],

@@ -58,14 +58,17 @@ from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._renamed import check_renamed, param_in_effect
 from stainstyle._validation import Tiles, as_tiles
+from stainstyle._xp import is_tensor, is_tensor_input
 from stainstyle.color.table import ColourFunction, ColourTable, map_distinct, map_pixels
 from stainstyle.hub import NormalizerHubMixin
 from stainstyle.sources import SourceStatistics, UnmodelledSource, group_members
 from stainstyle.tissue import (
     UNIFORM_MAX_STD,
     min_tissue_pixels,
+    screen_tensors,
     screen_tiles,
     tissue_mask,
+    tissue_mask_tensor,
 )
 
 logger = logging.getLogger(__name__)
@@ -183,6 +186,9 @@ class StainNormalizer(
     #: Whether a colour costs much more to map than to find among others (WSICS): then a call
     #: with fixed statistics computes each distinct colour of a batch once, not every pixel.
     _costly_colours: bool = False
+    #: Whether the method has torch kernels (``_transform_tensors``): tensors then stay tensors
+    #: on their device through ``fit``, ``transform`` and ``source_statistics``.
+    _tensor_kernels: bool = False
 
     def fit(self, X: Any, y: Any = None) -> StainNormalizer:
         """Learn the target stain style from the target tiles that hold tissue.
@@ -252,7 +258,7 @@ class StainNormalizer(
         computes each distinct colour once, which makes it the faster way to map a slide's
         tiles over many calls.
         """
-        tiles = as_tiles(X)
+        tiles = self._as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
         self._apply_background_policy(status, tiles)
         return tiles.restore(results)
@@ -283,7 +289,7 @@ class StainNormalizer(
             ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile
             (N = 1 for a single tile).
         """
-        tiles = as_tiles(X)
+        tiles = self._as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
         return tiles.restore(results), status
 
@@ -308,7 +314,7 @@ class StainNormalizer(
         """
         check_is_fitted(self)
         self._validate_params()
-        return self._measure_source(as_tiles(X))
+        return self._measure_source(self._as_tiles(X))
 
     def fixed_mapping(self, source: SourceStatistics) -> FixedMapping:
         """The one fixed mapping of a slide's tiles, from its source statistics, made once.
@@ -397,6 +403,12 @@ class StainNormalizer(
     ) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _transform_tensors(
+        self, batch: Any, tissue: Any, *, context: Any = None
+    ) -> tuple[Any, np.ndarray]:  # pragma: no cover - abstract
+        """``_transform_batch`` on uint8 tensors, for methods with ``_tensor_kernels``."""
+        raise NotImplementedError
+
     def _needs_tissue_mask(self) -> bool:
         """Whether ``_transform_batch`` uses its ``tissue`` masks (else it gets None)."""
         return True
@@ -416,6 +428,19 @@ class StainNormalizer(
         return None
 
     # ------------------------------------------------------------------ shared machinery
+    def _as_tiles(self, X: Any) -> Tiles:
+        """Validated tiles: tensors stay on their device when the method has torch kernels.
+
+        Returns a :class:`~stainstyle._tensors.TensorTiles` for tensor input (or a list of
+        tensors) to a method with ``_tensor_kernels``, a numpy
+        :class:`~stainstyle._validation.Tiles` otherwise.
+        """
+        if self._tensor_kernels and is_tensor_input(X):
+            from stainstyle._tensors import as_tensor_tiles
+
+            return as_tensor_tiles(X)
+        return as_tiles(X)
+
     def _fit_batches(self, tiles: Tiles):
         """Yield ``(batch, tissue)`` over all fit tiles, ``batch_size`` tiles at a time.
 
@@ -427,7 +452,7 @@ class StainNormalizer(
         """
         needs_tissue = self._needs_tissue_mask()
         for _, batch in tiles.batches(self.batch_size):
-            yield batch, tissue_mask(batch) if needs_tissue else None
+            yield batch, _tissue_of(batch) if needs_tissue else None
 
     def _tissue_targets(self, X: Any, y: Any) -> tuple[Tiles, Any]:
         """Validate target tiles and keep those that hold tissue with colour variation.
@@ -454,7 +479,7 @@ class StainNormalizer(
         ValueError
             If no tile holds tissue with colour variation, or ``y`` has not one label per tile.
         """
-        tiles = as_tiles(X)
+        tiles = self._as_tiles(X)
         _check_labels(y, len(tiles))
         background, uniform = self._screen(tiles)
         keep = np.flatnonzero(~(background | uniform))
@@ -485,7 +510,7 @@ class StainNormalizer(
         background = np.zeros(len(tiles), dtype=bool)
         uniform = np.zeros(len(tiles), dtype=bool)
         for indices, batch in tiles.batches(self.batch_size):
-            background[indices], uniform[indices] = screen_tiles(batch)
+            background[indices], uniform[indices] = _screen_batch(batch)
         return background, uniform
 
     def _measure_source(self, tiles: Tiles) -> SourceStatistics:
@@ -553,24 +578,28 @@ class StainNormalizer(
         """
         check_is_fitted(self)
         self._validate_params()
+        tensors = is_tensor(tiles.images[0])
         plan = [
-            (members, self._batch_mapping(statistics))
+            (members, self._batch_mapping(statistics, tensors))
             for members, statistics in self._plan(tiles, groups, source)
         ]
         return self._map_tiles(tiles, plan, produce_output)
 
-    def _batch_mapping(self, statistics: SourceStatistics | None) -> BatchMapping:
+    def _batch_mapping(
+        self, statistics: SourceStatistics | None, tensors: bool = False
+    ) -> BatchMapping:
         """How batches of tissue tiles are mapped with ``statistics`` (None: each tile's own).
 
         Fixed statistics that are not modelled flag every tile degenerate; a method with a
         colour table computes every pixel, or every distinct colour, through its colour
-        function (:meth:`_colour_function`).
+        function (:meth:`_colour_function`). Tensors (``tensors``) are mapped by the method's
+        torch kernels with the statistics, pixel by pixel, without a colour table.
         """
         if statistics is None:
             return self._transform_tissue
         if not statistics.modelled:
             return _all_degenerate
-        colours = self._colour_function(statistics)
+        colours = None if tensors else self._colour_function(statistics)
         if colours is None:
             return functools.partial(self._transform_tissue, context=statistics.statistics)
         map_images = map_distinct if self._costly_colours else map_pixels
@@ -582,9 +611,15 @@ class StainNormalizer(
             return None
         return functools.partial(self._map_colours, statistics.statistics)
 
-    def _transform_tissue(self, batch: np.ndarray, **context: Any) -> tuple[np.ndarray, np.ndarray]:
-        """``_transform_batch`` of tissue tiles, with their masks when the method uses them."""
-        tissue = tissue_mask(batch) if self._needs_tissue_mask() else None
+    def _transform_tissue(self, batch: Any, **context: Any) -> tuple[Any, np.ndarray]:
+        """``_transform_batch`` of tissue tiles, with their masks when the method uses them.
+
+        A uint8 tensor batch goes to the method's torch kernels, ``_transform_tensors`` (same
+        arguments and results, as tensors on the batch's device; ``degenerate`` stays numpy).
+        """
+        tissue = _tissue_of(batch) if self._needs_tissue_mask() else None
+        if is_tensor(batch):
+            return self._transform_tensors(batch, tissue, **context)
         return self._transform_batch(batch, tissue, **context)
 
     def _map_colours(self, context: Any, colours: np.ndarray) -> np.ndarray:
@@ -606,14 +641,14 @@ class StainNormalizer(
         results: list[np.ndarray | None] = [None] * len(tiles)
         for members, map_batch in plan:
             for indices, batch in tiles.batches(self.batch_size, members):
-                background, uniform = screen_tiles(batch)
+                background, uniform = _screen_batch(batch)
                 status[indices[background]] = STATUS_BACKGROUND
                 status[indices[uniform]] = STATUS_DEGENERATE
                 keep = ~(background | uniform)
                 if not keep.any():
                     continue
                 if not keep.all():
-                    batch = batch[keep]
+                    batch = batch[np.flatnonzero(keep)]
                 mapped, degenerate = map_batch(batch)
                 kept = indices[keep]
                 status[kept[degenerate]] = STATUS_DEGENERATE
@@ -640,6 +675,16 @@ class StainNormalizer(
             bad = np.flatnonzero(status != STATUS_OK)[:10].tolist()
             raise ValueError(f"{message} background='raise'; first offending indices: {bad}")
         warnings.warn(message, BackgroundTileWarning, stacklevel=_caller_stacklevel())
+
+
+def _tissue_of(batch: Any) -> Any:
+    """Tissue masks ``(n, H, W)`` of a uint8 batch, numpy or torch (on its device)."""
+    return tissue_mask_tensor(batch) if is_tensor(batch) else tissue_mask(batch)
+
+
+def _screen_batch(batch: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Background and uniform flags ``(n,)`` of a uint8 batch, numpy or torch."""
+    return screen_tensors(batch) if is_tensor(batch) else screen_tiles(batch)
 
 
 #: Maps a batch ``(n, H, W, 3)`` uint8 of tissue tiles: the mapped batch and degenerate ``(n,)``.
@@ -828,5 +873,5 @@ def tile_status(
         ``"ok"``, ``"passthrough_background"`` or ``"passthrough_degenerate"`` per tile (N = 1
         for a single tile).
     """
-    _, status = normalizer._normalize(as_tiles(X), False, groups, source)
+    _, status = normalizer._normalize(normalizer._as_tiles(X), False, groups, source)
     return status

@@ -24,6 +24,7 @@ and *uniform* when its tissue pixels have no colour variation (a standard deviat
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -282,3 +283,71 @@ def _screening_sample(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every :data:`SCREEN_STRIDE`-th pixel of every such row of ``tiles``, and its tissue mask."""
     sample = np.ascontiguousarray(tiles[:, ::SCREEN_STRIDE, ::SCREEN_STRIDE])
     return sample, tissue_mask(sample)
+
+
+def tissue_mask_tensor(
+    tiles: Any,
+    io: float = IO_DEFAULT,
+    od_threshold: float = TISSUE_OD_THRESHOLD,
+    every_channel: bool = False,
+) -> Any:
+    """:func:`tissue_mask` of uint8 torch tiles ``(..., H, W, 3)``, on their device.
+
+    Parameters
+    ----------
+    tiles : torch.Tensor of shape (..., H, W, 3), dtype uint8
+    io, od_threshold, every_channel
+        As for :func:`tissue_mask`.
+
+    Returns
+    -------
+    torch.Tensor of shape (..., H, W), dtype bool
+        The same pixels as :func:`tissue_mask` of the same values.
+    """
+    limit = max_tissue_intensity(io, od_threshold)
+    high = tiles.amax(-1)
+    stained = (high if every_channel else tiles.amin(-1)) <= limit
+    return stained & (high > BLACK_MAX_INTENSITY)
+
+
+def screen_tensors(tiles: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`screen_tiles` of uint8 torch tiles ``(N, H, W, 3)``, measured on their device.
+
+    The same rule, decided the same way: from a sample of every :data:`SCREEN_STRIDE`-th pixel
+    of every :data:`SCREEN_STRIDE`-th row for most tiles, in full for the others.
+
+    Parameters
+    ----------
+    tiles : torch.Tensor of shape (N, H, W, 3), dtype uint8
+
+    Returns
+    -------
+    background, uniform : ndarray of shape (N,), dtype bool
+        Too little tissue; tissue without colour variation (False for background tiles).
+    """
+    n, height, width = tiles.shape[:3]
+    needed = min_tissue_pixels(height, width)
+    sample = tiles[:, ::SCREEN_STRIDE, ::SCREEN_STRIDE].contiguous()
+    k, std = _tissue_spread(sample)
+    varied = (k >= max(needed, 2)) & (
+        k[:, None] * std**2 > height * width * UNIFORM_MAX_STD**2
+    ).any(1)
+    background = np.zeros(n, dtype=bool)
+    uniform = np.zeros(n, dtype=bool)
+    undecided = np.flatnonzero(~varied.cpu().numpy())
+    if len(undecided):
+        count, std = _tissue_spread(tiles[undecided])
+        flags = (count < needed, (std <= UNIFORM_MAX_STD).all(1))
+        background[undecided], uniform[undecided] = (f.cpu().numpy() for f in flags)
+        uniform &= ~background
+    return background, uniform
+
+
+def _tissue_spread(tiles: Any) -> tuple[Any, Any]:
+    """Tissue pixel counts ``(n,)`` and their standard deviations ``(n, 3)`` of torch tiles."""
+    from stainstyle._torch_ops import masked_moments
+
+    n = len(tiles)
+    mask = tissue_mask_tensor(tiles).reshape(n, -1)
+    count, _, std = masked_moments(tiles.reshape(n, -1, 3).float(), mask)
+    return count, std

@@ -72,7 +72,10 @@ def test_torch_tensor_in_tensor_out(fitted, source_tiles):
     out = fitted.transform(tensor)
     assert isinstance(out, torch.Tensor) and out.dtype == torch.uint8
     assert out.device == tensor.device
-    np.testing.assert_array_equal(out.numpy(), fitted.transform(source_tiles))
+    # Tensors are computed by the torch kernels: within a gray level of the numpy path (the
+    # parity tests of tests/methods/test_torch_parity.py measure it on real tiles).
+    difference = out.numpy().astype(int) - fitted.transform(source_tiles)
+    assert np.abs(difference).max() <= 1
     out_float = fitted.transform(tensor.float() / 255)
     assert out_float.dtype == torch.float32 and out_float.shape == tensor.shape
 

@@ -12,7 +12,7 @@ the same seed:
     once against the array namespace ``xp`` (:mod:`numpy` or :mod:`torch`): only functions the
     two share (``log``, ``exp``, ``where``, ``minimum``, ``clip``, ``remainder``, ``stack``,
     the ``@`` operator). The parameters are turned into arrays of ``x``'s dtype and device by
-    :func:`constant`.
+    :func:`stainstyle._xp.constant`.
 
 Augmenters that change only each pixel's optical density derive from :class:`ODAugmenter`
 and write ``_map_od(xp, od, params)`` instead, the map between ``OD = -ln((I + 1) / io)`` and
@@ -52,7 +52,9 @@ import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
 
+from stainstyle._tensors import check_tensor_values
 from stainstyle._validation import as_tiles
+from stainstyle._xp import channel_extremes, constant, pixels_times
 from stainstyle.color.od import IO_DEFAULT, od_lut
 from stainstyle.color.quantize import float_to_uint8
 from stainstyle.hub import NormalizerHubMixin
@@ -140,33 +142,6 @@ def stream_for(random_state: Any, seed: int | None) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(words))
 
 
-def constant(xp: Any, values: Any, like: Any) -> Any:
-    """A parameter array in the dtype (and device) of ``like``.
-
-    Parameters
-    ----------
-    xp : module
-        :mod:`numpy` or :mod:`torch`.
-    values : array-like
-        Parameters, usually float64 numpy.
-    like : ndarray or torch.Tensor
-        The batch the parameters apply to.
-
-    Returns
-    -------
-    ndarray or torch.Tensor
-    """
-    if xp is np:
-        return np.asarray(values, dtype=like.dtype)
-    return torch.as_tensor(np.array(values), dtype=like.dtype, device=like.device)
-
-
-def channel_extremes(xp: Any, x: Any) -> tuple[Any, Any]:
-    """Per-pixel minimum and maximum over the three channels of ``x`` (..., 3)."""
-    r, g, b = x[..., 0], x[..., 1], x[..., 2]
-    return xp.minimum(xp.minimum(r, g), b), xp.maximum(xp.maximum(r, g), b)
-
-
 def tissue_pixels(xp: Any, x: Any, io: float = IO_DEFAULT) -> Any:
     """Tissue mask of a float batch (..., 3) on the 0-255 scale, by :func:`tissue_mask`'s rule.
 
@@ -198,24 +173,6 @@ def od_of(xp: Any, x: Any, io: float = IO_DEFAULT) -> Any:
 def intensity_of(xp: Any, od: Any, io: float = IO_DEFAULT) -> Any:
     """The exact inverse of :func:`od_of`: ``io * exp(-OD) - 1``, not clipped."""
     return io * xp.exp(-od) - 1.0
-
-
-def pixels_times(x: Any, matrix: Any) -> Any:
-    """Per-tile colour transform: ``x`` (n, H, W, c) times ``matrix`` (n, c, k), as (n, H, W, k).
-
-    Parameters
-    ----------
-    x : ndarray or torch.Tensor of shape (n, H, W, c)
-    matrix : ndarray or torch.Tensor of shape (n, c, k) or (c, k), same dtype
-
-    Returns
-    -------
-    ndarray or torch.Tensor of shape (n, H, W, k)
-    """
-    n, height, width, channels = x.shape
-    return (x.reshape(n, height * width, channels) @ matrix).reshape(
-        n, height, width, matrix.shape[-1]
-    )
 
 
 def affine_pixels(xp: Any, x: Any, matrix: np.ndarray, offset: np.ndarray) -> Any:
@@ -319,28 +276,6 @@ def _tensor_layout(x: torch.Tensor, name: str) -> str:
         f"{name}: expected 3 channels in dimension -3 (torchvision's (..., 3, H, W)) or in the "
         f"last dimension, got shape {tuple(x.shape)}"
     )
-
-
-def _check_tensor_values(x: torch.Tensor, name: str) -> None:
-    """The checks of :func:`stainstyle._validation.as_tiles`, on the tensor's own device."""
-    if 0 in x.shape:
-        raise ValueError(f"{name}: empty input, got shape {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return
-    if not x.is_floating_point():
-        raise ValueError(
-            f"{name}: expected dtype uint8 (0-255) or float in [0, 1], got {x.dtype}; "
-            "convert with .to(torch.uint8) if the values are 0-255 intensities"
-        )
-    n_bad = int((~torch.isfinite(x)).sum())
-    if n_bad:
-        raise ValueError(f"{name}: contains {n_bad} NaN or infinite values")
-    low, high = float(x.min()), float(x.max())
-    if low < 0.0 or high > 1.0:
-        hint = " (looks like 0-255 data: divide by 255 or cast to uint8)" if high > 1.0 else ""
-        raise ValueError(
-            f"{name}: float input must lie in [0, 1], got values in [{low:g}, {high:g}]{hint}"
-        )
 
 
 class Augmenter(torch.nn.Module, NormalizerHubMixin):
@@ -565,7 +500,7 @@ class Augmenter(torch.nn.Module, NormalizerHubMixin):
     def _forward_tensor(self, x: torch.Tensor, random_state: Any) -> torch.Tensor:
         name = "x"
         layout = _tensor_layout(x, name)
-        _check_tensor_values(x, name)
+        check_tensor_values(x, name)
         batch = x if x.ndim == 4 else x[None]
         if layout == "chw":
             batch = batch.permute(0, 2, 3, 1)

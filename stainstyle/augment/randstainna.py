@@ -40,16 +40,14 @@ import numpy as np
 
 from stainstyle._fitted import FittedArray, FittedInt, FittedNames
 from stainstyle._validation import as_tiles
+from stainstyle._xp import channel_extremes, constant, pixels_times
 from stainstyle.augment._common import (
     Augmenter,
-    channel_extremes,
-    constant,
     intensity_of,
     od_of,
-    pixels_times,
     tissue_pixels,
 )
-from stainstyle.color.lab import LAB_TO_LOG_LMS, LMS_TO_RGB, LOG_LMS_TO_LAB, RGB_TO_LMS
+from stainstyle.color.lab import rgb_of_ruderman, ruderman_of
 from stainstyle.color.od import IO_DEFAULT
 from stainstyle.separation import RUIFROK_RGB_FROM_HED
 from stainstyle.tissue import screen_tiles
@@ -114,8 +112,7 @@ def to_space(xp: Any, x: Any, space: str, io: float = IO_DEFAULT) -> Any:
     from_space : The inverse.
     """
     if space == "lab":
-        lms = pixels_times(xp.clip(x, 1.0, None), constant(xp, RGB_TO_LMS.T, x))
-        return pixels_times(xp.log(lms), constant(xp, LOG_LMS_TO_LAB.T, x))
+        return ruderman_of(xp, x)
     if space == "hsv":
         return _hsv(xp, x)
     return pixels_times(od_of(xp, x, io), constant(xp, np.linalg.inv(RUIFROK_RGB_FROM_HED), x))
@@ -138,8 +135,7 @@ def from_space(xp: Any, y: Any, space: str, io: float = IO_DEFAULT) -> Any:
     ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``y``
     """
     if space == "lab":
-        lms = xp.exp(pixels_times(y, constant(xp, LAB_TO_LOG_LMS.T, y)))
-        return pixels_times(lms, constant(xp, LMS_TO_RGB.T, y))
+        return rgb_of_ruderman(xp, y)
     if space == "hsv":
         return _rgb_of_hsv(xp, y)
     return intensity_of(xp, pixels_times(y, constant(xp, RUIFROK_RGB_FROM_HED, y)), io)

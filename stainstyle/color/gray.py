@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from stainstyle._xp import is_tensor
 from stainstyle.color.quantize import STRIP_PIXELS
 
 #: Pillow's integer luma weights, ``L = (R*299 + G*587 + B*114) / 1000``.
@@ -19,13 +22,13 @@ def gray_normalize(rgb: np.ndarray) -> np.ndarray:
 
     Parameters
     ----------
-    rgb : ndarray of shape (..., 3), dtype uint8
-        RGB image or batch of images.
+    rgb : ndarray or torch.Tensor of shape (..., 3), dtype uint8
+        RGB image or batch of images. A tensor is converted by torch on its device.
 
     Returns
     -------
-    ndarray of shape (...), dtype uint8
-        Gray levels.
+    ndarray or torch.Tensor of shape (...), dtype uint8
+        Gray levels, of the container of ``rgb``.
 
     Raises
     ------
@@ -38,16 +41,30 @@ def gray_normalize(rgb: np.ndarray) -> np.ndarray:
     >>> gray_normalize(np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255]], dtype=np.uint8))
     array([ 76, 150,  29], dtype=uint8)
     """
+    if is_tensor(rgb):
+        import torch
+
+        _check_rgb(tuple(rgb.shape), rgb.dtype == torch.uint8, rgb.dtype)
+        return _luma(rgb.to(torch.int32)).to(torch.uint8)
     rgb = np.asarray(rgb)
-    if rgb.shape[-1:] != (3,):
-        raise ValueError(f"rgb: expected shape (..., 3), got {rgb.shape}")
-    if rgb.dtype != np.uint8:
-        raise ValueError(f"rgb: expected dtype uint8, got {rgb.dtype}")
+    _check_rgb(rgb.shape, rgb.dtype == np.uint8, rgb.dtype)
     pixels = rgb.reshape(-1, 3)
     gray = np.empty(len(pixels), dtype=np.uint8)
     # In strips of pixels: the uint32 temporaries stay cache-sized, whatever the image size.
     for start in range(0, len(pixels), STRIP_PIXELS):
-        wide = pixels[start : start + STRIP_PIXELS].astype(np.uint32)
-        luma = wide[:, 0] * 19595 + wide[:, 1] * 38470 + wide[:, 2] * 7471 + 0x8000
-        gray[start : start + STRIP_PIXELS] = luma >> 16
+        gray[start : start + STRIP_PIXELS] = _luma(
+            pixels[start : start + STRIP_PIXELS].astype(np.uint32)
+        )
     return gray.reshape(rgb.shape[:-1])
+
+
+def _check_rgb(shape: tuple, is_uint8: bool, dtype: Any) -> None:
+    if shape[-1:] != (3,):
+        raise ValueError(f"rgb: expected shape (..., 3), got {shape}")
+    if not is_uint8:
+        raise ValueError(f"rgb: expected dtype uint8, got {dtype}")
+
+
+def _luma(wide: Any) -> Any:
+    """Pillow's fixed-point luma of integer pixels ``(..., 3)`` (uint32 or int32), per pixel."""
+    return (wide[..., 0] * 19595 + wide[..., 1] * 38470 + wide[..., 2] * 7471 + 0x8000) >> 16

@@ -6,7 +6,11 @@ float32 form of the same maths, tested against these functions.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from stainstyle._xp import constant, pixels_times
 
 #: RGB to LMS cone response (Reinhard et al. 2001, eq. 4 combined with eq. 2).
 RGB_TO_LMS = np.array(
@@ -99,3 +103,95 @@ def lab_cie_to_rgb(lab: np.ndarray) -> np.ndarray:
     from skimage.color import lab2rgb
 
     return lab2rgb(np.asarray(lab, dtype=np.float64)) * 255.0
+
+
+def ruderman_of(xp: Any, rgb: Any) -> Any:
+    """Ruderman lαβ of a float batch, written once for numpy and torch (``xp``).
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`.
+    rgb : ndarray or torch.Tensor of shape (n, H, W, 3), float
+        RGB intensities 0-255; clamped to >= 1 before the logarithm, as
+        :func:`rgb_to_lab_ruderman`.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``rgb``
+    """
+    lms = pixels_times(xp.clip(rgb, 1.0, None), constant(xp, RGB_TO_LMS.T, rgb))
+    return pixels_times(xp.log(lms), constant(xp, LOG_LMS_TO_LAB.T, rgb))
+
+
+def rgb_of_ruderman(xp: Any, lab: Any) -> Any:
+    """The inverse of :func:`ruderman_of`: RGB 0-255 (not clipped) of a float lαβ batch.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`.
+    lab : ndarray or torch.Tensor of shape (n, H, W, 3), float
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``lab``
+    """
+    lms = xp.exp(pixels_times(lab, constant(xp, LAB_TO_LOG_LMS.T, lab)))
+    return pixels_times(lms, constant(xp, LMS_TO_RGB.T, lab))
+
+
+#: sRGB (D65) linear RGB to XYZ, as scikit-image's ``xyz_from_rgb``.
+_XYZ_FROM_RGB = np.array(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+#: The D65 (2 degree) white point of scikit-image's ``rgb2lab``.
+_WHITE_D65 = np.array([0.95047, 1.0, 1.08883])
+
+
+def cie_of(xp: Any, rgb: Any) -> Any:
+    """CIE L*a*b* of a float batch, the maths of :func:`rgb_to_lab_cie` for numpy and torch.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`.
+    rgb : ndarray or torch.Tensor of shape (n, H, W, 3), float
+        RGB intensities 0-255.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``rgb``
+        As ``skimage.color.rgb2lab(rgb / 255)``, in the dtype of ``rgb``.
+    """
+    c = rgb / 255.0
+    linear = xp.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = pixels_times(linear, constant(xp, (_XYZ_FROM_RGB / _WHITE_D65[:, None]).T, rgb))
+    f = xp.where(xyz > 0.008856, xp.clip(xyz, 0.008856, None) ** (1 / 3), 7.787 * xyz + 16 / 116)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return xp.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], -1)
+
+
+def rgb_of_cie(xp: Any, lab: Any) -> Any:
+    """The inverse of :func:`cie_of`, as :func:`lab_cie_to_rgb`: RGB 0-255, clipped.
+
+    Parameters
+    ----------
+    xp : module
+        :mod:`numpy` or :mod:`torch`.
+    lab : ndarray or torch.Tensor of shape (n, H, W, 3), float
+        CIE L*a*b*.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of shape (n, H, W, 3), dtype of ``lab``
+        As ``skimage.color.lab2rgb(lab) * 255`` (negative Z clipped to 0, RGB to [0, 255]).
+    """
+    fy = (lab[..., 0] + 16.0) / 116.0
+    f = xp.stack([fy + lab[..., 1] / 500.0, fy, xp.clip(fy - lab[..., 2] / 200.0, 0.0, None)], -1)
+    xyz = xp.where(f > 0.2068966, f**3, (f - 16.0 / 116.0) / 7.787)
+    inverse = np.linalg.inv(_XYZ_FROM_RGB) * _WHITE_D65[None, :]
+    linear = pixels_times(xyz, constant(xp, inverse.T, lab))
+    positive = xp.clip(linear, 0.0031308, None)
+    c = xp.where(linear > 0.0031308, 1.055 * positive ** (1 / 2.4) - 0.055, linear * 12.92)
+    return xp.clip(c, 0.0, 1.0) * 255.0

@@ -46,6 +46,7 @@ class GrayNormalizer(StainNormalizer):
     _fitted_attributes: dict = {"n_tiles_fit_": FittedInt(1, 2**53)}
     _fit_dependent_params = ()
     _machine_local_params = ()
+    _tensor_kernels = True
 
     def __init__(self, *, background: str = "passthrough", batch_size: int = 32):
         self.background = background
@@ -62,4 +63,10 @@ class GrayNormalizer(StainNormalizer):
     ) -> tuple[np.ndarray, np.ndarray]:
         out = np.empty_like(batch)
         out[...] = gray_normalize(batch)[..., None]
+        return out, np.zeros(len(batch), dtype=bool)
+
+    def _transform_tensors(
+        self, batch: Any, tissue: Any, *, context: Any = None
+    ) -> tuple[Any, np.ndarray]:
+        out = gray_normalize(batch)[..., None].expand(batch.shape).contiguous()
         return out, np.zeros(len(batch), dtype=bool)

@@ -12,13 +12,16 @@ from sklearn.utils._param_validation import StrOptions
 from stainstyle._fitted import FittedArray
 from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
+from stainstyle._xp import constant, is_tensor, namespace
 from stainstyle.base import StainNormalizer
 from stainstyle.color.lab import (
     LAB_TO_LOG_LMS,
     LMS_TO_RGB,
     LOG_LMS_TO_LAB,
     RGB_TO_LMS,
+    cie_of,
     lab_cie_to_rgb,
+    rgb_of_cie,
     rgb_to_lab_cie,
 )
 from stainstyle.color.quantize import STRIP_PIXELS, float_to_uint8, row_strips
@@ -77,14 +80,16 @@ def reinhard_scale(source_std: np.ndarray, target_std: np.ndarray) -> np.ndarray
 
     Parameters
     ----------
-    source_std, target_std : ndarray of shape (3,)
+    source_std, target_std : ndarray or torch.Tensor of shape (..., 3)
+        Both numpy or both torch.
 
     Returns
     -------
-    ndarray of shape (3,), dtype float64
+    ndarray or torch.Tensor of shape (..., 3), dtype float64
     """
+    xp = namespace(source_std)
     flat = source_std < _FLAT_STD
-    return np.where(flat, 1.0, target_std / np.where(flat, 1.0, source_std))
+    return xp.where(flat, 1.0, target_std / xp.where(flat, 1.0, source_std))
 
 
 #: The colour-space matrices in the dtype of the OpenCV kernels, converted once.
@@ -168,6 +173,74 @@ class ReinhardSource:
 _SPACES = {"lab_ruderman": _RudermanPixels, "lab_cie": _CiePixels}
 
 
+class _RudermanTensors:
+    """A batch of uint8 tensor tiles in log-LMS, the torch twin of :class:`_RudermanPixels`.
+
+    lαβ is a linear map of log-LMS (:data:`LOG_LMS_TO_LAB`), so the statistics of lαβ come from
+    the mean and covariance of log-LMS, and the mapping is one affine map per tile in log-LMS:
+    the lαβ values themselves are never formed.
+    """
+
+    def __init__(self, batch: Any):
+        import torch
+
+        self.shape = batch.shape
+        rgb = batch.clamp(min=1).reshape(len(batch), -1, 3).to(torch.float32)
+        self.log_lms = (rgb @ constant(torch, RGB_TO_LMS.T, rgb)).log_()
+
+    def stats(self, mask: Any) -> tuple[Any, Any]:
+        import torch
+
+        from stainstyle._torch_ops import masked_covariance
+
+        _, mean, covariance = masked_covariance(self.log_lms, mask)
+        to_lab = constant(torch, LOG_LMS_TO_LAB, mean)
+        variance = (to_lab @ covariance @ to_lab.T).diagonal(dim1=1, dim2=2)
+        return mean @ to_lab.T, variance.clamp(min=0).sqrt()
+
+    def mapped(self, scale: Any, shift: Any) -> Any:
+        """``lab * scale + shift`` per tile and channel ``(n, 3)``, back in uint8 RGB."""
+        import torch
+
+        from stainstyle._torch_ops import to_uint8
+
+        to_log_lms = constant(torch, LAB_TO_LOG_LMS, scale)
+        matrix = (to_log_lms * scale[:, None, :]) @ constant(torch, LOG_LMS_TO_LAB, scale)
+        bias = shift @ to_log_lms.T
+        dtype = self.log_lms.dtype
+        lms = (self.log_lms @ matrix.transpose(1, 2).to(dtype)).add_(bias[:, None].to(dtype))
+        lms.exp_()
+        rgb = lms @ constant(torch, LMS_TO_RGB.T, lms)
+        return to_uint8(rgb).reshape(self.shape)
+
+
+class _CieTensors:
+    """A batch of uint8 tensor tiles in CIE L*a*b*, float64, the twin of :class:`_CiePixels`."""
+
+    def __init__(self, batch: Any):
+        import torch
+
+        self.lab = cie_of(torch, batch.to(torch.float64))
+
+    def stats(self, mask: Any) -> tuple[Any, Any]:
+        from stainstyle._torch_ops import masked_moments
+
+        n = len(self.lab)
+        _, mean, std = masked_moments(self.lab.reshape(n, -1, 3), mask)
+        return mean, std
+
+    def mapped(self, scale: Any, shift: Any) -> Any:
+        """``lab * scale + shift`` per tile and channel ``(n, 3)``, back in uint8 RGB."""
+        import torch
+
+        from stainstyle._torch_ops import to_uint8
+
+        return to_uint8(rgb_of_cie(torch, self.lab * scale[:, None, None] + shift[:, None, None]))
+
+
+_TENSOR_SPACES = {"lab_ruderman": _RudermanTensors, "lab_cie": _CieTensors}
+
+
 class ReinhardNormalizer(StainNormalizer):
     """Reinhard colour transfer: z-score each Lab channel to the target's mean and spread.
 
@@ -240,6 +313,7 @@ class ReinhardNormalizer(StainNormalizer):
     _fit_dependent_params = ("space", "tissue_only", "tissue_mask")
     _machine_local_params = ()
     _colour_table = True
+    _tensor_kernels = True
     _renamed_params: dict = {"tissue_mask": Renamed("tissue_only")}
 
     def __init__(
@@ -273,6 +347,12 @@ class ReinhardNormalizer(StainNormalizer):
         tissue_only = self._param("tissue_only")
         counts, means, stds = [], [], []
         for batch, tissue in self._fit_batches(tiles):
+            if is_tensor(batch):
+                counts_, means_, stds_ = self._tensor_stats(batch, tissue)
+                counts += counts_
+                means += means_
+                stds += stds_
+                continue
             for i, tile in enumerate(batch):
                 mask = tissue[i] if tissue_only else None
                 counts.append(
@@ -283,6 +363,14 @@ class ReinhardNormalizer(StainNormalizer):
                 stds.append(std)
         mean, std = pool_stats(np.array(counts), np.array(means), np.array(stds))
         return ReinhardSource(means=mean, stds=std)
+
+    def _tensor_stats(self, batch: Any, tissue: Any) -> tuple[list, list, list]:
+        """Per-tile pixel counts, means and spreads of a uint8 tensor batch, as lists."""
+        n = len(batch)
+        mask = tissue.reshape(n, -1) if self._param("tissue_only") else None
+        counts = [batch.shape[1] * batch.shape[2]] * n if mask is None else mask.sum(1).tolist()
+        mean, std = _TENSOR_SPACES[self.space](batch).stats(mask)
+        return counts, mean.tolist(), std.tolist()
 
     def _needs_tissue_mask(self) -> bool:
         return self._param("tissue_only") or self.passthrough_background
@@ -307,3 +395,23 @@ class ReinhardNormalizer(StainNormalizer):
         if self.passthrough_background:
             out[~tissue] = batch[~tissue]
         return out, np.zeros(len(batch), dtype=bool)
+
+    def _transform_tensors(
+        self, batch: Any, tissue: Any, *, context: ReinhardSource | None = None
+    ) -> tuple[Any, np.ndarray]:
+        import torch
+
+        n = len(batch)
+        pixels = _TENSOR_SPACES[self.space](batch)
+        if context is None:
+            mask = tissue.reshape(n, -1) if self._param("tissue_only") else None
+            mean, std = pixels.stats(mask)
+        else:
+            mean = torch.as_tensor(context.means, device=batch.device)[None]
+            std = torch.as_tensor(context.stds, device=batch.device)[None]
+        target_means = torch.as_tensor(self.target_means_, device=batch.device)
+        scale = reinhard_scale(std, torch.as_tensor(self.target_stds_, device=batch.device))
+        out = pixels.mapped(scale, target_means - mean * scale)
+        if self.passthrough_background:
+            out = torch.where(tissue[..., None], out, batch)
+        return out, np.zeros(n, dtype=bool)

@@ -1,0 +1,159 @@
+"""The torch twins of the numpy reductions the classic methods share.
+
+Each function here has a numpy counterpart whose result it reproduces on torch tensors, on their
+device and batched over tiles: the uint8 quantization
+(:func:`stainstyle.color.quantize.float_to_uint8`), per-tile masked moments (``cv2.meanStdDev``),
+exact linear percentiles
+(:func:`stainstyle.methods._macenko_pixels.sorted_percentiles`) and ``np.interp``.
+
+Sums over pixels are matrix products in float32 (BLAS on the CPU, cuBLAS on CUDA), divided in
+float64: a mean or a covariance over a tile's pixels then differs from numpy's fixed-order
+float64 sums (:mod:`stainstyle._sums`) by a relative 1e-6 or so, far below a gray level, and may
+differ in its last bits with the number of threads (unlike :mod:`stainstyle._sums`).
+Percentiles are order statistics of each tile's values, so they are exact and the same on every
+device; ``torch.quantile`` (limited to 16 M elements) is not used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Clip to [0, 255], round half to even and cast; NaN becomes 0, +inf 255.
+
+    Parameters
+    ----------
+    x : torch.Tensor, float
+        Intensities on the 0-255 scale.
+
+    Returns
+    -------
+    torch.Tensor, dtype uint8
+        As :func:`stainstyle.color.quantize.float_to_uint8`.
+    """
+    x = torch.nan_to_num(x, nan=0.0, posinf=255.0, neginf=0.0)
+    return x.clamp_(0.0, 255.0).round_().to(torch.uint8)
+
+
+def masked_covariance(
+    values: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-tile count, mean and covariance (ddof=0) of masked pixels.
+
+    Parameters
+    ----------
+    values : torch.Tensor of shape (n, P, c), float
+        The pixels of ``n`` tiles (or of one pooled set, ``n = 1``).
+    mask : torch.Tensor of shape (n, P), bool, or None
+        The pixels to use; all when None.
+
+    Returns
+    -------
+    count : torch.Tensor of shape (n,), dtype float64
+    mean : torch.Tensor of shape (n, c), dtype float64
+    covariance : torch.Tensor of shape (n, c, c), dtype float64
+        ``sum w (x - mean)(x - mean)^T / count``, centred in two passes (NaN for a tile
+        without pixels). Sums are matrix products in the dtype of ``values`` (BLAS on the CPU,
+        cuBLAS on CUDA), divided in float64.
+    """
+    if mask is None:
+        count = torch.full((len(values),), values.shape[1], dtype=torch.float64)
+        count = count.to(values.device)
+        total = values.sum(1)
+    else:
+        weights = mask.to(values.dtype)
+        count = mask.sum(1).to(torch.float64)
+        total = (weights[:, None] @ values)[:, 0]
+    mean = total.to(torch.float64) / count[:, None]
+    centred = values - mean.to(values.dtype)[:, None]
+    if mask is not None:
+        centred.mul_(weights[..., None])  # masked out pixels add nothing (weights are 0 or 1)
+    covariance = (centred.transpose(1, 2) @ centred).to(torch.float64) / count[:, None, None]
+    return count, mean, covariance
+
+
+def masked_moments(
+    values: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-tile count, mean and standard deviation (ddof=0) of masked pixels.
+
+    The diagonal of :func:`masked_covariance`: the twin of ``cv2.meanStdDev`` with a mask.
+
+    Returns
+    -------
+    count : torch.Tensor of shape (n,), dtype float64
+    mean, std : torch.Tensor of shape (n, c), dtype float64
+    """
+    count, mean, covariance = masked_covariance(values, mask)
+    return count, mean, covariance.diagonal(dim1=1, dim2=2).clamp(min=0).sqrt()
+
+
+def masked_percentiles(
+    values: torch.Tensor,
+    mask: torch.Tensor | None,
+    q: Sequence[float],
+    monotone: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Per-tile ``np.percentile(monotone(values[mask]), q)`` (linear method), exact.
+
+    The twin of :func:`stainstyle.methods._macenko_pixels.sorted_percentiles`: order statistics
+    of the sorted values, ``monotone`` (increasing) applied to the two around each percentile.
+
+    Parameters
+    ----------
+    values : torch.Tensor of shape (n, P), float
+        Values of ``n`` tiles (or of one pooled set, ``n = 1``).
+    mask : torch.Tensor of shape (n, P), bool, or None
+        The values to use; all when None. A row without any gives NaN.
+    q : sequence of float
+        Percentiles in [0, 100].
+    monotone : callable, optional
+        Increasing map of float64 tensors.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, len(q)), dtype float64
+    """
+    if mask is None:
+        ordered = values.sort(dim=1).values
+        count = torch.full((len(values),), values.shape[1], device=values.device)
+    else:
+        ordered = values.masked_fill(~mask, float("inf")).sort(dim=1).values
+        count = mask.sum(1)
+    last = (count - 1).clamp(min=0)[:, None]
+    fraction = torch.as_tensor(q, dtype=torch.float64, device=values.device)[None] / 100.0
+    position = fraction * last.to(torch.float64)
+    below = position.floor().long()
+    above = torch.minimum(below + 1, last)
+    low = ordered.gather(1, below).to(torch.float64)
+    high = ordered.gather(1, above).to(torch.float64)
+    if monotone is not None:
+        low, high = monotone(low), monotone(high)
+    result = low + (position - below) * (high - low)
+    return result.masked_fill((count == 0)[:, None], float("nan"))
+
+
+def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """``np.interp(x, xp, fp)`` on tensors: piecewise linear, constant beyond the ends.
+
+    Parameters
+    ----------
+    x : torch.Tensor, float64
+        Where to evaluate.
+    xp : torch.Tensor of shape (k,), float64, increasing
+    fp : torch.Tensor of shape (k,), float64
+
+    Returns
+    -------
+    torch.Tensor of the shape of ``x``, float64
+    """
+    if len(xp) == 1:
+        return fp[0].expand_as(x).clone()
+    right = torch.searchsorted(xp, x.contiguous(), right=True).clamp(1, len(xp) - 1)
+    x0, x1, f0, f1 = xp[right - 1], xp[right], fp[right - 1], fp[right]
+    slope = (f1 - f0) / (x1 - x0)
+    inside = slope * (x - x0) + f0
+    return torch.where(x < xp[0], fp[0], torch.where(x >= xp[-1], fp[-1], inside))
