@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
+from stainstyle._xp import is_tensor
 from stainstyle.base import STATUS_BACKGROUND, STATUS_DEGENERATE, STATUS_OK
 from stainstyle.separation import ClosedFormLasso, tile_concentrations
 from stainstyle.sources import SourceStatistics, UnmodelledSource
@@ -51,12 +52,68 @@ class StainSeparationMixin:
     parameter ``io``; and ``_separation_penalty()``, the l1 penalty of its concentrations.
     """
 
+    _tensor_kernels = True
+
     def _separation_penalty(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _tensor_stains(self, od: Any, pixels: Any, needed: int) -> Any:  # pragma: no cover
+        """The method's estimate per tile of tensor pixels: a ``TensorStains``."""
+        raise NotImplementedError
+
+    def _tensor_mapped(self, od: Any, source: Any) -> Any:  # pragma: no cover - abstract
+        """The mapped uint8 pixels ``(n, P, 3)`` of optical densities with a ``TensorStains``."""
+        raise NotImplementedError
+
+    def _pooled_estimate(self, tiles: Tiles, needed: int) -> StainSource:
+        """The estimate of the pooled pixels of ``tiles``, numpy or torch.
+
+        Raises
+        ------
+        UnmodelledSource
+            If the pixels cannot be modelled.
+        """
+        images = pooled_images(tiles)
+        if not is_tensor(images[0]):
+            return self._estimate(images, needed)[0]
+        import torch
+
+        from stainstyle.methods._stain_tensors import optical_density
+
+        pixels = torch.cat([image.reshape(-1, 3) for image in images])[None]
+        found = self._tensor_stains(optical_density(pixels, self.io), pixels, needed)
+        if found.n_tissue[0] < needed:
+            raise UnmodelledSource(
+                f"hold {found.n_tissue[0]} pixels that pass the stain filter (an optical density "
+                f"of at least beta={self.beta}), at least {needed} are needed; are they pale or "
+                "blank?"
+            )
+        if found.degenerate[0]:
+            raise UnmodelledSource("hold a single stain (the two estimated stain vectors coincide)")
+        return StainSource(
+            stain_matrix=found.stain_matrix[0].cpu().numpy(),
+            max_concentrations=found.max_concentrations[0].cpu().numpy(),
+        )
+
+    def _transform_tensors(
+        self, batch: Any, tissue: Any, *, context: StainSource | None = None
+    ) -> tuple[Any, np.ndarray]:
+        from stainstyle.methods._stain_tensors import TensorStains, optical_density
+
+        n = len(batch)
+        pixels = batch.reshape(n, -1, 3)
+        od = optical_density(pixels, self.io)
+        if context is None:
+            source = self._tensor_stains(od, pixels, min_tissue_pixels(*batch.shape[1:3]))
+        else:
+            source = TensorStains.of(
+                context.stain_matrix, context.max_concentrations, n, batch.device
+            )
+        return self._tensor_mapped(od, source).reshape(batch.shape), source.degenerate
+
     def _fit(self, tiles: Tiles, y: Any) -> None:
         try:
-            target, _ = self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)
+            target = self._pooled_estimate(tiles, MIN_TISSUE_PIXELS)
         except UnmodelledSource as problem:
             raise ValueError(
                 f"{type(self).__name__}: the target tiles {problem}; fit on H&E-stained tissue"
@@ -72,7 +129,7 @@ class StainSeparationMixin:
         UnmodelledSource
             If the tiles hold too few stained pixels or a single stain.
         """
-        return self._estimate(pooled_images(tiles), MIN_TISSUE_PIXELS)[0]
+        return self._pooled_estimate(tiles, MIN_TISSUE_PIXELS)
 
     def _transform_tile(
         self, tile: np.ndarray, source: StainSource | None

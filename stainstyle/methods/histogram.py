@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import StrOptions
 from stainstyle._fitted import FittedArray, positive_totals
 from stainstyle._renamed import DEPRECATED, DEPRECATED_CONSTRAINT, Renamed
 from stainstyle._validation import Tiles
+from stainstyle._xp import is_tensor
 from stainstyle.base import StainNormalizer
 from stainstyle.color.quantize import float_to_uint8
 from stainstyle.sources import UnmodelledSource
@@ -21,15 +22,20 @@ def channel_histograms(tiles: np.ndarray, mask: np.ndarray | None = None) -> np.
 
     Parameters
     ----------
-    tiles : ndarray of shape (..., H, W, 3), dtype uint8
-        Images.
-    mask : ndarray of shape (..., H, W), bool, optional
+    tiles : ndarray or torch.Tensor of shape (..., H, W, 3), dtype uint8
+        Images; a tensor is counted by torch on its device.
+    mask : ndarray or torch.Tensor of shape (..., H, W), bool, optional
         Pixels to count; all when None.
 
     Returns
     -------
     ndarray of shape (3, 256), dtype int64
     """
+    if is_tensor(tiles):
+        counts, _ = _tile_histograms(
+            tiles.reshape(1, -1, 3), None if mask is None else mask.reshape(1, -1)
+        )
+        return counts[0].cpu().numpy()
     image = np.ascontiguousarray(tiles).reshape(-1, 1, 3)
     mask8 = None if mask is None else np.ascontiguousarray(mask).reshape(-1, 1).view(np.uint8)
     return np.stack(
@@ -58,6 +64,64 @@ def match_cdf_lut(source_counts: np.ndarray, target_counts: np.ndarray) -> np.nd
     target_quantiles = np.cumsum(target_counts[present]) / target_counts.sum()
     mapped = np.interp(source_quantiles, target_quantiles, present.astype(np.float64))
     return float_to_uint8(mapped)
+
+
+def _tile_histograms(pixels: Any, mask: Any) -> tuple[Any, Any]:
+    """Per-tile channel histograms of uint8 tensor pixels, by one ``torch.bincount``.
+
+    Parameters
+    ----------
+    pixels : torch.Tensor of shape (n, P, 3), dtype uint8
+    mask : torch.Tensor of shape (n, P), bool, or None
+
+    Returns
+    -------
+    counts : torch.Tensor of shape (n, 3, 256), dtype int64
+    bins : torch.Tensor of shape (n, P, 3), dtype int64
+        Each value's bin ``256 * (3 * tile + channel) + value``, the index of its entry in
+        per-tile lookup tables ``(n, 3, 256)`` flattened.
+    """
+    import torch
+
+    n = len(pixels)
+    offsets = torch.arange(0, 3 * 256 * n, 256, device=pixels.device).reshape(n, 1, 3)
+    bins = pixels.long() + offsets
+    counted = bins if mask is None else torch.where(mask[..., None], bins, 3 * 256 * n)
+    counts = torch.bincount(counted.reshape(-1), minlength=3 * 256 * n + 1)
+    return counts[: 3 * 256 * n].reshape(n, 3, 256), bins
+
+
+def _match_cdf_luts(source_counts: Any, target_counts: np.ndarray) -> Any:
+    """:func:`match_cdf_lut` of each tile and channel, in torch: ``(n, 3, 256)`` uint8.
+
+    Parameters
+    ----------
+    source_counts : torch.Tensor of shape (n, 3, 256), int64
+    target_counts : ndarray of shape (3, 256), int
+        Every channel with some count.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, 3, 256), dtype uint8
+        Equal to :func:`match_cdf_lut` of the same counts.
+    """
+    import torch
+
+    from stainstyle._torch_ops import interp, to_uint8
+
+    device = source_counts.device
+    totals = source_counts.sum(-1, keepdim=True).clamp(min=1).to(torch.float64)
+    quantiles = source_counts.cumsum(-1).to(torch.float64) / totals
+    mapped = torch.empty(quantiles.shape, dtype=torch.float64, device=device)
+    for c in range(3):
+        present = np.flatnonzero(target_counts[c])
+        levels = np.cumsum(target_counts[c][present]) / target_counts[c].sum()
+        mapped[:, c] = interp(
+            quantiles[:, c],
+            torch.as_tensor(levels, device=device),
+            torch.as_tensor(present, dtype=torch.float64, device=device),
+        )
+    return to_uint8(mapped)
 
 
 class HistogramSpecification(StainNormalizer):
@@ -115,6 +179,7 @@ class HistogramSpecification(StainNormalizer):
     }
     _fit_dependent_params = ("tissue_only", "mask")
     _machine_local_params = ()
+    _tensor_kernels = True
     _renamed_params: dict = {"mask": Renamed("tissue_only", {"none": False, "tissue": True})}
 
     def __init__(
@@ -173,3 +238,21 @@ class HistogramSpecification(StainNormalizer):
             if mask is not None:
                 np.copyto(out[i], tile, where=~mask[..., None])
         return out, np.zeros(len(batch), dtype=bool)
+
+    def _transform_tensors(
+        self, batch: Any, tissue: Any, *, context: np.ndarray | None = None
+    ) -> tuple[Any, np.ndarray]:
+        import torch
+
+        n = len(batch)
+        pixels = batch.reshape(n, -1, 3)
+        mask = None if tissue is None else tissue.reshape(n, -1)
+        counts, bins = _tile_histograms(pixels, mask)
+        if context is None:
+            luts = _match_cdf_luts(counts, self.target_counts_)
+        else:
+            luts = torch.as_tensor(context.T, device=batch.device).expand(n, 3, 256)
+        out = luts.reshape(-1)[bins]
+        if mask is not None:
+            out = torch.where(mask[..., None], out, pixels)
+        return out.reshape(batch.shape), np.zeros(n, dtype=bool)

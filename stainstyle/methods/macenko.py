@@ -369,3 +369,30 @@ class MacenkoNormalizer(StainSeparationMixin, StainNormalizer):
             od_rows = cv2.LUT(tile[rows], lut) if od is None else od[rows]
             out[rows] = float_to_uint8(cv2.exp(cv2.transform(od_rows, affine)))
         return out
+
+    def _tensor_stains(self, od: Any, pixels: Any, needed: int) -> Any:
+        from stainstyle.methods._stain_tensors import macenko_stains
+
+        return macenko_stains(
+            od,
+            pixels,
+            io=self.io,
+            beta=self.beta,
+            alpha=self.alpha,
+            tissue_only=self._param("tissue_only"),
+            needed=needed,
+            max_cosine=_MAX_STAIN_COSINE,
+            min_angle_range=_MIN_ANGLE_RANGE,
+        )
+
+    def _tensor_mapped(self, od: Any, source: Any) -> Any:
+        from stainstyle.methods._stain_tensors import macenko_mapped
+
+        return macenko_mapped(
+            od,
+            source,
+            self.stain_matrix_,
+            self.max_concentrations_,
+            self.io,
+            _MIN_CONCENTRATION,
+        )

@@ -380,3 +380,33 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
             mapped = cv2.exp(cv2.transform(strip, rebuild))
             out[rows] = float_to_uint8(mapped).reshape(out[rows].shape)
         return out
+
+    def _tensor_stains(self, od, pixels, needed: int):
+        from stainstyle.methods._stain_tensors import vahadane_stains
+
+        return vahadane_stains(
+            od,
+            pixels,
+            io=self.io,
+            beta=self.beta,
+            lambda_lasso=self.lambda_lasso,
+            n_pixels=self.n_pixels,
+            random_state=self.random_state,
+            tissue_only=self.tissue_only,
+            needed=needed,
+            sample_ranks=_sample_ranks,
+            learn=lambda sample: _ordered_stains(sample, self.lambda1, self.max_iter),
+        )
+
+    def _tensor_mapped(self, od, source):
+        from stainstyle.methods._stain_tensors import vahadane_mapped
+
+        return vahadane_mapped(
+            od,
+            source,
+            self.stain_matrix_,
+            self.max_concentrations_,
+            self.io,
+            self.lambda_lasso,
+            _MIN_CONCENTRATION,
+        )
