@@ -369,6 +369,34 @@ class StainNormalizer(
         self._check_source(source)
         return FixedMapping(copy.deepcopy(self), source)
 
+    def as_module(self):
+        """The fitted normalizer as a ``torch.nn.Module``, for batches in a training step.
+
+        Returns
+        -------
+        stainstyle._module.NormalizerModule
+            Its ``forward(x)`` is ``transform(x)`` without gradients, for tensors ``(N, 3, H, W)``
+            (torchvision's layout) or ``(N, H, W, 3)``, uint8 or float in [0, 1], on their device.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the normalizer is not fitted.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from stainstyle import MacenkoNormalizer
+        >>> normalize = MacenkoNormalizer.from_reference().as_module()
+        >>> batch = torch.randint(40, 200, (4, 3, 64, 64), dtype=torch.uint8)
+        >>> normalize(batch).shape
+        torch.Size([4, 3, 64, 64])
+        """
+        check_is_fitted(self)
+        from stainstyle._module import NormalizerModule
+
+        return NormalizerModule(self)
+
     def _validate_params(self) -> None:
         """Check the parameters against ``_parameter_constraints``, then the renamed ones.
 
