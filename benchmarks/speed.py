@@ -2,7 +2,9 @@
 
 For each method: fit throughput on a batch of 256 tiles of 256x256, and transform throughput on
 that batch and on one 2048x2048 image, in megapixels per second (best of ``--repeats`` runs),
-with the ratio to the fastest peer that implements the same method. Then the batch throughput
+with the ratio to the fastest peer that implements the same method. Each method with torch
+kernels also gets a "stainstyle torch, CPU" row: the same calls on CPU tensors (the fallback of
+a machine without a GPU), with its ratio to the numpy row. Then the batch throughput
 of each augmenter (``--augmenters``: HED jitter, stain-matrix jitter, RandStainNA; numpy and a
 torch CPU tensor) beside the peers' augmenters that are installed (albumentations ``HEStain``,
 StainTools ``StainAugmentor``, torchstain's Macenko augmentor). Peers are optional (the
@@ -64,6 +66,9 @@ from stainstyle.registry import CLASSIC_METHODS
 
 logger = logging.getLogger("speed")
 N_TILES, TILE, LARGE = 256, 256, 2048
+
+#: The implementation name of our methods run on CPU torch tensors (their torch kernels).
+TORCH_CPU = "stainstyle torch, CPU"
 
 #: A timed run longer than this many seconds is not repeated.
 ENOUGH_SECONDS = 10.0
@@ -149,6 +154,18 @@ def batched(fit: Callable, transform: Callable) -> dict:
 def ours(make: Callable[[], object]) -> dict:
     """A stainstyle method from its factory."""
     return batched(lambda target: make().fit(target), lambda model, x: model.transform(x))
+
+
+def ours_torch(make: Callable[[], object]) -> dict:
+    """A stainstyle method on CPU torch tensors: its torch kernels, the CPU-only fallback."""
+    import torch
+
+    def tensor(x):
+        return torch.from_numpy(np.ascontiguousarray(x))  # shares the memory: not timed work
+
+    return batched(
+        lambda target: make().fit(tensor(target)), lambda model, x: model.transform(tensor(x))
+    )
 
 
 def per_image(make, fit_one, apply_one) -> dict:
@@ -298,6 +315,10 @@ def throughput_rows(config: Config) -> tuple[list[dict], str]:
         entries = {
             "stainstyle": measure(ours(roster[method]), target, source, large, config.repeats)
         }
+        if roster[method]()._tensor_kernels:
+            entries[TORCH_CPU] = measure(
+                ours_torch(roster[method]), target, source, large, config.repeats
+            )
         for peer, impl in peer_table.get(method, {}).items():
             try:
                 entries[peer] = measure(impl, target, source, large, config.repeats)
@@ -310,16 +331,22 @@ def throughput_rows(config: Config) -> tuple[list[dict], str]:
 
 
 def _ratios(rows: list[dict]) -> None:
-    """Add, to our rows, the ratio to the fastest peer per metric."""
+    """Add, to our rows, the ratio to the fastest peer per metric.
+
+    To our torch CPU rows also the ratio to our numpy row of the same method
+    (``{key}_vs_numpy``).
+    """
     for row in rows:
-        if row["implementation"] != "stainstyle":
+        if not row["implementation"].startswith("stainstyle"):
             continue
-        peers_of = [
-            r for r in rows if r["method"] == row["method"] and r is not row and "error" not in r
-        ]
+        same = [r for r in rows if r["method"] == row["method"] and "error" not in r]
+        peers_of = [r for r in same if not r["implementation"].startswith("stainstyle")]
+        numpy_row = next(r for r in same if r["implementation"] == "stainstyle")
         for key in THROUGHPUTS:
             if peers_of:
                 row[f"{key}_ratio"] = row[key] / max(r[key] for r in peers_of)
+            if row is not numpy_row:
+                row[f"{key}_vs_numpy"] = row[key] / numpy_row[key]
 
 
 def _markdown(rows: list[dict]) -> str:
@@ -331,10 +358,18 @@ def _markdown(rows: list[dict]) -> str:
         rates = []
         for key in THROUGHPUTS:
             ratio = row.get(f"{key}_ratio")
-            rates.append(f"{row[key]:.1f}" + (f" ({ratio:.1f}x)" if ratio else ""))
+            versus = row.get(f"{key}_vs_numpy")
+            rates.append(
+                f"{row[key]:.1f}"
+                + (f" ({ratio:.1f}x)" if ratio else "")
+                + (f" [{versus:.2f}x numpy]" if versus else "")
+            )
         cells.append([row["method"], row["implementation"], *rates])
     lines = markdown_table(["method", "implementation", *THROUGHPUTS.values()], cells)
-    lines.append("\nMegapixels per second, best of the repeats; (Nx) = ratio to the fastest peer.")
+    lines.append(
+        "\nMegapixels per second, best of the repeats; (Nx) = ratio to the fastest peer; "
+        f"[Nx numpy] = the {TORCH_CPU} row's ratio to the numpy row of the same method."
+    )
     return "\n".join(lines)
 
 

@@ -19,6 +19,15 @@ implements two hooks on canonical data:
     returned for the batch's slide or group), passed by keyword when ``transform`` is called
     with ``source`` or ``groups``; None otherwise, when each tile is measured on its own.
 
+A method with torch kernels sets ``_tensor_kernels = True`` and implements
+``_transform_tensors(batch, tissue, *, context=None)``, the twin of ``_transform_batch`` on a
+uint8 tensor batch on its device (``tissue`` a boolean tensor or None; the mapped batch a uint8
+tensor; ``degenerate`` a numpy array); its ``_fit`` and ``_source_context`` then also receive
+:class:`~stainstyle._tensors.TensorTiles`, whose batches are tensors. Tensor input then never
+goes through numpy: validation, screening and tissue masks run in torch too
+(:func:`~stainstyle.tissue.screen_tensors`, :func:`~stainstyle.tissue.tissue_mask_tensor`).
+Other methods (WSICS) get tensors copied to numpy and their results copied back.
+
 A method whose mapping depends on statistics of the source tiles (see
 :mod:`stainstyle.sources`) also implements ``_source_context(tiles)``: measure them on a
 :class:`~stainstyle._validation.Tiles` of tissue tiles and return them, or raise
@@ -164,7 +173,10 @@ class StainNormalizer(
     Inputs: one tile ``(H, W, 3)``, a batch ``(N, H, W, 3)`` or a list of tiles of different
     sizes; numpy arrays or torch tensors; uint8 or float in [0, 1]. The output has the input's
     container, shape and dtype (tensors stay on their device). Float input is quantized to uint8
-    for the computation; tiles passed through are returned bit for bit.
+    for the computation; tiles passed through are returned bit for bit. Methods with torch
+    kernels (Reinhard, Macenko, Vahadane, histogram specification, gray normalization) compute
+    tensors in torch on their device, within a gray level of the numpy path; :meth:`as_module`
+    wraps a fitted normalizer as a ``torch.nn.Module``.
     """
 
     def __init__(self, *, background: str = "passthrough", batch_size: int = 32):
