@@ -27,14 +27,14 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     Parameters
     ----------
     x : torch.Tensor, float
-        Intensities on the 0-255 scale.
+        Intensities on the 0-255 scale; overwritten (as numpy's twin overwrites its input).
 
     Returns
     -------
     torch.Tensor, dtype uint8
         As :func:`stainstyle.color.quantize.float_to_uint8`.
     """
-    x = torch.nan_to_num(x, nan=0.0, posinf=255.0, neginf=0.0)
+    x = torch.nan_to_num_(x, nan=0.0, posinf=255.0, neginf=0.0)
     return x.clamp_(0.0, 255.0).round_().to(torch.uint8)
 
 
