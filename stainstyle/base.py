@@ -268,7 +268,8 @@ class StainNormalizer(
         With ``source`` or ``groups``, Reinhard, Macenko and WSICS map each pixel as a colour,
         as :meth:`fixed_mapping` does, and the result is the same bit for bit; the mapping
         computes each distinct colour once, which makes it the faster way to map a slide's
-        tiles over many calls.
+        tiles over many calls. Tensors given to a method with torch kernels are mapped by them,
+        pixel by pixel on their device, with the same statistics (within a gray level).
         """
         tiles = self._as_tiles(X)
         results, status = self._normalize(tiles, True, groups, source)
