@@ -62,7 +62,8 @@ class TensorStains:
 def optical_density(pixels: Any, io: float) -> Any:
     """``-ln((I + 1) / io)`` of uint8 tensor pixels, float32, by the table of :func:`od_lut`."""
     table = torch.tensor(od_lut(io, np.float32), device=pixels.device)
-    return table[pixels.int()]
+    # index_select: several times faster than advanced indexing on the CPU
+    return torch.index_select(table, 0, pixels.reshape(-1).int()).reshape(pixels.shape)
 
 
 def _pseudo_angles(points: Any) -> Any:

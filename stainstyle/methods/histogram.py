@@ -252,7 +252,8 @@ class HistogramSpecification(StainNormalizer):
             luts = _match_cdf_luts(counts, self.target_counts_)
         else:
             luts = torch.as_tensor(context.T, device=batch.device).expand(n, 3, 256)
-        out = luts.reshape(-1)[bins]
+        # index_select: several times faster than advanced indexing on the CPU
+        out = torch.index_select(luts.reshape(-1), 0, bins.reshape(-1)).reshape(bins.shape)
         if mask is not None:
             out = torch.where(mask[..., None], out, pixels)
         return out.reshape(batch.shape), np.zeros(n, dtype=bool)
