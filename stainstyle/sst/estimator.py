@@ -30,6 +30,7 @@ from stainstyle.sst._torch import build_seeded
 from stainstyle.sst.checkpoint import TrainState, load_checkpoint
 from stainstyle.sst.classifier import TileClassifier
 from stainstyle.sst.discriminator import DCGANDiscriminator
+from stainstyle.sst.distributed import Ranks, session
 from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.losses import FeaturePreservingLoss
@@ -328,21 +329,38 @@ class StainStyleTransfer(StainNormalizer):
 
         A fresh model takes its network sizes from the tiles first, since the networks are built
         from them; a fitted one keeps its sizes and continues.
+
+        Under ``torchrun`` (``WORLD_SIZE > 1``) every process runs this with the same tiles and
+        parameters, and training is data parallel (:mod:`stainstyle.sst.distributed`).
         """
         device = resolve_device(self.device)
         self._warn_if_sized_for_gpu(device)
-        if not hasattr(self, "generator_"):
-            self.width_, self.depth_, self.crop_size_, self.disc_width_ = self._network_sizes(tiles)
-        config = self._train_config()
-        grays = [gray_normalize(img) for img in tiles.images]
-        pairs = make_pairs(list(tiles.images), grays)
-        training, validation = split_pairs(pairs, self.validation_fraction, self.random_state)
-        feature_loss, classifier = self._feature_loss(tiles, y, device)
-        modules, state = self._start(feature_loss, config, device)
-        end_epoch = (
-            self._preset_value("max_epochs") if extra_epochs is None else state.epoch + extra_epochs
-        )
-        train(modules, training, config, state, end_epoch, device=device, validation=validation)
+        with session(device) as ranks:
+            device = ranks.device(device)
+            if not hasattr(self, "generator_"):
+                sizes = self._network_sizes(tiles)
+                self.width_, self.depth_, self.crop_size_, self.disc_width_ = sizes
+            config = self._train_config()
+            grays = [gray_normalize(img) for img in tiles.images]
+            pairs = make_pairs(list(tiles.images), grays)
+            training, validation = split_pairs(pairs, self.validation_fraction, self.random_state)
+            feature_loss, classifier = self._feature_loss(tiles, y, device)
+            modules, state = self._start(feature_loss, config, device, ranks)
+            end_epoch = (
+                self._preset_value("max_epochs")
+                if extra_epochs is None
+                else state.epoch + extra_epochs
+            )
+            train(
+                modules,
+                training,
+                config,
+                state,
+                end_epoch,
+                device=device,
+                validation=validation,
+                ranks=ranks,
+            )
         self._store_fitted(modules, state, feature_loss is not None, classifier, tiles, grays)
 
     def _warn_if_sized_for_gpu(self, device: torch.device) -> None:
@@ -430,14 +448,20 @@ class StainStyleTransfer(StainNormalizer):
         ).fit(list(tiles.images), y)
 
     def _start(
-        self, feature_loss: FeaturePreservingLoss | None, config: TrainConfig, device: torch.device
+        self,
+        feature_loss: FeaturePreservingLoss | None,
+        config: TrainConfig,
+        device: torch.device,
+        ranks: Ranks,
     ) -> tuple[GANModules, TrainState]:
         """The networks, optimizers and progress that training continues from.
 
         Three starts: the run of an earlier ``fit`` in this process (networks, optimizer moments
         and sampler as they were); a model loaded from disk (its networks, fresh optimizer
         moments, a sampler seeded with the epoch); or fresh networks, replaced by the checkpoint
-        in ``checkpoint_dir`` when ``resume`` is set and there is one.
+        in ``checkpoint_dir`` when ``resume`` is set and there is one. Each rank of a
+        distributed run has its own sampler (seeded with its rank, or its own from the
+        checkpoint).
         """
         if hasattr(self, "generator_") and hasattr(self, "_modules"):
             self._modules.feature_loss = feature_loss
@@ -447,7 +471,7 @@ class StainStyleTransfer(StainNormalizer):
             modules = make_modules(
                 self.generator_, self.discriminator_, feature_loss, config, device
             )
-            rng = np.random.default_rng([self.random_state, self.epoch_])
+            rng = np.random.default_rng(ranks.seed(self.random_state, self.epoch_))
             return modules, TrainState(epoch=self.epoch_, history=list(self.history_), rng=rng)
         built = build_seeded(self._build_modules, self.random_state)
         modules = make_modules(
@@ -455,9 +479,9 @@ class StainStyleTransfer(StainNormalizer):
         )
         restored = None
         if self.resume and self.checkpoint_dir is not None:
-            restored = load_checkpoint(self.checkpoint_dir, modules, device)
+            restored = load_checkpoint(self.checkpoint_dir, modules, device, ranks)
         if restored is None:
-            return modules, TrainState.start(self.random_state)
+            return modules, TrainState.start(ranks.seed(self.random_state))
         logger.info("resuming from epoch %d in %s", restored.epoch, self.checkpoint_dir)
         return modules, restored
 
