@@ -484,8 +484,8 @@ def _check_schema(meta: Any, path: Path) -> None:
         samplers = meta["samplers"]
         if not isinstance(samplers, list) or not samplers or len(samplers) > MAX_RANKS:
             raise fail("samplers", f"a list of 1 to {MAX_RANKS} sampler states", samplers)
-        for state in samplers:
-            _check_rng(state, path)
+        for i, state in enumerate(samplers):
+            _check_rng(state, path, f"samplers[{i}]")
         if samplers[0] != meta["rng"]:
             raise fail("samplers[0]", "the state of rng", samplers[0])
     for key in ("opt_g_groups", "opt_d_groups"):
@@ -503,7 +503,7 @@ def _check_schema(meta: Any, path: Path) -> None:
         raise fail("config", "an object", meta["config"])
 
 
-def _check_rng(state: Any, path: Path) -> None:
+def _check_rng(state: Any, path: Path, where: str = "rng") -> None:
     """A NumPy PCG64 bit-generator state, as ``Generator.bit_generator.state`` gives it."""
     expected = (
         "{'bit_generator': 'PCG64', 'state': {'state': int, 'inc': int}, 'has_uint32': 0 or 1, "
@@ -521,11 +521,11 @@ def _check_rng(state: Any, path: Path) -> None:
         and 0 <= state["uinteger"] < 2**32
     )
     if not valid:
-        raise CheckpointError(f"{path}: rng: expected {expected}, got {_short_repr(state)}")
+        raise CheckpointError(f"{path}: {where}: expected {expected}, got {_short_repr(state)}")
     try:
         np.random.PCG64().state = state
     except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{path}: rng: not a valid PCG64 state ({error})") from error
+        raise CheckpointError(f"{path}: {where}: not a valid PCG64 state ({error})") from error
 
 
 def _is_int(value: Any) -> bool:
