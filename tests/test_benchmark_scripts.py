@@ -146,6 +146,11 @@ def test_sst_speed_reports_every_measure(tmp_path):
     assert row["preset"] == "cpu" and row["train_steps"] >= 1
     for key in ("classifier_tiles_per_s", "train_steps_per_s", "inference_mp_per_s"):
         assert row[key] > 0
+    for key in ("gflop_per_mp", "conv_gflop_per_s", "limit_mp_per_s", "whole_tile_mp_per_s"):
+        assert row[key] > 0
+    assert row["transform_gflop_per_s"] == pytest.approx(
+        row["inference_mp_per_s"] * row["gflop_per_mp"], rel=0.01
+    )
     assert report["tiles"] == 4 and report["device"] == "cpu"
     assert report["environment"]["device"]["description"] == report["description"]
     assert "| cpu |" in (tmp_path / "sst_speed.md").read_text()

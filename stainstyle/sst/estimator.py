@@ -32,7 +32,7 @@ from stainstyle.sst.classifier import TileClassifier
 from stainstyle.sst.discriminator import DCGANDiscriminator
 from stainstyle.sst.distributed import Ranks, session
 from stainstyle.sst.fusionnet import FusionNet
-from stainstyle.sst.inference import colorize
+from stainstyle.sst.inference import DEFAULT_WINDOW, colorize, prepare_generator
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
 from stainstyle.sst.setup import GANModules, TrainConfig, make_modules
@@ -97,7 +97,8 @@ class StainStyleTransfer(StainNormalizer):
         Share of the tiles held out to report the reconstruction PSNR after every epoch.
     window_size : int or None, default=None
         Inference window; tiles larger than it are coloured in overlapping windows, blended.
-        None uses the training crop size.
+        None uses :data:`~stainstyle.sst.inference.DEFAULT_WINDOW` (512) or the training crop
+        size if that is larger, so that usual tiles go through the generator whole.
     checkpoint_dir : str or None, default=None
         Folder for a checkpoint after every epoch (safetensors + JSON).
     resume : bool, default=False
@@ -118,7 +119,11 @@ class StainStyleTransfer(StainNormalizer):
     background : {"passthrough", "raise"}, default="passthrough"
         Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
     batch_size : int, default=32
-        Inference windows per forward pass.
+        Inference windows per forward pass (fewer for windows larger than 256 x 256, see
+        :func:`~stainstyle.sst.inference.colorize`).
+    torch_compile : bool, default=False
+        On CUDA, run inference through ``torch.compile`` (slow first call per tile size, then
+        faster); ignored on the CPU.
 
     Attributes
     ----------
@@ -150,7 +155,8 @@ class StainStyleTransfer(StainNormalizer):
     features. Training crops are flipped and rotated by multiples of 90 degrees. Inference
     windows overlap by a quarter of their side and are blended with weights that fade towards
     each window's border. On CUDA, training and inference use bfloat16 autocast (no loss
-    scaling needed); the feature-preserving loss is computed in float32. Its source statistics
+    scaling needed), inference with channels-last tensors and ``cudnn.benchmark``; the
+    feature-preserving loss is computed in float32. Its source statistics
     (``source_statistics``, ``transform(X, groups=...)``) are the pooled gray histogram
     ``(256,)`` int64 of a slide or group, used by ``gray_matching="histogram"``.
 
@@ -200,6 +206,7 @@ class StainStyleTransfer(StainNormalizer):
         "device": [str],
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
+        "torch_compile": ["boolean"],
     }
     _fitted_attributes: dict = {
         "generator_": FittedModule(),
@@ -216,7 +223,7 @@ class StainStyleTransfer(StainNormalizer):
         "gray_histogram_": FittedArray((256,), kinds="iu", minimum=0, rule=positive_totals()),
     }
     _fit_dependent_params = ("preset", "width", "depth", "crop_size")
-    _machine_local_params = ("checkpoint_dir", "resume", "device")
+    _machine_local_params = ("checkpoint_dir", "resume", "device", "torch_compile")
 
     def __init__(
         self,
@@ -245,6 +252,7 @@ class StainStyleTransfer(StainNormalizer):
         verbose: bool = False,
         background: str = "passthrough",
         batch_size: int = 32,
+        torch_compile: bool = False,
     ):
         self.preset = preset
         self.width = width
@@ -270,6 +278,7 @@ class StainStyleTransfer(StainNormalizer):
         self.verbose = verbose
         self.background = background
         self.batch_size = batch_size
+        self.torch_compile = torch_compile
 
     # ------------------------------------------------------------------ persistence contract
     def _build_modules(self) -> dict[str, nn.Module]:
@@ -496,6 +505,7 @@ class StainStyleTransfer(StainNormalizer):
     ) -> None:
         """Set the fitted attributes from a finished run, and keep the run to continue it."""
         modules.feature_loss = None  # keep no classifier copy on the fitted estimator
+        self.__dict__.pop("_runner", None)  # the inference copy of an earlier generator
         self._modules, self._state = modules, state
         self.generator_ = modules.generator.eval()
         self.discriminator_ = modules.discriminator.eval()
@@ -521,8 +531,8 @@ class StainStyleTransfer(StainNormalizer):
         self, batch: np.ndarray, tissue: np.ndarray | None, *, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         device = resolve_device(self.device)
-        generator = self.generator_.to(device).eval()
-        window = self.window_size if self.window_size is not None else self.crop_size_
+        generator = self._inference_generator(device)
+        window = self.window_size or max(self.crop_size_, DEFAULT_WINDOW)
         gray = gray_normalize(batch)
         if self.gray_matching == "histogram":
             if context is not None:
@@ -541,6 +551,15 @@ class StainStyleTransfer(StainNormalizer):
             autocast=device.type == "cuda",
         )
         return out, np.zeros(len(batch), dtype=bool)
+
+    def _inference_generator(self, device: torch.device) -> nn.Module:
+        """The generator prepared for inference on ``device``, kept until the next fit."""
+        key = (self.generator_, device, self.torch_compile)
+        runner = self.__dict__.get("_runner")
+        if runner is None or runner[0][0] is not key[0] or runner[0][1:] != key[1:]:
+            prepared = prepare_generator(self.generator_, device, compile=self.torch_compile)
+            runner = self._runner = (key, prepared)
+        return runner[1]
 
 
 def _gray_counts(grays) -> np.ndarray:
