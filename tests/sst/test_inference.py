@@ -5,6 +5,7 @@ at once. These tests pin its output to the whole-image accumulator it replaced, 
 and check that its memory does not grow with the image.
 """
 
+import copy
 import json
 
 import numpy as np
@@ -178,6 +179,18 @@ def test_windows_per_pass_are_capped_by_pixels():
     assert generator.batches == [PASS_PIXELS // 512**2] * (20 // 8) + [20 % 8]
 
 
-def test_prepare_generator_on_the_cpu_is_the_generator_in_eval_mode(fusionnet):
-    fusionnet.train()
-    assert prepare_generator(fusionnet, CPU) is fusionnet and not fusionnet.training
+def test_prepared_generator_folds_batchnorm_and_computes_the_same(fusionnet):
+    trained = copy.deepcopy(fusionnet).train()
+    x = torch.rand(4, 1, 24, 40) * 2 - 1
+    with torch.no_grad():
+        trained(x)  # moves the BatchNorm running statistics away from their initial values
+        trained.eval()
+        expected = trained(x)
+        before = {k: v.clone() for k, v in trained.state_dict().items()}
+        prepared = prepare_generator(trained, CPU)
+        got = prepared(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert not prepared.training
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the trained generator is left alone
