@@ -9,7 +9,13 @@ synthetic 256x256 tiles:
   feature-preserving loss included) and crops per second, from a run of ``--budget`` seconds;
 - inference: megapixels per second of ``transform`` on ``--tiles`` tiles (gray normalization,
   windowed colouring and blending included), best of ``--repeats``;
-- the reconstruction PSNR reached on held-out target tiles after the budget.
+- the reconstruction PSNR reached on held-out target tiles after the budget;
+- how close inference comes to the device's limit: the generator's GFLOP per megapixel
+  (counted by ``torch.utils.flop_counter``), a plain 3x3 convolution's GFLOP/s at the
+  generator's width on the same device (bfloat16 autocast on CUDA, as inference runs), the
+  compute limit they imply (MP/s), the generator's forward pass on whole tiles stacked in
+  tensors (32 per pass, as ``transform`` batches them), and ``transform``'s MP/s and GFLOP/s
+  as a share of that limit.
 
     python benchmarks/sst_speed.py --out results/sst_speed [--device cuda] [--budget 60]
     python benchmarks/sst_speed.py --quick --out /tmp/sst_speed     # smoke run
@@ -88,6 +94,7 @@ def measure_preset(
     )
     mse = np.mean((last["out"].astype(np.float64) - held_out) ** 2)
     batch = PRESETS[preset].train_batch_size
+    transform_mp_per_s = held_out[..., 0].size / inference_s / 1e6
     return {
         "preset": preset,
         "classifier": arch,
@@ -99,8 +106,42 @@ def measure_preset(
         "train_s": round(train_s, 1),
         "train_steps_per_s": significant(steps / train_s),
         "train_crops_per_s": significant(steps * batch / train_s),
-        "inference_mp_per_s": significant(held_out[..., 0].size / inference_s / 1e6),
+        "inference_mp_per_s": significant(transform_mp_per_s),
         "psnr_after_budget": round(float(10 * np.log10(255.0**2 / mse)), 2),
+        **inference_efficiency(sst, held_out, transform_mp_per_s, config.repeats, device),
+    }
+
+
+def inference_efficiency(
+    sst, held_out: np.ndarray, transform_mp_per_s: float, repeats: int, device
+) -> dict:
+    """``transform``'s speed next to the compute limit of the generator on ``device``."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    generator = sst.generator_.to(device).eval()
+    cuda = device.type == "cuda"
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda)
+    gray = torch.rand(len(held_out), 1, TILE, TILE, device=device) * 2 - 1
+    conv = torch.nn.Conv2d(sst.width_, sst.width_, 3, padding=1).to(device)
+    features = torch.rand(1, sst.width_, 4 * TILE, 4 * TILE, device=device)
+    with torch.inference_mode(), autocast:
+        with FlopCounterMode(display=False) as counter:
+            generator(gray[:1])
+        gflop_per_mp = counter.get_total_flops() / 1e9 / (TILE * TILE / 1e6)
+        conv_s = best_time(lambda: conv(features), repeats + 1, device=device)
+        whole_s = best_time(
+            lambda: [generator(part) for part in gray.split(32)], repeats, device=device
+        )
+    conv_gflop_per_s = 2 * 9 * sst.width_**2 * features[0, 0].numel() / conv_s / 1e9
+    limit = conv_gflop_per_s / gflop_per_mp
+    return {
+        "gflop_per_mp": significant(gflop_per_mp),
+        "conv_gflop_per_s": significant(conv_gflop_per_s),
+        "limit_mp_per_s": significant(limit),
+        "whole_tile_mp_per_s": significant(gray.numel() / whole_s / 1e6),
+        "transform_gflop_per_s": significant(transform_mp_per_s * gflop_per_mp),
+        "transform_of_limit": round(transform_mp_per_s / limit, 3),
     }
 
 

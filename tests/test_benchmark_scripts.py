@@ -146,6 +146,11 @@ def test_sst_speed_reports_every_measure(tmp_path):
     assert row["preset"] == "cpu" and row["train_steps"] >= 1
     for key in ("classifier_tiles_per_s", "train_steps_per_s", "inference_mp_per_s"):
         assert row[key] > 0
+    for key in ("gflop_per_mp", "conv_gflop_per_s", "limit_mp_per_s", "whole_tile_mp_per_s"):
+        assert row[key] > 0
+    assert row["transform_gflop_per_s"] == pytest.approx(
+        row["inference_mp_per_s"] * row["gflop_per_mp"], rel=0.01
+    )
     assert report["tiles"] == 4 and report["device"] == "cpu"
     assert report["environment"]["device"]["description"] == report["description"]
     assert "| cpu |" in (tmp_path / "sst_speed.md").read_text()
@@ -196,3 +201,24 @@ def test_speed_memory_table_runs_each_measure_in_a_fresh_process(tmp_path):
         assert row["peak_extra_mb"] >= 0 and row["seconds"] > 0
         assert row["multiple"] == pytest.approx(row["peak_extra_mb"] / row["image_mb"])
     assert "| gray |" in (tmp_path / "memory.md").read_text()
+
+
+@pytest.mark.slow  # two torchrun launches
+def test_gpu_check_dry_run_fills_every_section(tmp_path):
+    gpu_check = load_benchmark("gpu_check")
+    out = tmp_path / "gpu_check.json"
+    argv = ["--dry-run", "--presets", "cpu", "--repeats", "1", "--out", str(out)]
+    assert gpu_check.main([*argv, "--tests", "tests/sst/test_inference.py"]) == 0
+    report = json.loads(out.read_text())
+    assert report["dry_run"] and report["tests"]["result"]["exit_code"] in (0, 5)
+    for name in ("tests", "classic", "peers", "sst", "ddp"):
+        assert "error" not in report[name], report[name].get("trace")
+    methods = [row["method"] for row in report["classic"]["result"]]
+    assert methods == ["ReinhardNormalizer", "MacenkoNormalizer", "HistogramSpecification"]
+    for row in report["classic"]["result"]:
+        assert row["gp_per_s"] > 0 and row["output_on_device"]
+    (row,) = report["sst"]["result"]
+    assert row["preset"] == "cpu" and row["transform_mp_per_s"] > 0 and row["gflop_per_mp"] > 0
+    ddp = report["ddp"]["result"]
+    assert ddp["one_process"]["processes"] == 1 and ddp["2_processes"]["processes"] == 2
+    assert ddp["2_processes"]["steps_per_s"] > 0

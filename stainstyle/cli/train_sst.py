@@ -3,6 +3,10 @@
 A checkpoint is written after every epoch (``--checkpoint-dir``, by default next to the model
 folder); ``--resume`` continues from it. ``--labels`` names a CSV of tile labels, with which the
 classifier of the feature-preserving loss is trained too.
+
+Launched by ``torchrun --nproc-per-node N -m stainstyle train-sst ...``, the N processes train
+together (:mod:`stainstyle.sst.distributed`); rank 0 alone logs, writes the checkpoints and
+saves the model.
 """
 
 from __future__ import annotations
@@ -75,7 +79,13 @@ def run(args: argparse.Namespace) -> int:
     """Train a StainStyleTransfer on the ``--target`` images and save it to ``--out``.
 
     Returns exit code 0, or 1 if a target image failed; see :class:`~stainstyle.cli.app.Command`.
+    Under ``torchrun``, the ranks other than 0 log warnings and errors only and write nothing.
     """
+    from stainstyle.sst.distributed import current
+
+    writer = current().is_main
+    if not writer:
+        logging.getLogger("stainstyle").setLevel(logging.WARNING)
     checkpoints = args.checkpoint_dir or args.out.parent / f"{args.out.name}-checkpoints"
     check_out_folder(args.out)
     check_out_folder(checkpoints, "--checkpoint-dir")
@@ -84,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     labels = read_labels(args.labels, images) if args.labels is not None else None
     estimator = make_estimator("sst", _sst_params(args, checkpoints))
     configure_runtime(estimator, args.device, args.batch_size)
-    remove_stale_outputs(args.out)
-    remove_stale_outputs(checkpoints)
+    if writer:
+        remove_stale_outputs(args.out)
+        remove_stale_outputs(checkpoints)
     loaded = read_targets(images, args, report)
     if loaded is None:
         return finish(report)
@@ -95,8 +106,9 @@ def run(args: argparse.Namespace) -> int:
         y = np.asarray([label_of[image] for image, _ in loaded])
     logger.info("training StainStyleTransfer (preset %s) on %d tiles", args.preset, len(loaded))
     estimator.fit([tile for _, tile in loaded], y)
-    save_model(estimator, args, len(loaded))
-    logger.info("saved to %s (checkpoints in %s)", args.out, checkpoints)
+    if writer:
+        save_model(estimator, args, len(loaded))
+        logger.info("saved to %s (checkpoints in %s)", args.out, checkpoints)
     return finish(report)
 
 

@@ -6,8 +6,10 @@ A checkpoint folder holds two files (format 1):
   discriminator (``discriminator.<name>``) and the Adam moments of both optimizers
   (``opt_g.<index>.<key>``, ``opt_d.<index>.<key>``);
 - ``checkpoint.json``: the progress (epoch, step, per-epoch history, the state of the NumPy
-  sampler), the optimizers' parameter groups, the training settings for reference, and the name
-  of the tensor file. It is written last, so it always names a complete tensor file.
+  sampler: ``rng``, and, one per process of a distributed run in rank order, ``samplers``,
+  whose first entry is ``rng``), the optimizers' parameter groups, the training settings for
+  reference, and the name of the tensor file. It is written last, so it always names a
+  complete tensor file.
 
 Both are written atomically (:mod:`stainstyle._atomic`); nothing is pickled. A checkpoint is
 read as untrusted input: the JSON is checked against the format above (sizes, types, ranges, a
@@ -33,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from stainstyle._atomic import atomic_path, atomic_write_text, remove_stale_temporaries
+from stainstyle.sst.distributed import SINGLE, Ranks
 from stainstyle.sst.setup import GANModules, TrainConfig
 
 #: Name of the JSON file that commits a checkpoint; it names its tensor file.
@@ -47,6 +50,8 @@ MAX_JSON_BYTES = 16 * 2**20
 MAX_JSON_DEPTH = 8
 #: Largest epoch or step count accepted.
 MAX_COUNT = 2**63 - 1
+#: Most processes a distributed run's checkpoint records samplers for.
+MAX_RANKS = 65536
 #: How often a load re-reads ``checkpoint.json`` when a concurrent save replaced its tensor file.
 READ_ATTEMPTS = 5
 
@@ -84,14 +89,19 @@ class TrainState:
     rng: np.random.Generator = field(default_factory=np.random.default_rng)
 
     @classmethod
-    def start(cls, seed: int) -> TrainState:
-        """A fresh state whose sampling is seeded with ``seed``."""
+    def start(cls, seed: int | list[int]) -> TrainState:
+        """A fresh state whose sampling is seeded with ``seed`` (an int or a list of ints)."""
         return cls(rng=np.random.default_rng(seed))
 
 
 # ---------------------------------------------------------------------------- saving
 def save_checkpoint(
-    directory: str | os.PathLike, modules: GANModules, state: TrainState, config: TrainConfig
+    directory: str | os.PathLike,
+    modules: GANModules,
+    state: TrainState,
+    config: TrainConfig,
+    *,
+    samplers: list[dict[str, Any]] | None = None,
 ) -> Path:
     """Write the networks, optimizers and progress of a run, atomically.
 
@@ -110,12 +120,19 @@ def save_checkpoint(
         Progress.
     config : TrainConfig
         Recorded for reference.
+    samplers : list of dict, optional
+        The sampler states (``Generator.bit_generator.state``) of all ranks of a distributed
+        run, in rank order, the first being ``state.rng``'s; None for a single process.
 
     Returns
     -------
     pathlib.Path
         The JSON file.
     """
+    rng = state.rng.bit_generator.state
+    samplers = [rng] if samplers is None else list(samplers)
+    if samplers[0] != rng:
+        raise ValueError("samplers: expected rank 0's sampler state, state.rng's, to come first")
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(folder)
@@ -139,7 +156,8 @@ def save_checkpoint(
         "epoch": state.epoch,
         "step": state.step,
         "history": state.history,
-        "rng": state.rng.bit_generator.state,
+        "rng": rng,
+        "samplers": samplers,
         "opt_g_groups": modules.opt_g.state_dict()["param_groups"],
         "opt_d_groups": modules.opt_d.state_dict()["param_groups"],
         "config": asdict(config),
@@ -161,7 +179,7 @@ def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> dict[st
 
 # ---------------------------------------------------------------------------- loading
 def load_checkpoint(
-    directory: str | os.PathLike, modules: GANModules, device: torch.device
+    directory: str | os.PathLike, modules: GANModules, device: torch.device, ranks: Ranks = SINGLE
 ) -> TrainState | None:
     """Restore a run written by :func:`save_checkpoint`.
 
@@ -176,6 +194,9 @@ def load_checkpoint(
         Networks and optimizers of the same architecture; loaded in place (strictly).
     device : torch.device
         Where the tensors go.
+    ranks : Ranks, default=SINGLE
+        This process's place in a distributed run: every rank loads the same networks and
+        optimizers and its own sampler.
 
     Returns
     -------
@@ -186,7 +207,8 @@ def load_checkpoint(
     ------
     CheckpointError
         If a file of the checkpoint cannot be read, is truncated or corrupt, breaks the format,
-        or does not fit the networks and optimizers (other sizes, another architecture).
+        does not fit the networks and optimizers (other sizes, another architecture), or was
+        written by a run of another number of processes.
     """
     folder = Path(directory)
     meta_path = folder / CHECKPOINT_JSON
@@ -214,8 +236,14 @@ def load_checkpoint(
     unexpected = sorted(name for name in tensors if not name.startswith(known))
     if unexpected:
         raise CheckpointError(f"{tensor_path}: unexpected tensors {_shorten(unexpected)}")
+    samplers = meta.get("samplers", [meta["rng"]])  # checked by read_checkpoint_metadata
+    if len(samplers) != ranks.world_size:
+        raise CheckpointError(
+            f"{meta_path}: written by a run of {len(samplers)} process(es); resume it with as "
+            f"many (torchrun --nproc-per-node {len(samplers)}), not {ranks.world_size}"
+        )
     rng = np.random.default_rng()
-    rng.bit_generator.state = meta["rng"]  # checked by read_checkpoint_metadata
+    rng.bit_generator.state = samplers[ranks.rank]
     try:
         for prefix, state_dict in networks.items():
             getattr(modules, prefix).load_state_dict(state_dict, strict=True)
@@ -369,7 +397,8 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     dict
         The metadata: ``format``, ``tensors`` (a plain file name in the same folder),
         ``epoch`` and ``step`` (non-negative ints), ``history`` (list of dicts of numbers),
-        ``rng`` (a NumPy PCG64 state), ``opt_g_groups`` and ``opt_d_groups`` (lists of
+        ``rng`` (a NumPy PCG64 state), optionally ``samplers`` (a non-empty list of PCG64
+        states starting with ``rng``), ``opt_g_groups`` and ``opt_d_groups`` (lists of
         parameter-group dicts) and, for reference, ``config``.
 
     Raises
@@ -451,6 +480,14 @@ def _check_schema(meta: Any, path: Path) -> None:
         if not isinstance(record, dict) or not all(_is_number(v) for v in record.values()):
             raise fail(f"history[{i}]", "an object of numbers", record)
     _check_rng(meta["rng"], path)
+    if "samplers" in meta:
+        samplers = meta["samplers"]
+        if not isinstance(samplers, list) or not samplers or len(samplers) > MAX_RANKS:
+            raise fail("samplers", f"a list of 1 to {MAX_RANKS} sampler states", samplers)
+        for i, state in enumerate(samplers):
+            _check_rng(state, path, f"samplers[{i}]")
+        if samplers[0] != meta["rng"]:
+            raise fail("samplers[0]", "the state of rng", samplers[0])
     for key in ("opt_g_groups", "opt_d_groups"):
         groups = meta[key]
         if not isinstance(groups, list) or not groups:
@@ -466,7 +503,7 @@ def _check_schema(meta: Any, path: Path) -> None:
         raise fail("config", "an object", meta["config"])
 
 
-def _check_rng(state: Any, path: Path) -> None:
+def _check_rng(state: Any, path: Path, where: str = "rng") -> None:
     """A NumPy PCG64 bit-generator state, as ``Generator.bit_generator.state`` gives it."""
     expected = (
         "{'bit_generator': 'PCG64', 'state': {'state': int, 'inc': int}, 'has_uint32': 0 or 1, "
@@ -484,11 +521,11 @@ def _check_rng(state: Any, path: Path) -> None:
         and 0 <= state["uinteger"] < 2**32
     )
     if not valid:
-        raise CheckpointError(f"{path}: rng: expected {expected}, got {_short_repr(state)}")
+        raise CheckpointError(f"{path}: {where}: expected {expected}, got {_short_repr(state)}")
     try:
         np.random.PCG64().state = state
     except (ValueError, TypeError, KeyError) as error:
-        raise CheckpointError(f"{path}: rng: not a valid PCG64 state ({error})") from error
+        raise CheckpointError(f"{path}: {where}: not a valid PCG64 state ({error})") from error
 
 
 def _is_int(value: Any) -> bool:

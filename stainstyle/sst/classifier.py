@@ -27,6 +27,7 @@ from stainstyle._validation import Tiles, as_tiles
 from stainstyle.base import resolve_device
 from stainstyle.data.datasets import augment_tile
 from stainstyle.sst._torch import build_seeded, own_tensors, to_tensor
+from stainstyle.sst.distributed import Ranks, session, share_buffers, wrap
 
 logger = logging.getLogger(__name__)
 
@@ -262,10 +263,13 @@ class TileClassifier(ClassifierMixin, BaseEstimator):
             raise ValueError(f"y: expected at least 2 classes, got {self.classes_.tolist()}")
         self.arch_, self.n_classes_ = self.arch, len(self.classes_)
         device = resolve_device(self.device)
-        self.model_ = build_seeded(self._build_modules, self.random_state)["model_"].to(device)
-        self.loss_curve_ = _train_classifier(
-            self.model_, images, targets, self._train_options(), device
-        )
+        with session(device) as ranks:
+            device = ranks.device(device)
+            model = build_seeded(self._build_modules, self.random_state)["model_"].to(device)
+            self.loss_curve_ = _train_classifier(
+                model, images, targets, self._train_options(), device, ranks
+            )
+        self.model_ = model
         self.model_.eval()
         return self
 
@@ -373,17 +377,27 @@ def _train_classifier(
     targets: np.ndarray,
     options: dict[str, Any],
     device: torch.device,
+    ranks: Ranks,
 ) -> list[float]:
-    """Cross-entropy training with AdamW; returns the mean loss per epoch."""
-    rng = np.random.default_rng(options["seed"])
+    """Cross-entropy training with AdamW; returns the mean loss per epoch (over all ranks).
+
+    Under ``torchrun`` each rank trains on its shard of the tiles with its own sampler, in
+    ``DistributedDataParallel`` (:mod:`stainstyle.sst.distributed`); all ranks end with rank 0's
+    network.
+    """
+    shard = ranks.shard(len(images))
+    images, targets = images[shard], targets[shard]
+    rng = np.random.default_rng(ranks.seed(options["seed"]))
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=options["lr"], weight_decay=options["weight_decay"]
     )
+    replica = wrap(model, ranks)
+    verbose = options["verbose"] and ranks.is_main
     criterion = nn.CrossEntropyLoss()
     batch_size = options["batch_size"]
     losses = []
     model.train()
-    bar = tqdm(range(options["epochs"]), desc="TileClassifier", disable=not options["verbose"])
+    bar = tqdm(range(options["epochs"]), desc="TileClassifier", disable=not verbose)
     for epoch in bar:
         order = rng.permutation(len(images))
         total, seen = 0.0, 0
@@ -397,14 +411,16 @@ def _train_classifier(
             if options["batch_transform"] is not None:
                 x = options["batch_transform"](x)
             t = torch.from_numpy(targets[index]).long().to(device)
-            loss = criterion(model(x), t)
+            loss = criterion(replica(x), t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total, seen = total + loss.item() * len(index), seen + len(index)
-        losses.append(total / max(seen, 1))
+        losses.append(ranks.mean({"loss": total / max(seen, 1)})["loss"])
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
-        logger.info(
-            "TileClassifier epoch %d/%d: loss %.4f", epoch + 1, options["epochs"], losses[-1]
-        )
+        if ranks.is_main:
+            logger.info(
+                "TileClassifier epoch %d/%d: loss %.4f", epoch + 1, options["epochs"], losses[-1]
+            )
+    share_buffers(model, ranks)
     return losses

@@ -30,8 +30,9 @@ from stainstyle.sst._torch import build_seeded
 from stainstyle.sst.checkpoint import TrainState, load_checkpoint
 from stainstyle.sst.classifier import TileClassifier
 from stainstyle.sst.discriminator import DCGANDiscriminator
+from stainstyle.sst.distributed import Ranks, session
 from stainstyle.sst.fusionnet import FusionNet
-from stainstyle.sst.inference import colorize
+from stainstyle.sst.inference import DEFAULT_WINDOW, colorize, prepare_generator
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
 from stainstyle.sst.setup import GANModules, TrainConfig, make_modules
@@ -96,7 +97,8 @@ class StainStyleTransfer(StainNormalizer):
         Share of the tiles held out to report the reconstruction PSNR after every epoch.
     window_size : int or None, default=None
         Inference window; tiles larger than it are coloured in overlapping windows, blended.
-        None uses the training crop size.
+        None uses :data:`~stainstyle.sst.inference.DEFAULT_WINDOW` (512) or the training crop
+        size if that is larger, so that usual tiles go through the generator whole.
     checkpoint_dir : str or None, default=None
         Folder for a checkpoint after every epoch (safetensors + JSON).
     resume : bool, default=False
@@ -117,7 +119,11 @@ class StainStyleTransfer(StainNormalizer):
     background : {"passthrough", "raise"}, default="passthrough"
         Policy for tiles with too little tissue (see :class:`~stainstyle.base.StainNormalizer`).
     batch_size : int, default=32
-        Inference windows per forward pass.
+        Inference windows per forward pass (fewer for windows larger than 256 x 256, see
+        :func:`~stainstyle.sst.inference.colorize`).
+    torch_compile : bool, default=False
+        On CUDA, run inference through ``torch.compile`` (slow first call per tile size, then
+        faster); ignored on the CPU.
 
     Attributes
     ----------
@@ -149,7 +155,8 @@ class StainStyleTransfer(StainNormalizer):
     features. Training crops are flipped and rotated by multiples of 90 degrees. Inference
     windows overlap by a quarter of their side and are blended with weights that fade towards
     each window's border. On CUDA, training and inference use bfloat16 autocast (no loss
-    scaling needed); the feature-preserving loss is computed in float32. Its source statistics
+    scaling needed), inference with channels-last tensors and ``cudnn.benchmark``; the
+    feature-preserving loss is computed in float32. Its source statistics
     (``source_statistics``, ``transform(X, groups=...)``) are the pooled gray histogram
     ``(256,)`` int64 of a slide or group, used by ``gray_matching="histogram"``.
 
@@ -199,6 +206,7 @@ class StainStyleTransfer(StainNormalizer):
         "device": [str],
         "random_state": [Interval(Integral, 0, None, closed="left")],
         "verbose": ["verbose"],
+        "torch_compile": ["boolean"],
     }
     _fitted_attributes: dict = {
         "generator_": FittedModule(),
@@ -215,7 +223,7 @@ class StainStyleTransfer(StainNormalizer):
         "gray_histogram_": FittedArray((256,), kinds="iu", minimum=0, rule=positive_totals()),
     }
     _fit_dependent_params = ("preset", "width", "depth", "crop_size")
-    _machine_local_params = ("checkpoint_dir", "resume", "device")
+    _machine_local_params = ("checkpoint_dir", "resume", "device", "torch_compile")
 
     def __init__(
         self,
@@ -244,6 +252,7 @@ class StainStyleTransfer(StainNormalizer):
         verbose: bool = False,
         background: str = "passthrough",
         batch_size: int = 32,
+        torch_compile: bool = False,
     ):
         self.preset = preset
         self.width = width
@@ -269,6 +278,7 @@ class StainStyleTransfer(StainNormalizer):
         self.verbose = verbose
         self.background = background
         self.batch_size = batch_size
+        self.torch_compile = torch_compile
 
     # ------------------------------------------------------------------ persistence contract
     def _build_modules(self) -> dict[str, nn.Module]:
@@ -328,21 +338,38 @@ class StainStyleTransfer(StainNormalizer):
 
         A fresh model takes its network sizes from the tiles first, since the networks are built
         from them; a fitted one keeps its sizes and continues.
+
+        Under ``torchrun`` (``WORLD_SIZE > 1``) every process runs this with the same tiles and
+        parameters, and training is data parallel (:mod:`stainstyle.sst.distributed`).
         """
         device = resolve_device(self.device)
         self._warn_if_sized_for_gpu(device)
-        if not hasattr(self, "generator_"):
-            self.width_, self.depth_, self.crop_size_, self.disc_width_ = self._network_sizes(tiles)
-        config = self._train_config()
-        grays = [gray_normalize(img) for img in tiles.images]
-        pairs = make_pairs(list(tiles.images), grays)
-        training, validation = split_pairs(pairs, self.validation_fraction, self.random_state)
-        feature_loss, classifier = self._feature_loss(tiles, y, device)
-        modules, state = self._start(feature_loss, config, device)
-        end_epoch = (
-            self._preset_value("max_epochs") if extra_epochs is None else state.epoch + extra_epochs
-        )
-        train(modules, training, config, state, end_epoch, device=device, validation=validation)
+        with session(device) as ranks:
+            device = ranks.device(device)
+            if not hasattr(self, "generator_"):
+                sizes = self._network_sizes(tiles)
+                self.width_, self.depth_, self.crop_size_, self.disc_width_ = sizes
+            config = self._train_config()
+            grays = [gray_normalize(img) for img in tiles.images]
+            pairs = make_pairs(list(tiles.images), grays)
+            training, validation = split_pairs(pairs, self.validation_fraction, self.random_state)
+            feature_loss, classifier = self._feature_loss(tiles, y, device)
+            modules, state = self._start(feature_loss, config, device, ranks)
+            end_epoch = (
+                self._preset_value("max_epochs")
+                if extra_epochs is None
+                else state.epoch + extra_epochs
+            )
+            train(
+                modules,
+                training,
+                config,
+                state,
+                end_epoch,
+                device=device,
+                validation=validation,
+                ranks=ranks,
+            )
         self._store_fitted(modules, state, feature_loss is not None, classifier, tiles, grays)
 
     def _warn_if_sized_for_gpu(self, device: torch.device) -> None:
@@ -430,14 +457,20 @@ class StainStyleTransfer(StainNormalizer):
         ).fit(list(tiles.images), y)
 
     def _start(
-        self, feature_loss: FeaturePreservingLoss | None, config: TrainConfig, device: torch.device
+        self,
+        feature_loss: FeaturePreservingLoss | None,
+        config: TrainConfig,
+        device: torch.device,
+        ranks: Ranks,
     ) -> tuple[GANModules, TrainState]:
         """The networks, optimizers and progress that training continues from.
 
         Three starts: the run of an earlier ``fit`` in this process (networks, optimizer moments
         and sampler as they were); a model loaded from disk (its networks, fresh optimizer
         moments, a sampler seeded with the epoch); or fresh networks, replaced by the checkpoint
-        in ``checkpoint_dir`` when ``resume`` is set and there is one.
+        in ``checkpoint_dir`` when ``resume`` is set and there is one. Each rank of a
+        distributed run has its own sampler (seeded with its rank, or its own from the
+        checkpoint).
         """
         if hasattr(self, "generator_") and hasattr(self, "_modules"):
             self._modules.feature_loss = feature_loss
@@ -447,7 +480,7 @@ class StainStyleTransfer(StainNormalizer):
             modules = make_modules(
                 self.generator_, self.discriminator_, feature_loss, config, device
             )
-            rng = np.random.default_rng([self.random_state, self.epoch_])
+            rng = np.random.default_rng(ranks.seed(self.random_state, self.epoch_))
             return modules, TrainState(epoch=self.epoch_, history=list(self.history_), rng=rng)
         built = build_seeded(self._build_modules, self.random_state)
         modules = make_modules(
@@ -455,9 +488,9 @@ class StainStyleTransfer(StainNormalizer):
         )
         restored = None
         if self.resume and self.checkpoint_dir is not None:
-            restored = load_checkpoint(self.checkpoint_dir, modules, device)
+            restored = load_checkpoint(self.checkpoint_dir, modules, device, ranks)
         if restored is None:
-            return modules, TrainState.start(self.random_state)
+            return modules, TrainState.start(ranks.seed(self.random_state))
         logger.info("resuming from epoch %d in %s", restored.epoch, self.checkpoint_dir)
         return modules, restored
 
@@ -472,6 +505,7 @@ class StainStyleTransfer(StainNormalizer):
     ) -> None:
         """Set the fitted attributes from a finished run, and keep the run to continue it."""
         modules.feature_loss = None  # keep no classifier copy on the fitted estimator
+        self.__dict__.pop("_runner", None)  # the inference copy of an earlier generator
         self._modules, self._state = modules, state
         self.generator_ = modules.generator.eval()
         self.discriminator_ = modules.discriminator.eval()
@@ -497,8 +531,8 @@ class StainStyleTransfer(StainNormalizer):
         self, batch: np.ndarray, tissue: np.ndarray | None, *, context: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         device = resolve_device(self.device)
-        generator = self.generator_.to(device).eval()
-        window = self.window_size if self.window_size is not None else self.crop_size_
+        generator = self._inference_generator(device)
+        window = self.window_size or max(self.crop_size_, DEFAULT_WINDOW)
         gray = gray_normalize(batch)
         if self.gray_matching == "histogram":
             if context is not None:
@@ -517,6 +551,15 @@ class StainStyleTransfer(StainNormalizer):
             autocast=device.type == "cuda",
         )
         return out, np.zeros(len(batch), dtype=bool)
+
+    def _inference_generator(self, device: torch.device) -> nn.Module:
+        """The generator prepared for inference on ``device``, kept until the next fit."""
+        key = (self.generator_, device, self.torch_compile)
+        runner = self.__dict__.get("_runner")
+        if runner is None or runner[0][0] is not key[0] or runner[0][1:] != key[1:]:
+            prepared = prepare_generator(self.generator_, device, compile=self.torch_compile)
+            runner = self._runner = (key, prepared)
+        return runner[1]
 
 
 def _gray_counts(grays) -> np.ndarray:

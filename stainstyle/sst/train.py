@@ -11,10 +11,15 @@ Here ``y`` is a random crop of a target tile (flipped and rotated), ``g`` its gr
 random brightness, contrast and gamma jitter, so that G also colours the gray levels of other
 labs. A checkpoint is written after every epoch (:mod:`stainstyle.sst.checkpoint`), and a run
 resumes from it exactly where it stopped.
+
+Under ``torchrun`` the loop is data parallel (:mod:`stainstyle.sst.distributed`): each rank
+trains on its own shard of the tiles, G and D are wrapped in ``DistributedDataParallel``, and
+rank 0 alone writes the checkpoints and reports progress.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +33,7 @@ from tqdm.auto import tqdm
 from stainstyle.data.datasets import augment_tile
 from stainstyle.sst._torch import to_tensor
 from stainstyle.sst.checkpoint import TrainState, save_checkpoint
+from stainstyle.sst.distributed import SINGLE, Ranks, share_buffers, unwrap, wrap
 from stainstyle.sst.inference import colorize
 from stainstyle.sst.setup import GANModules, TrainConfig
 
@@ -112,7 +118,9 @@ def train_step(
     Parameters
     ----------
     modules : GANModules
-        Networks, losses and optimizers (the networks in train mode).
+        Networks, losses and optimizers (the networks in train mode, possibly wrapped in
+        ``DistributedDataParallel``; the frozen discriminator of the generator step runs
+        unwrapped, so that only the generator's gradients are synchronized then).
     gray : torch.Tensor of shape (n, 1, S, S)
         Generator input (the condition) in [-1, 1].
     color : torch.Tensor of shape (n, 3, S, S)
@@ -143,7 +151,7 @@ def train_step(
     # Generator step through the frozen discriminator.
     D.requires_grad_(False)
     with autocast:
-        loss_gan = criterion(D(gray, fake), True)
+        loss_gan = criterion(unwrap(D)(gray, fake), True)
         loss_l1 = (color - fake.float()).abs().mean()
     loss_fp = torch.zeros((), device=gray.device)
     if modules.feature_loss is not None and config.lambda_fp > 0:
@@ -220,11 +228,19 @@ def train(
     device: torch.device,
     validation: Sequence[np.ndarray] = (),
     on_epoch_end: Callable[[TrainState], None] | None = None,
+    ranks: Ranks = SINGLE,
 ) -> TrainState:
     """Train until ``state.epoch == end_epoch`` or the time budget runs out.
 
     After every epoch: its record goes to ``state.history`` (and the log), the checkpoint is
     written when ``config.checkpoint_dir`` is set, then ``on_epoch_end`` is called.
+
+    With several ranks (:mod:`stainstyle.sst.distributed`) every rank calls this with the same
+    arguments, except ``state``, whose sampler is the rank's own: each rank trains on its shard
+    of ``pairs`` (an epoch is then ``len(pairs) // (world_size * batch_size)`` steps), the
+    networks are trained in ``DistributedDataParallel``, the losses recorded are the means over
+    the ranks, and rank 0 alone writes the checkpoint (with every rank's sampler state) and
+    reports progress. All ranks end with the same networks.
 
     Parameters
     ----------
@@ -244,6 +260,8 @@ def train(
         Held-out tiles; their reconstruction PSNR is logged after every epoch.
     on_epoch_end : callable, optional
         Called with the state after each epoch (after the checkpoint is written).
+    ranks : Ranks, default=SINGLE
+        This process's place among the processes of the run; a single process by default.
 
     Returns
     -------
@@ -251,25 +269,37 @@ def train(
     """
     if len(pairs) == 0:
         raise ValueError("pairs: expected at least one training tile, got none")
+    shard = [pairs[i] for i in ranks.shard(len(pairs))]
+    if not ranks.is_main:
+        config = dataclasses.replace(config, verbose=False)
     started = time.monotonic()
     modules.generator.train()
     modules.discriminator.train()
+    replica = dataclasses.replace(
+        modules,
+        generator=wrap(modules.generator, ranks),
+        discriminator=wrap(modules.discriminator, ranks),
+    )
     while state.epoch < end_epoch:
         epoch_start = time.monotonic()
         means, steps, out_of_time = _train_epoch(
-            modules, pairs, config, state, end_epoch, device=device, started=started
+            replica, shard, config, state, end_epoch, device=device, started=started, ranks=ranks
         )
         state.epoch += 1
-        record: dict[str, Any] = {"epoch": state.epoch, "steps": steps, **means}
+        for network in (modules.generator, modules.discriminator):
+            share_buffers(network, ranks)
+        record: dict[str, Any] = {"epoch": state.epoch, "steps": steps, **ranks.mean(means)}
         if len(validation):
             record["val_psnr"] = reconstruction_psnr(
                 modules.generator, validation, window=config.crop_size, device=device
             )
         record["seconds"] = time.monotonic() - epoch_start
         state.history.append(record)
-        _report_epoch(record, end_epoch, config.verbose)
-        if config.checkpoint_dir is not None:
-            save_checkpoint(config.checkpoint_dir, modules, state, config)
+        if ranks.is_main:
+            _report_epoch(record, end_epoch, config.verbose)
+        samplers = ranks.gather(state.rng.bit_generator.state)
+        if config.checkpoint_dir is not None and ranks.is_main:
+            save_checkpoint(config.checkpoint_dir, modules, state, config, samplers=samplers)
         if on_epoch_end is not None:
             on_epoch_end(state)
         if out_of_time:
@@ -291,6 +321,7 @@ def _train_epoch(
     *,
     device: torch.device,
     started: float,
+    ranks: Ranks,
 ) -> tuple[dict[str, float], int, bool]:
     """One pass over ``pairs`` in a random order, stopped early when the time budget runs out.
 
@@ -311,6 +342,8 @@ def _train_epoch(
         Training device.
     started : float
         ``time.monotonic()`` at the start of the run, from which ``config.time_budget`` counts.
+    ranks : Ranks
+        This process's place; the time budget runs out for all ranks when it does for one.
 
     Returns
     -------
@@ -340,8 +373,9 @@ def _train_epoch(
         for key, value in losses.items():
             sums[key] = sums.get(key, 0.0) + value
         bar.set_postfix({k: f"{v / steps:.3g}" for k, v in sums.items()})
-        elapsed = time.monotonic() - started
-        if config.time_budget is not None and elapsed > config.time_budget:
+        if config.time_budget is not None and ranks.any(
+            time.monotonic() - started > config.time_budget
+        ):
             out_of_time = True
             break
     bar.close()

@@ -229,6 +229,43 @@ def test_bad_rng_state(folder, rng):
 
 
 @pytest.mark.parametrize(
+    ("samplers", "match"),
+    [
+        ("all", "samplers: expected a list of 1 to"),
+        ([], "samplers: expected a list of 1 to"),
+        ([None] * 70_000, "samplers: expected a list of 1 to"),
+        ("first-then-junk", r"samplers\[1\]: expected"),
+        ("other-first", r"samplers\[0\]: expected the state of rng"),
+    ],
+)
+def test_bad_samplers_of_a_distributed_run(folder, samplers, match):
+    meta = meta_of(folder)
+    other = np.random.default_rng(1).bit_generator.state
+    named = {
+        "first-then-junk": [meta["rng"], {"bit_generator": "PCG64"}],
+        "other-first": [other, meta["rng"]],
+    }
+    meta["samplers"] = named.get(samplers, samplers) if isinstance(samplers, str) else samplers
+    write_meta(folder, meta)
+    assert_refused(folder, match)
+
+
+def test_a_checkpoint_of_two_processes_resumes_only_on_two(folder):
+    meta = meta_of(folder)
+    meta["samplers"] = [meta["rng"], np.random.default_rng(1).bit_generator.state]
+    write_meta(folder, meta)
+    assert_refused(folder, r"written by a run of 2 process\(es\); resume it with as many")
+
+
+def test_a_checkpoint_without_samplers_loads_in_one_process(folder):
+    meta = meta_of(folder)
+    assert meta.pop("samplers") == [meta["rng"]]
+    write_meta(folder, meta)
+    state = load_checkpoint(folder, modules()[0], CPU)
+    assert state.rng.bit_generator.state == meta["rng"]
+
+
+@pytest.mark.parametrize(
     ("edit", "match"),
     [
         (lambda g: [g[0], g[0]], "opt_g_groups: expected 1 parameter groups, got 2"),

@@ -45,8 +45,8 @@ def test_same_seed_identical_outputs(tiles):
 def test_crash_and_resume(tiles, tmp_path, monkeypatch):
     real_save = train_module.save_checkpoint
 
-    def crash_after_epoch_2(directory, modules, state, config):
-        path = real_save(directory, modules, state, config)
+    def crash_after_epoch_2(directory, modules, state, config, **options):
+        path = real_save(directory, modules, state, config, **options)
         if state.epoch == 2:
             raise KeyboardInterrupt("simulated crash")
         return path

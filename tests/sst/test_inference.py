@@ -5,6 +5,7 @@ at once. These tests pin its output to the whole-image accumulator it replaced, 
 and check that its memory does not grow with the image.
 """
 
+import copy
 import json
 
 import numpy as np
@@ -14,7 +15,13 @@ from _support import ROOT, run_python
 
 from stainstyle.sst._torch import build_seeded, to_tensor, to_uint8
 from stainstyle.sst.fusionnet import FusionNet
-from stainstyle.sst.inference import blend_weights, colorize, window_starts
+from stainstyle.sst.inference import (
+    PASS_PIXELS,
+    blend_weights,
+    colorize,
+    prepare_generator,
+    window_starts,
+)
 
 CPU = torch.device("cpu")
 
@@ -143,3 +150,47 @@ def test_memory_is_bounded_by_a_band_of_windows(tmp_path):
     # The output itself is 1x the image (H*W*3 bytes) and the band about 0.5x at this size; the
     # former whole-image accumulator and its uint8 conversion needed about 18x.
     assert result["extra"] < 4.0 * result["image"], result
+
+
+class RecordsBatches(torch.nn.Module):
+    """A pointwise colouring that records how many windows each forward pass gets."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return torch.cat([x, -x, x * 0.5], dim=1)
+
+
+def test_whole_tiles_are_coloured_in_one_window_without_blending(fusionnet):
+    gray = np.random.default_rng(5).integers(0, 256, (5, 40, 24), dtype=np.uint8)
+    out = colorize(fusionnet, gray, window=64, overlap=16, device=CPU, batch_size=2)
+    with torch.no_grad():
+        direct = to_uint8((fusionnet(to_tensor(gray) * 2 - 1) + 1) / 2)
+    np.testing.assert_array_equal(out, direct)
+
+
+def test_windows_per_pass_are_capped_by_pixels():
+    generator = RecordsBatches()
+    gray = np.zeros((20, 512, 512), dtype=np.uint8)
+    colorize(generator, gray, window=512, overlap=128, device=CPU, batch_size=32)
+    assert generator.batches == [PASS_PIXELS // 512**2] * (20 // 8) + [20 % 8]
+
+
+def test_prepared_generator_folds_batchnorm_and_computes_the_same(fusionnet):
+    trained = copy.deepcopy(fusionnet).train()
+    x = torch.rand(4, 1, 24, 40) * 2 - 1
+    with torch.no_grad():
+        trained(x)  # moves the BatchNorm running statistics away from their initial values
+        trained.eval()
+        expected = trained(x)
+        before = {k: v.clone() for k, v in trained.state_dict().items()}
+        prepared = prepare_generator(trained, CPU)
+        got = prepared(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in prepared.modules())
+    assert not prepared.training
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+    for key, value in trained.state_dict().items():
+        assert torch.equal(value, before[key]), key  # the trained generator is left alone
