@@ -519,3 +519,14 @@ def test_a_contiguous_subset_keeps_exactly_its_tiles_stacked():
     batch = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
     run = as_tiles(batch).subset(np.array([1, 2]))
     np.testing.assert_array_equal(run.stacked, batch[1:3])
+
+
+def test_a_bfloat16_tensor_comes_back_as_bfloat16():
+    from stainstyle._validation import as_tiles
+
+    tile = torch.full((4, 4, 3), 0.5, dtype=torch.bfloat16)
+    tiles = as_tiles(tile)
+    assert tiles.restore([None]).dtype == torch.bfloat16
+    assert torch.equal(tiles.restore([None]), tile)
+    mapped = tiles.restore([np.full((4, 4, 3), 255, np.uint8)])
+    assert mapped.dtype == torch.bfloat16 and torch.equal(mapped, torch.ones_like(tile))

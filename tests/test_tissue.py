@@ -91,3 +91,14 @@ def test_a_standard_deviation_of_exactly_the_limit_is_uniform():
     np.testing.assert_array_equal(screen_tiles(tiles)[1], [True, False])
     with pytest.raises(ValueError):
         is_uniform(tiles, tissue[:1])
+
+
+def test_a_tile_with_exactly_the_minimum_tissue_is_not_background():
+    from stainstyle.tissue import min_tissue_pixels
+
+    tissue = np.zeros((3, 40, 40), dtype=bool)
+    needed = min_tissue_pixels(40, 40)
+    assert needed == 100
+    tissue[0].flat[:needed] = True
+    tissue[1].flat[: needed - 1] = True
+    np.testing.assert_array_equal(is_background(tissue), [False, True, True])

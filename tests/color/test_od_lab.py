@@ -80,3 +80,9 @@ def test_row_strips_cut_about_the_given_pixels_per_strip():
     assert row_strips((3, 100_000, 3)) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # a row a strip
     assert row_strips((40_000, 0, 3), pixels=40_000) == [slice(0, 40_000)]  # empty rows: 1 pixel
     assert row_strips((5, 4), pixels=8) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+
+
+def test_float_to_uint8_takes_integers_and_scalars():
+    np.testing.assert_array_equal(float_to_uint8(np.array([[-3, 300, 7]])), [[0, 255, 7]])
+    scalar = float_to_uint8(np.float64(3.6))
+    assert scalar.shape == () and scalar == 4
