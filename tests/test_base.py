@@ -530,3 +530,13 @@ def test_a_bfloat16_tensor_comes_back_as_bfloat16():
     assert torch.equal(tiles.restore([None]), tile)
     mapped = tiles.restore([np.full((4, 4, 3), 255, np.uint8)])
     assert mapped.dtype == torch.bfloat16 and torch.equal(mapped, torch.ones_like(tile))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_tensor_comes_back_on_its_device():
+    from stainstyle._validation import as_tiles
+
+    tile = torch.full((4, 4, 3), 0.5, device="cuda")
+    tiles = as_tiles(tile)
+    assert tiles.restore([None]).device == tile.device
+    assert tiles.restore([np.zeros((4, 4, 3), np.uint8)]).device == tile.device
