@@ -51,6 +51,19 @@ def test_binary_metrics_counts(table1):
     assert np.isnan(table1.binary_metrics(labels, scores, 2.0)["precision"])
 
 
+def test_binary_metrics_with_unequal_and_single_classes(table1):
+    # One positive, two negatives; called positive: 0.9 (true) and 0.8 (false).
+    m = table1.binary_metrics(np.array([1, 0, 0]), np.array([0.9, 0.8, 0.1]), 0.5)
+    assert (m["precision"], m["recall"], m["specificity"]) == (0.5, 1.0, 0.5)
+    # Two positives, one negative, which is called negative.
+    m = table1.binary_metrics(np.array([1, 1, 0]), np.array([0.9, 0.1, 0.2]), 0.5)
+    assert (m["precision"], m["recall"], m["specificity"]) == (1.0, 0.5, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing called positive: NaN precision, no 0/0
+        m = table1.binary_metrics(np.array([1, 0]), np.array([0.9, 0.1]), 2.0)
+    assert np.isnan(m["precision"]) and m["recall"] == 0.0 and m["specificity"] == 1.0
+
+
 def test_bootstrap_interval_contains_auc_and_narrows_with_more_tiles(table1):
     rng = np.random.default_rng(0)
 
