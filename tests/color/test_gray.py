@@ -45,3 +45,8 @@ def test_gray_is_uint8_and_bad_input_is_named():
         gray_normalize(np.zeros((2, 4), np.uint8))
     with pytest.raises(ValueError, match="rgb: expected dtype uint8, got float64"):
         gray_normalize(np.zeros((2, 3)))
+
+
+def test_estimator_defaults_and_fitted_count(target_tiles):
+    assert GrayNormalizer().get_params() == {"background": "passthrough", "batch_size": 32}
+    assert GrayNormalizer().fit(target_tiles).n_tiles_fit_ == len(target_tiles)
