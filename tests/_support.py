@@ -38,18 +38,20 @@ def require_data(*parts: str) -> Path:
     return path
 
 
-def load_script(path: Path) -> ModuleType:
-    """Import a script (a benchmark, a docs helper) by path, as module ``path.stem``.
+def load_script(path: Path, name: str | None = None) -> ModuleType:
+    """Import a script (a benchmark, a docs helper) by path, as module ``name`` (``path.stem``).
 
     The module is registered in ``sys.modules`` (dataclasses look their module up there), and
     the script's folder is put on ``sys.path`` as ``python PATH`` does, so that it imports its
-    sibling modules (the benchmarks' ``_common``).
+    sibling modules (the benchmarks' ``_common``). A dotted ``name`` such as
+    ``"benchmarks.table1"`` is the one mutation testing gives the file's functions.
     """
+    name = name or path.stem
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -456,3 +457,89 @@ def test_models_saved_in_either_spelling_or_before_the_rename_load_alike(
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         np.testing.assert_array_equal(loaded.transform(source_tiles), expected)
+
+
+def test_float_zeros_are_quantized_and_strips_cover_every_row():
+    from stainstyle._validation import as_tiles
+
+    image = np.linspace(0.0, 1.0, 300 * 700 * 3).reshape(300, 700, 3)  # several strips
+    expected = np.rint(image * 255.0).astype(np.uint8)
+    np.testing.assert_array_equal(as_tiles(image).images[0], expected)
+    np.testing.assert_array_equal(as_tiles(image[None]).images[0], expected)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "hint"),
+    [
+        (-0.5, 1.0, ""),
+        (0.0, 1.5, " (looks like 0-255 data: divide by 255 or cast to uint8)"),
+        (0.0, 255.0, " (looks like 0-255 data: divide by 255 or cast to uint8)"),
+    ],
+)
+def test_out_of_range_floats_name_the_range_and_hint_only_above_one(low, high, hint):
+    from stainstyle._validation import as_tiles
+
+    image = np.full((4, 4, 3), 0.5)
+    image[0, 0, 0], image[3, 3, 2] = low, high
+    message = rf"^X: float input must lie in \[0, 1\], got values in \[{low:g}, {high:g}\]"
+    with pytest.raises(ValueError, match=message + re.escape(hint) + "$"):
+        as_tiles(image)
+
+
+def test_list_errors_name_the_container_and_the_element():
+    from stainstyle._validation import as_tiles
+
+    tile = np.zeros((4, 4, 3), np.uint8)
+    with pytest.raises(ValueError, match="^X: empty input, got an empty list$"):
+        as_tiles([])
+    with pytest.raises(ValueError, match="^X: empty input, got an empty tuple$"):
+        as_tiles(())
+    with pytest.raises(ValueError, match=r"^X\[1\]: expected a numpy array, .* got str$"):
+        as_tiles([tile, "tile"])
+    with pytest.raises(ValueError, match=r"^X\[1\]: expected 3 \(RGB\) or 4 \(RGBA\) channels"):
+        as_tiles([tile, np.zeros((4, 4, 2), np.uint8)])
+
+
+def test_float_tiles_in_a_list_come_back_as_float_rgb():
+    from stainstyle._validation import as_tiles
+
+    rgba = np.ones((4, 4, 4), np.float32)
+    rgba[..., :3] = 0.25
+    tiles = as_tiles([rgba, np.full((2, 3, 3), 0.5)])
+    unchanged = tiles.restore([None, None])
+    assert unchanged[0].dtype == np.float32
+    np.testing.assert_array_equal(unchanged[0], rgba[..., :3])
+    np.testing.assert_array_equal(unchanged[1], np.full((2, 3, 3), 0.5))
+    mapped = tiles.restore([np.full((4, 4, 3), 51, np.uint8), np.full((2, 3, 3), 255, np.uint8)])
+    assert mapped[0].dtype == np.float32 and mapped[1].dtype == np.float64
+    np.testing.assert_allclose(mapped[0], 0.2)
+    np.testing.assert_array_equal(mapped[1], 1.0)
+
+
+def test_a_contiguous_subset_keeps_exactly_its_tiles_stacked():
+    from stainstyle._validation import as_tiles
+
+    batch = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    run = as_tiles(batch).subset(np.array([1, 2]))
+    np.testing.assert_array_equal(run.stacked, batch[1:3])
+
+
+def test_a_bfloat16_tensor_comes_back_as_bfloat16():
+    from stainstyle._validation import as_tiles
+
+    tile = torch.full((4, 4, 3), 0.5, dtype=torch.bfloat16)
+    tiles = as_tiles(tile)
+    assert tiles.restore([None]).dtype == torch.bfloat16
+    assert torch.equal(tiles.restore([None]), tile)
+    mapped = tiles.restore([np.full((4, 4, 3), 255, np.uint8)])
+    assert mapped.dtype == torch.bfloat16 and torch.equal(mapped, torch.ones_like(tile))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_tensor_comes_back_on_its_device():
+    from stainstyle._validation import as_tiles
+
+    tile = torch.full((4, 4, 3), 0.5, device="cuda")
+    tiles = as_tiles(tile)
+    assert tiles.restore([None]).device == tile.device
+    assert tiles.restore([np.zeros((4, 4, 3), np.uint8)]).device == tile.device

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -18,8 +19,8 @@ REPORTS = ("table1.md", "table1.csv", "figure4.png")
 
 @pytest.fixture(scope="module")
 def table1():
-    yield load_script(ROOT / "benchmarks" / "table1.py")
-    sys.modules.pop("table1", None)
+    yield load_script(ROOT / "benchmarks" / "table1.py", "benchmarks.table1")
+    sys.modules.pop("benchmarks.table1", None)
 
 
 def test_youden_threshold_separates_separable_scores(table1):
@@ -50,6 +51,19 @@ def test_binary_metrics_counts(table1):
     assert np.isnan(table1.binary_metrics(labels, scores, 2.0)["precision"])
 
 
+def test_binary_metrics_with_unequal_and_single_classes(table1):
+    # One positive, two negatives; called positive: 0.9 (true) and 0.8 (false).
+    m = table1.binary_metrics(np.array([1, 0, 0]), np.array([0.9, 0.8, 0.1]), 0.5)
+    assert (m["precision"], m["recall"], m["specificity"]) == (0.5, 1.0, 0.5)
+    # Two positives, one negative, which is called negative.
+    m = table1.binary_metrics(np.array([1, 1, 0]), np.array([0.9, 0.1, 0.2]), 0.5)
+    assert (m["precision"], m["recall"], m["specificity"]) == (1.0, 0.5, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing called positive: NaN precision, no 0/0
+        m = table1.binary_metrics(np.array([1, 0]), np.array([0.9, 0.1]), 2.0)
+    assert np.isnan(m["precision"]) and m["recall"] == 0.0 and m["specificity"] == 1.0
+
+
 def test_bootstrap_interval_contains_auc_and_narrows_with_more_tiles(table1):
     rng = np.random.default_rng(0)
 
@@ -66,6 +80,68 @@ def test_bootstrap_interval_contains_auc_and_narrows_with_more_tiles(table1):
     # Ties count one half: constant scores give exactly 0.5.
     labels = np.array([0, 1] * 10)
     assert table1.bootstrap_auc([(labels, np.zeros(20))]) == (0.5, 0.5)
+
+
+def test_youden_threshold_is_the_first_best_roc_threshold(table1):
+    labels = np.array([0, 0, 1, 1])
+    # ROC thresholds inf, 0.8, 0.4, 0.35, 0.1 give J = 0, 0.5, 0, 0.5, 0: the first best is 0.8.
+    threshold = table1.youden_threshold(labels, np.array([0.1, 0.4, 0.35, 0.8]))
+    assert type(threshold) is float and threshold == 0.8
+    # Scores that rank every negative first: no finite threshold beats calling nothing positive.
+    inverted = table1.youden_threshold(np.array([1, 1, 0, 0]), np.array([0.1, 0.2, 0.8, 0.9]))
+    assert inverted == np.nextafter(0.9, np.inf)
+
+
+def test_bootstrap_auc_equals_resampled_roc_auc(table1):
+    rng = np.random.default_rng(3)
+    runs = []
+    for n in (30, 45):
+        labels = rng.integers(0, 2, n)
+        runs.append((labels, np.round(labels + rng.normal(0, 1.0, n), 1)))  # with ties
+    n_boot = 40
+    draws = np.random.default_rng(7)
+    total = np.zeros(n_boot)
+    for labels, scores in runs:
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        pos_idx = draws.integers(0, len(pos), (n_boot, len(pos)))
+        neg_idx = draws.integers(0, len(neg), (n_boot, len(neg)))
+        for b in range(n_boot):
+            sample = np.concatenate([pos[pos_idx[b]], neg[neg_idx[b]]])
+            truth = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+            total[b] += roc_auc_score(truth, sample)
+    expected = np.percentile(total / len(runs), [2.5, 97.5])
+    low, high = table1.bootstrap_auc(runs, n=n_boot, seed=7)
+    assert (low, high) == pytest.approx(tuple(expected), abs=1e-12)
+    assert table1.N_BOOTSTRAP == 1000
+    assert table1.bootstrap_auc(runs) == table1.bootstrap_auc(runs, n=1000, seed=0)
+
+
+def test_summarize_means_and_spreads_per_column(table1):
+    labels = np.array([0, 1, 0, 1])
+
+    def run(auc, precision, scores):
+        metric = dict.fromkeys(table1.METRICS, 0.5) | {"auc": auc, "precision": precision}
+        return {"metrics": {"A": metric}, "labels": {"A": labels}, "scores": {"A": scores}}
+
+    first = run(0.6, float("nan"), [0.1, 0.9, 0.2, 0.8])
+    second = run(0.9, 0.25, [0.3, 0.4, 0.2, 0.5])
+    third = run(0.3, 0.75, [0.9, 0.4, 0.2, 0.5])
+    summary = table1.summarize([first, second, third], columns=["A"])["A"]
+    assert summary["auc"]["mean"] == pytest.approx(0.6)
+    assert summary["auc"]["std"] == pytest.approx(0.3)  # ddof=1
+    assert summary["precision"] == {"mean": 0.5, "std": pytest.approx(np.sqrt(0.125))}
+    assert summary["recall"] == {"mean": 0.5, "std": 0.0}
+    runs = [(labels, np.asarray(r["scores"]["A"])) for r in (first, second, third)]
+    assert summary["auc_ci95"] == table1.bootstrap_auc(runs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice" for a metric that is all NaN
+        alone = table1.summarize([first], columns=["A"])["A"]
+    assert alone["auc"] == {"mean": 0.6, "std": 0.0}
+    assert np.isnan(alone["precision"]["mean"]) and alone["precision"]["std"] == 0.0
+    two = table1.summarize([first, second], columns=["A"])["A"]
+    assert two["precision"] == {"mean": 0.25, "std": 0.0}  # one finite value: no spread
+    assert set(table1.summarize([first], columns=["A"])) == {"A"}
+    assert set(summary) == {*table1.METRICS, "auc_ci95"}
 
 
 def test_configuration_is_frozen_and_complete(table1, tmp_path):

@@ -81,3 +81,26 @@ def test_tissue_mask_in_strips_equals_one_pass(monkeypatch, every_channel):
         expected = whole[:, ::-1, ::2] if view.base is tiles else whole
         np.testing.assert_array_equal(tissue_mask(view, every_channel=every_channel), expected)
     np.testing.assert_array_equal(tissue_mask(tiles[0], every_channel=every_channel), whole[0])
+
+
+def test_a_standard_deviation_of_exactly_the_limit_is_uniform():
+    tiles = np.full((2, 16, 16, 3), 100, dtype=np.uint8)
+    tiles[0, :, ::2] = 101  # half the pixels one level up: std exactly 0.5 in every channel
+    tiles[1, :, ::2] = 102  # std 1
+    tissue = tissue_mask(tiles)
+    assert UNIFORM_MAX_STD == 0.5
+    np.testing.assert_array_equal(is_uniform(tiles, tissue), [True, False])
+    np.testing.assert_array_equal(screen_tiles(tiles)[1], [True, False])
+    with pytest.raises(ValueError):
+        is_uniform(tiles, tissue[:1])
+
+
+def test_a_tile_with_exactly_the_minimum_tissue_is_not_background():
+    from stainstyle.tissue import min_tissue_pixels
+
+    tissue = np.zeros((3, 40, 40), dtype=bool)
+    needed = min_tissue_pixels(40, 40)
+    assert needed == 100
+    tissue[0].flat[:needed] = True
+    tissue[1].flat[: needed - 1] = True
+    np.testing.assert_array_equal(is_background(tissue), [False, True, True])

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -36,3 +37,16 @@ def test_strided_and_batched_input_equals_pillow():
         [np.asarray(Image.fromarray(np.ascontiguousarray(t)).convert("L")) for t in view]
     )
     np.testing.assert_array_equal(gray_normalize(view), expected)
+
+
+def test_gray_is_uint8_and_bad_input_is_named():
+    assert gray_normalize(np.zeros((2, 5, 3), np.uint8)).dtype == np.uint8
+    with pytest.raises(ValueError, match=r"rgb: expected shape \(\.\.\., 3\), got \(2, 4\)"):
+        gray_normalize(np.zeros((2, 4), np.uint8))
+    with pytest.raises(ValueError, match="rgb: expected dtype uint8, got float64"):
+        gray_normalize(np.zeros((2, 3)))
+
+
+def test_estimator_defaults_and_fitted_count(target_tiles):
+    assert GrayNormalizer().get_params() == {"background": "passthrough", "batch_size": 32}
+    assert GrayNormalizer().fit(target_tiles).n_tiles_fit_ == len(target_tiles)

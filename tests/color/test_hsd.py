@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -66,8 +68,12 @@ def test_darker_means_denser():
 
 
 def test_out_of_range_hsd_is_clipped():
-    rgb = hsd_to_rgb(np.array([[0.0, 0.0, -10.0], [0.0, 0.0, 1e6], [np.nan, 0.0, 1.0]]))
-    assert np.all((rgb >= 0) & (rgb <= 255))
+    hsd = np.array([[0.0, 0.0, -10.0], [0.0, 0.0, 1e6], [np.nan, 0.0, 1.0], [0.0, 0.0, -1e6]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with np.errstate(invalid="ignore"):  # NaN chromaticity: NaN densities, drawn black
+            rgb = hsd_to_rgb(hsd)
+    np.testing.assert_array_equal(rgb, [[255] * 3, [0] * 3, [0] * 3, [255] * 3])
 
 
 @pytest.mark.parametrize(
@@ -86,3 +92,14 @@ def test_exceptions(bad, match):
 def test_inverse_exceptions():
     with pytest.raises(ValueError, match=r"hsd: expected shape \(\.\.\., 3\), got \(2,\)"):
         hsd_to_rgb(np.zeros(2))
+
+
+def test_real_dtypes_are_clamped_and_computed_in_float64():
+    levels = np.array([[0, 255, 128], [1, 254, 7]])
+    expected = rgb_to_hsd(levels.astype(np.uint8))
+    for dtype in (np.int64, np.uint16, np.float32, np.float64):
+        np.testing.assert_array_equal(rgb_to_hsd(levels.astype(dtype)), expected)
+    hsd = np.random.default_rng(0).random((64, 3), dtype=np.float32)
+    np.testing.assert_array_equal(
+        hsd_channel_densities(hsd), hsd_channel_densities(hsd.astype(np.float64))
+    )

@@ -43,3 +43,46 @@ def test_cie_equals_skimage(rng):
 def test_float_to_uint8_clips_rounds_and_cleans(dtype):
     values = np.array([[-3, 0.5, 1.5, 2.5, 254.6, 300, np.nan, np.inf, -np.inf]], dtype=dtype)
     np.testing.assert_array_equal(float_to_uint8(values), [[0, 0, 2, 2, 255, 255, 0, 255, 0]])
+
+
+def test_od_to_rgb_clips_rounds_and_maps_nan_to_white():
+    od = np.array([-1.0, -0.0625, 0.0, 10.0, np.inf, np.nan])  # 652.4, 255.5, 240, 0.01, 0, nan
+    out = od_to_rgb(od)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out, [255, 255, 240, 0, 0, 255])
+
+
+def test_float32_input_is_computed_in_float64():
+    rgb = np.array([[12.5, 128.25, 250.0]], dtype=np.float32)
+    wide = rgb.astype(np.float64)
+    for forward in (rgb_to_od, rgb_to_lab_ruderman, rgb_to_lab_cie):
+        assert forward(rgb).dtype == np.float64
+        np.testing.assert_array_equal(forward(rgb), forward(wide))
+    lab = rgb_to_lab_cie(wide).astype(np.float32)
+    assert lab_cie_to_rgb(lab).dtype == np.float64
+    np.testing.assert_array_equal(lab_cie_to_rgb(lab), lab_cie_to_rgb(lab.astype(np.float64)))
+    # io * exp(-od) of these float32 densities lies 3e-6 above k + 0.5: float32 arithmetic
+    # rounds it down, float64 up.
+    od = np.array([0.05348865, 0.6403966, 1.0923817, 1.6851497], dtype=np.float32)
+    np.testing.assert_array_equal(od_to_rgb(od), [228, 127, 81, 45])
+
+
+def test_row_strips_cut_about_the_given_pixels_per_strip():
+    from stainstyle.color.quantize import STRIP_PIXELS, row_strips
+
+    assert STRIP_PIXELS // 700 == 93
+    assert row_strips((300, 700, 3)) == [
+        slice(0, 93),
+        slice(93, 186),
+        slice(186, 279),
+        slice(279, 300),
+    ]
+    assert row_strips((3, 100_000, 3)) == [slice(0, 1), slice(1, 2), slice(2, 3)]  # a row a strip
+    assert row_strips((40_000, 0, 3), pixels=40_000) == [slice(0, 40_000)]  # empty rows: 1 pixel
+    assert row_strips((5, 4), pixels=8) == [slice(0, 2), slice(2, 4), slice(4, 5)]
+
+
+def test_float_to_uint8_takes_integers_and_scalars():
+    np.testing.assert_array_equal(float_to_uint8(np.array([[-3, 300, 7]])), [[0, 255, 7]])
+    scalar = float_to_uint8(np.float64(3.6))
+    assert scalar.shape == () and scalar == 4

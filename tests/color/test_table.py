@@ -137,3 +137,23 @@ def test_distinct_colours_computed_once_equal_every_pixel_computed(table_min_pix
     distinct = len(np.unique(colour_keys(images.reshape(-1, 3))))
     computed = np.unique(np.concatenate([colour_keys(c.reshape(-1, 3)) for c in compute.calls]))
     assert len(computed) == distinct < images.size // 3
+
+
+def test_colours_mapped_to_black_are_not_computed_again():
+    # Black is the table entry 0xFF000000, the smallest that marks a computed colour.
+    compute = Counted()
+    table = ColourTable(lambda colours: np.zeros_like(compute(colours)))
+    first = np.array([[[1, 2, 3], [4, 5, 6]]], np.uint8)
+    np.testing.assert_array_equal(table.map(first), np.zeros_like(first))
+    assert table.n_computed == 2
+    second = np.array([[[1, 2, 3], [4, 5, 6], [7, 8, 9]]], np.uint8)
+    np.testing.assert_array_equal(table.map(second), np.zeros_like(second))
+    assert table.n_computed == 3
+    assert [7, 8, 9] in compute.calls[-1][:, 0].tolist()
+    assert [1, 2, 3] not in compute.calls[-1][:, 0].tolist()
+
+
+def test_the_table_takes_four_bytes_a_colour():
+    table = ColourTable(inverted)
+    table.map(np.zeros((1, 1, 3), np.uint8))
+    assert table._entries.nbytes == 4 * N_COLOURS == 64 << 20
