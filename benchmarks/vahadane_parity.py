@@ -60,13 +60,13 @@ for i, image in enumerate(images[1:], 1):
 
 #: staintools' Vahadane with SPAMS run to convergence: batch dictionary learning (``batch=True``,
 #: ``iter`` passes over all tissue pixels) instead of one second of online updates.
-CONVERGED_CODE = """
-import sys, numpy as np, spams, staintools
-from staintools.stain_extraction import vahadane_stain_extractor as extractor
-folder, n, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-online = spams.trainDL
-extractor.spams.trainDL = lambda **kw: online(**kw, batch=True, iter=passes)
-""" + PEER_CODE.split("folder, n = sys.argv[1], int(sys.argv[2])", 1)[1]
+CONVERGED_CODE = PEER_CODE.replace(
+    "folder, n = sys.argv[1], int(sys.argv[2])\n",
+    "folder, n, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "import spams\n"
+    "online = spams.trainDL\n"
+    "spams.trainDL = lambda **kw: online(**kw, batch=True, iter=passes)\n",
+)
 
 
 def angles(a: np.ndarray, b: np.ndarray) -> list[float]:
