@@ -26,7 +26,7 @@ published code, [R] from the paper, [C] our choice)
    vectors lie 2-4 degrees from those of SPAMS run to convergence (``trainDL(batch=True)``,
    which agree with ours within 0.3 degrees there and 0.7 on all five parity images), more so
    on a loaded machine, and its normalizations differ from converged staintools by 2-5 gray
-   levels where ours differ by 0.6-1.6. Parity with staintools
+   levels where ours differ by 0.8-1.6. Parity with staintools
    (``benchmarks/vahadane_parity.py``) is therefore bounded by its own convergence, not by
    this solver.
 4. [V] Order: hematoxylin is the atom with the larger red optical density (staintools, and
