@@ -58,6 +58,16 @@ for i, image in enumerate(images[1:], 1):
     np.save(f"{folder}/normalized{i}.npy", normalizer.transform(image.copy()))
 """
 
+#: staintools' Vahadane with SPAMS run to convergence: batch dictionary learning (``batch=True``,
+#: ``iter`` passes over all tissue pixels) instead of one second of online updates.
+CONVERGED_CODE = PEER_CODE.replace(
+    "folder, n = sys.argv[1], int(sys.argv[2])\n",
+    "folder, n, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])\n"
+    "import spams\n"
+    "online = spams.trainDL\n"
+    "spams.trainDL = lambda **kw: online(**kw, batch=True, iter=passes)\n",
+)
+
 
 def angles(a: np.ndarray, b: np.ndarray) -> list[float]:
     """Angle in degrees between the columns of two (3, 2) stain matrices."""
@@ -65,22 +75,32 @@ def angles(a: np.ndarray, b: np.ndarray) -> list[float]:
     return np.degrees(np.arccos(np.clip(cosines, -1.0, 1.0))).tolist()
 
 
-def run_peer(peer_python: str, images: list[np.ndarray], folder: Path) -> None:
-    """Stain matrices and normalizations of ``images`` by staintools, into ``folder``."""
+def run_peer(
+    peer_python: str, images: list[np.ndarray], folder: Path, converged_passes: int = 0
+) -> None:
+    """Stain matrices and normalizations of ``images`` by staintools, into ``folder``.
+
+    With ``converged_passes``, SPAMS learns by that many batch passes (:data:`CONVERGED_CODE`).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for i, image in enumerate(images):
         np.save(folder / f"image{i}.npy", image)
     command = [peer_python, "-c", PEER_CODE, str(folder), str(len(images))]
+    if converged_passes:
+        command = [peer_python, "-c", CONVERGED_CODE, str(folder), str(len(images))]
+        command.append(str(converged_passes))
     subprocess.run(command, check=True, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
 
 
-def peer_runs(peer_python: str, images: list[np.ndarray], repeats: int) -> list[dict]:
+def peer_runs(
+    peer_python: str, images: list[np.ndarray], repeats: int, converged_passes: int = 0
+) -> list[dict]:
     """``repeats`` runs of staintools: each a dict of ``stains`` and ``normalized`` lists."""
     runs = []
     with tempfile.TemporaryDirectory() as temporary:
         for repeat in range(repeats):
             folder = Path(temporary) / str(repeat)
-            run_peer(peer_python, images, folder)
+            run_peer(peer_python, images, folder, converged_passes)
             runs.append(
                 {
                     "stains": [np.load(folder / f"stains{i}.npy") for i in range(len(images))],
@@ -99,17 +119,20 @@ def _gray_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
-def parity(peer_python: str, repeats: int) -> list[dict]:
+def parity(peer_python: str, repeats: int, converged_passes: int = 0) -> list[dict]:
     """One row per image: stain angles and gray-level differences, to staintools and in it.
 
     For every image: the angle of each stain vector between stainstyle's and each staintools
     run, and between each later staintools run and its first; for every source image, the
     same for the mean absolute gray difference of the normalizations onto the target. Each
-    as the median and the largest over the runs.
+    as the median and the largest over the runs. With ``converged_passes``, also the angles
+    and gray differences of stainstyle and of each staintools run to one staintools run whose
+    SPAMS learning ran that many batch passes (converged).
     """
     names = [TARGET, *SOURCES]
     images = [read_image(data_root().joinpath(*name)) for name in names]
     runs = peer_runs(peer_python, images, repeats)
+    converged = peer_runs(peer_python, images, 1, converged_passes)[0] if converged_passes else None
     normalizer = VahadaneNormalizer().fit(images[0])
     rows = []
     for i, (name, image) in enumerate(zip(names, images, strict=True)):
@@ -136,8 +159,24 @@ def parity(peer_python: str, repeats: int) -> list[dict]:
                 if len(runs) > 1
                 else None
             )
+        if converged is not None:
+            _add_converged(row, i, ours, mine if i else None, runs, converged)
         rows.append(row)
     return rows
+
+
+def _add_converged(row: dict, i: int, ours, mine, runs: list[dict], converged: dict) -> None:
+    """Angles and gray differences to the converged staintools run, of ours and of each run."""
+    row["converged_angles"] = angles(ours, converged["stains"][i])
+    row["peer_converged_angles"] = _spread(
+        [max(angles(run["stains"][i], converged["stains"][i])) for run in runs]
+    )
+    if mine is not None:
+        reference = converged["normalized"][i]
+        row["converged_gray"] = _gray_difference(mine, reference)
+        row["peer_converged_gray"] = _spread(
+            [_gray_difference(run["normalized"][i], reference) for run in runs]
+        )
 
 
 def _cell(spread: dict | None) -> str:
@@ -167,6 +206,8 @@ def render(rows: list[dict], repeats: int) -> str:
         "gray",
     ]
     lines = markdown_table(headers, cells)
+    if any("converged_angles" in row for row in rows):
+        lines += ["", *_converged_table(rows)]
     lines.append(
         f"\nMedian (largest) over {repeats} staintools runs: stainstyle against each run, and "
         "each later staintools run against its first. Gray difference: mean absolute "
@@ -175,14 +216,42 @@ def render(rows: list[dict], repeats: int) -> str:
     return "\n".join(lines)
 
 
+def _converged_table(rows: list[dict]) -> list[str]:
+    cells = [
+        [
+            row["image"],
+            " / ".join(f"{a:.2f}" for a in row["converged_angles"]),
+            f"{row['converged_gray']:.2f}" if "converged_gray" in row else "",
+            _cell(row["peer_converged_angles"]),
+            _cell(row.get("peer_converged_gray")),
+        ]
+        for row in rows
+    ]
+    headers = [
+        "image",
+        "stainstyle to converged: H / E angle",
+        "gray",
+        "staintools (1 s) to converged: largest angle",
+        "gray",
+    ]
+    return markdown_table(headers, cells)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--peer-python", default="/tmp/peers/bin/python")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--repeats", type=int, default=5, help="staintools runs")
+    parser.add_argument(
+        "--converged-passes",
+        type=int,
+        default=0,
+        help="also compare with staintools whose SPAMS runs this many batch passes (e.g. 100; "
+        "minutes per image); 0: off",
+    )
     args = parser.parse_args(argv)
     configure_logging("vahadane_parity")
-    rows = parity(args.peer_python, args.repeats)
+    rows = parity(args.peer_python, args.repeats, args.converged_passes)
     write_json(args.out / "vahadane_parity.json", {"repeats": args.repeats, "rows": rows})
     table = render(rows, args.repeats)
     write_text(args.out / "vahadane_parity.md", table + "\n")

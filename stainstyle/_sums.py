@@ -45,3 +45,28 @@ def column_sums(a: np.ndarray) -> np.ndarray:
     for start in range(0, len(a), BLOCK_PIXELS):
         out += a[start : start + BLOCK_PIXELS].sum(axis=0, dtype=np.float64)
     return out
+
+
+def planar_cross_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b.T`` of planar values (one row per channel), in a fixed order.
+
+    The planar layout makes every sum one contiguous numpy reduction (pairwise summation),
+    several times faster than :func:`cross_products` on interleaved pixels for few channels.
+
+    Parameters
+    ----------
+    a : ndarray of shape (p, n), dtype float64
+        One row of ``n`` pixel values per channel.
+    b : ndarray of shape (q, n), dtype float64
+        Another, for the same pixels.
+
+    Returns
+    -------
+    ndarray of shape (p, q), dtype float64
+        ``sum_i a[:, None, i] * b[None, :, i]``.
+    """
+    out = np.zeros((a.shape[0], b.shape[0]), dtype=np.float64)
+    for start in range(0, a.shape[1], BLOCK_PIXELS):
+        block = slice(start, start + BLOCK_PIXELS)
+        out += (a[:, None, block] * b[None, :, block]).sum(axis=2)
+    return out

@@ -197,19 +197,25 @@ class ColourDeconvolution:
         """
         return cls(inverse=np.linalg.inv(complete_stain_matrix(stain_matrix)))
 
-    def __call__(self, od: np.ndarray) -> np.ndarray:
+    def __call__(self, od: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Signed H, E and residual amounts of optical densities.
 
         Parameters
         ----------
         od : ndarray of shape (n, 3), dtype float32, C-contiguous
             Optical densities.
+        out : ndarray of shape (n, 3), dtype float32, optional
+            Array to write the amounts into.
 
         Returns
         -------
         ndarray of shape (n, 3), dtype float32
         """
-        return cv2.transform(od.reshape(-1, 1, 3), self.inverse.astype(np.float32)).reshape(-1, 3)
+        amounts = cv2.transform(od.reshape(-1, 1, 3), self.inverse.astype(np.float32))
+        if out is None:
+            return amounts.reshape(-1, 3)
+        out[...] = amounts.reshape(-1, 3)
+        return out
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,7 @@ class ClosedFormLasso:
         affine[:, 3] = -lambda1 * np.array([g_ee - g_he, g_hh - g_he]) / det
         return cls(affine=affine, ratios=np.array([g_he / g_hh, g_he / g_ee]))
 
-    def __call__(self, od: np.ndarray) -> np.ndarray:
+    def __call__(self, od: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Concentrations of optical densities.
 
         Parameters
@@ -281,6 +287,8 @@ class ClosedFormLasso:
         od : ndarray of shape (n, 3), float32 or float64
             Optical densities; float32 goes through OpenCV (C-contiguous), float64 through
             NumPy.
+        out : ndarray of shape (n, 2), dtype float32, optional
+            C-contiguous array to write float32 concentrations into.
 
         Returns
         -------
@@ -288,13 +296,27 @@ class ClosedFormLasso:
             Non-negative H and E concentrations.
         """
         if od.dtype == np.float32:
-            free = cv2.transform(od.reshape(-1, 1, 3), self.affine.astype(np.float32))
-            free = free.reshape(-1, 2)
-        else:
-            free = od @ self.affine[:, :3].T + self.affine[:, 3]
+            return self._float32(od, out)
+        free = od @ self.affine[:, :3].T + self.affine[:, 3]
         bounded = np.minimum(free, 0)
-        free += bounded[:, ::-1] * self.ratios.astype(free.dtype)
+        free += bounded[:, ::-1] * self.ratios
         return np.maximum(free, 0, out=free)
+
+    def _float32(self, od: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """The float32 path: OpenCV kernels over blocks of pixels that stay in the cache."""
+        affine = self.affine.astype(np.float32)
+        # min(u, 0) of the other stain times its ratio: a 2x2 map with the ratios off-diagonal
+        swap = np.array([[0.0, self.ratios[0]], [self.ratios[1], 0.0]], dtype=np.float32)
+        pixels = np.ascontiguousarray(od).reshape(-1, 1, 3)
+        if out is None:
+            out = np.empty((len(pixels), 2), dtype=np.float32)
+        written = out.reshape(-1, 1, 2)
+        for block in row_strips(pixels.shape):
+            free = cv2.transform(pixels[block], affine, dst=written[block])
+            bounded = cv2.threshold(free, 0.0, 0.0, cv2.THRESH_TRUNC)[1]  # min(u, 0)
+            cv2.add(free, cv2.transform(bounded, swap), dst=free)
+            cv2.threshold(free, 0.0, 0.0, cv2.THRESH_TOZERO, dst=free)  # max(., 0)
+        return out
 
 
 def nonnegative_lasso(od: np.ndarray, stain_matrix: Any, lambda1: float = 0.0) -> np.ndarray:
@@ -367,10 +389,9 @@ def tile_concentrations(
     ndarray of shape (H, W, K), dtype float32
     """
     lut = od_lut(io, np.float32)
-    out = np.zeros((*tile.shape[:2], solver.channels), dtype=np.float32)
+    out = np.empty((*tile.shape[:2], solver.channels), dtype=np.float32)
     for rows in row_strips(tile.shape):
-        strip = solver(cv2.LUT(tile[rows], lut).reshape(-1, 3))
-        out[rows] = strip.reshape(out[rows].shape)
+        solver(cv2.LUT(tile[rows], lut).reshape(-1, 3), out=out[rows].reshape(-1, solver.channels))
     if tissue is not None:
         out[~tissue] = 0
     return out

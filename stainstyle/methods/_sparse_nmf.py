@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stainstyle._sums import cross_products
+from stainstyle._sums import planar_cross_products
 from stainstyle.separation import MIN_GRAM_DETERMINANT, ClosedFormLasso
 
 #: Codes whose squared sum is below this leave their atom unused (the atom stays as it is).
@@ -111,6 +111,7 @@ def learn_dictionary(
         angle between the atoms.
     """
     od = np.ascontiguousarray(od, dtype=np.float64)
+    od_planes = np.ascontiguousarray(od.T)  # (3, n): contiguous sums, fixed order
     atoms = np.maximum(np.array(init, dtype=np.float64), 0.0)
     atoms /= np.maximum(np.linalg.norm(atoms, axis=0), 1.0)
     n_iter = 0
@@ -118,8 +119,9 @@ def learn_dictionary(
     while n_iter < max_iter:
         n_iter += 1
         codes = sparse_codes(od, atoms, lambda1)
-        gram = cross_products(codes, codes)  # fixed order: no dependence on BLAS threads
-        cross = cross_products(od, codes)
+        code_planes = np.ascontiguousarray(codes.T)
+        gram = planar_cross_products(code_planes, code_planes)  # no dependence on threads
+        cross = planar_cross_products(od_planes, code_planes)
         used = np.diag(gram) > _UNUSED_ATOM
         updated = _dictionary_pass(atoms, gram, cross, used)
         if _parallel(updated):
