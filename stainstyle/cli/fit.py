@@ -35,9 +35,9 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         required=True,
         help=f"normalization method, or augmenter ({', '.join(AUGMENTER_CHOICES)})",
     )
-    add_target_options(parser, required=True)
+    add_target_options(parser, required=True, saves=True)
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder")
-    add_run_options(parser)
+    add_run_options(parser, device=False)  # the classic methods run on numpy
     return parser
 
 
