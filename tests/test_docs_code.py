@@ -248,13 +248,24 @@ def test_script_commands_of_the_docs_parse():
     assert checked >= 15
 
 
+#: Characters of a code line that the site shows at 1280 px, left of the copy button.
+CODE_WIDTH = 76
+
+
 def test_long_shell_lines_are_broken():
-    """Lines of commands fit the code box (beside the copy button): 88 characters at most."""
+    """Commands on the site fit their code box at 1280 px, so none hides under the copy button.
+
+    The quickstart's Python fits too; README.md, shown by code hosts, scrolls instead.
+    """
     for page in PAGES:
+        if not page.startswith("docs/"):
+            continue
         for block in page_blocks(page):
-            if block.language in ("bash", "sh", "console", "shell"):
+            shell = block.language in ("bash", "sh", "console", "shell")
+            if shell or page == "docs/quickstart.md":
                 for number, line in enumerate(block.code.splitlines()):
-                    assert len(line) <= 88, f"{page}:{block.line + number + 1}: {len(line)} chars"
+                    where = f"{page}:{block.line + number + 1}"
+                    assert len(line) <= CODE_WIDTH, f"{where}: {len(line)} characters"
 
 
 def test_marker_syntax():

@@ -8,7 +8,7 @@ The results files live in ``docs/results/``: the JSON (or Markdown) a benchmark 
   ``markdown_rows``, ``benchmarks/augmentation.py``'s ``auc_table``); the page must hold the
   rendering line for line.
 - **Other tables**: the line before each table with a decimal number names its source,
-  ``<!-- results: docs/results/FILE -->``, or says why it has none,
+  ``<!-- results: docs/results/FILE -->`` (several: separated by ``, ``), or says why it has none,
   ``<!-- results: none: REASON -->``. Every decimal number of the table must be a value of that
   file, rounded as the page rounds it (for a Markdown results file: a number of its text).
 """
@@ -145,10 +145,12 @@ def test_table_numbers_come_from_results_files(page):
         if marker.startswith("none: "):
             assert len(marker) > len("none: ") + 10, f"{page}:{line}: say why there is no file"
             continue
-        source = ROOT / marker
-        assert source.parent == RESULTS and source.is_file(), f"{page}:{line}: {marker}?"
         decimals = {len(n.split(".")[1]) for n in numbers}
-        known = _known_numbers(source, decimals)
+        known = set()
+        for name in marker.split(", "):  # a table may gather several results files
+            source = ROOT / name
+            assert source.parent == RESULTS and source.is_file(), f"{page}:{line}: {name}?"
+            known |= _known_numbers(source, decimals)
         missing = sorted({n.lstrip("+") for n in numbers} - {k.lstrip("+") for k in known})
         assert not missing, f"{page}:{line}: not in {marker}: {missing}"
 
@@ -157,7 +159,8 @@ def test_results_markers_name_committed_files():
     for page in PAGES:
         for line, marker, _ in tables(page):
             if marker and not marker.startswith("none: "):
-                assert (ROOT / marker).is_file(), f"{page}:{line}: {marker} does not exist"
+                for name in marker.split(", "):
+                    assert (ROOT / name).is_file(), f"{page}:{line}: {name} does not exist"
 
 
 def test_a_changed_number_is_caught(tmp_path):
