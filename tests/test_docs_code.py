@@ -280,3 +280,12 @@ def test_marker_syntax():
     (block,) = [Block("x", 1, m.group(1), m.group(2), None) for m in _FENCE.finditer(text)]
     assert block.code == "push()\n"
     assert _MARKER.match(text.splitlines()[0]).group(2) == "uploads to the Hugging Face Hub"
+
+
+def test_cli_help_fits_the_code_box():
+    """The help texts the site renders (docs/scripts/hooks.py) are 72 columns wide at most."""
+    hooks = load_script(ROOT / "docs" / "scripts" / "hooks.py")
+    subparsers = next(a for a in build_parser()._actions if a.dest == "command")
+    for command in ["", *subparsers.choices]:
+        for line in hooks._help(command).splitlines():
+            assert len(line) <= 72, f"stainstyle {command} --help: {line!r}"
