@@ -97,6 +97,8 @@ def _options(command: str) -> set[str]:
 def test_each_command_offers_the_options_that_apply_to_it():
     assert "--training-data" in _options("fit") and "--training-data" in _options("train-sst")
     assert "--training-data" not in _options("normalize")
-    assert "--device" not in _options("fit")  # classic methods only: numpy on the CPU
+    assert "--training-data" not in _options("augment")  # saves no model either
+    assert "--device" not in _options("fit")  # classic methods and augmenters: numpy
+    assert "--device" not in _options("augment")
     for command in ("normalize", "train-sst", "normalize-slides"):
         assert "--device" in _options(command)
