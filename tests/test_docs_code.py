@@ -95,6 +95,11 @@ SETUP = {
     + "_names = ['lab_a/1.svs', 'lab_a/2.svs', 'lab_a/3.ndpi', 'lab_b/17.svs']\n"
     "for _i, _name in enumerate(_names):\n"
     "    _slide(_name, _i)\n",
+    "docs/api/separation.md": """
+from stainstyle.data import make_tiles
+
+tile = make_tiles(1, "radboud", size=128, seed=0)[0][0]  # uint8 (128, 128, 3)
+""",
     "docs/hub.md": """
 from stainstyle.data import make_tiles
 from stainstyle.metrics import ssim
