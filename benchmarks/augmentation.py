@@ -513,6 +513,38 @@ def _gain_cell(entry: dict) -> str:
     return f"{gain['mean']:+.3f} ({lo:+.3f} to {hi:+.3f})"
 
 
+def _by_test(rows: dict, cell, tests: list[str]) -> list[str]:
+    """A table with a row per test-time normalization and a column per training augmentation."""
+    trainings = list(rows)
+    return markdown_table(
+        ["test \\ training", *trainings],
+        [[test, *(cell(rows[training][test]) for training in trainings)] for test in tests],
+    )
+
+
+def auc_table(rows: dict) -> list[str]:
+    """One source's AUC table: mean AUC over the seeds and its 95% interval in each cell.
+
+    Parameters
+    ----------
+    rows : dict
+        ``augmentation.json``'s ``summary[source]``: training augmentation -> test-time
+        normalization -> metrics.
+
+    Returns
+    -------
+    list of str
+        Lines of a Markdown table, test-time normalizations as rows (Target: held-out target
+        tiles; Original: the source as it is), training augmentations as columns.
+    """
+    return _by_test(rows, _auc_cell, list(next(iter(rows.values()))))
+
+
+def gain_table(rows: dict) -> list[str]:
+    """One source's AUC gains over no augmentation and no normalization, as :func:`auc_table`."""
+    return _by_test(rows, _gain_cell, list(next(iter(rows.values())))[1:])
+
+
 def render_markdown(report: dict) -> str:
     """``augmentation.md``: the set-up, then per source the AUC table, the gains and the answer.
 
@@ -530,27 +562,18 @@ def render_markdown(report: dict) -> str:
     md = [
         "# Augment, normalize, or both?",
         "",
-        f"Table 1 setting, dataset `{config['dataset']}`, seeds {seeds}: rows are the training "
-        "augmentation, columns the test-time normalization (Original: none; Target: held-out "
-        f"target tiles). Cells: mean AUC over {len(seeds)} seed(s) and its 95% interval "
+        f"Table 1 setting, dataset `{config['dataset']}`, seeds {seeds}: rows are the test-time "
+        "normalization (Original: none; Target: held-out target tiles), columns the training "
+        f"augmentation. Cells: mean AUC over {len(seeds)} seed(s) and its 95% interval "
         f"(stratified bootstrap of the test tiles, {table1.N_BOOTSTRAP}×). HEDJitter sigma "
         f"`{config['hed_sigma']}`. Wall time {report['wall_time_s']:.0f} s on "
         f"{env['device']['description']}.",
         "",
     ]
     for source, rows in report["summary"].items():
-        columns = list(next(iter(rows.values())))
-        md += [f"## Source: {source}", "", "AUC:", ""]
-        md += markdown_table(
-            ["training \\ test", *columns],
-            [[row, *(_auc_cell(cells[c]) for c in columns)] for row, cells in rows.items()],
-        )
-        md += ["", "AUC gain over no augmentation and no normalization (paired 95% interval):", ""]
-        md += markdown_table(
-            ["training \\ test", *columns[1:]],
-            [[row, *(_gain_cell(cells[c]) for c in columns[1:])] for row, cells in rows.items()],
-        )
-        md += [""]
+        md += [f"## Source: {source}", "", "AUC:", "", *auc_table(rows), ""]
+        md += ["AUC gain over no augmentation and no normalization (paired 95% interval):", ""]
+        md += [*gain_table(rows), ""]
         for kind, cell in report["answer"][source].items():
             lo, hi = cell["auc_gain"]["ci95"]
             md.append(

@@ -704,12 +704,20 @@ class StainNormalizer(
         n_degenerate = int(np.count_nonzero(status == STATUS_DEGENERATE))
         if n_background + n_degenerate == 0:
             return
+        reasons = []
+        if n_background:
+            reasons.append(
+                f"{n_background} as background ({STATUS_BACKGROUND!r}): too little tissue, "
+                f"fewer tissue pixels than {_needed_tissue(tiles)}"
+            )
+        if n_degenerate:
+            reasons.append(
+                f"{n_degenerate} as degenerate ({STATUS_DEGENERATE!r}): tissue without colour "
+                "variation, or colours the method could not model (e.g. a single stain)"
+            )
         message = (
             f"{type(self).__name__}: {n_background + n_degenerate} of {len(status)} tiles "
-            f"passed through unchanged ({n_background} with too little tissue, i.e. fewer "
-            f"tissue pixels than {_needed_tissue(tiles)}; {n_degenerate} without colour "
-            "variation or that "
-            "the method could not model). "
+            f"passed through unchanged, {'; '.join(reasons)}. "
             "Use stainstyle.tile_status(normalizer, X) to see which."
         )
         if self.background == "raise":

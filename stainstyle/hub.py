@@ -353,14 +353,27 @@ def _check_folder_or_repo_id(name: str, revision: str | None) -> None:
         if os.path.exists(name):
             raise FileNotFoundError(f"{name}: expected a model folder, got a file")
         if _looks_like_path(name):
-            raise FileNotFoundError(f"{name}: no such model folder")
+            raise FileNotFoundError(
+                f"no such model folder: {name} (a Hub repository id is namespace/name)"
+            )
     elif revision is not None:
         raise ValueError(f"revision={revision!r}: applies to Hub repositories; {name} is a folder")
 
 
 def _looks_like_path(name: str) -> bool:
+    """Whether a missing ``name`` is meant as a local folder rather than a Hub repository id.
+
+    A Hub id is ``namespace/name``; anything else is a path: a name starting with ``.``, ``/``
+    or ``~``, ending with a separator, with no ``/`` or more than one, holding a Windows
+    separator, or whose first part is an existing local folder (``models/typo``).
+    """
+    separators = tuple(filter(None, {"/", os.sep, os.altsep}))
     return (
-        name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+        name.startswith((".", "~", *separators))
+        or name.endswith(separators)
+        or name.count("/") != 1
+        or any(sep in name for sep in separators if sep != "/")
+        or os.path.isdir(name.partition("/")[0])
     )
 
 

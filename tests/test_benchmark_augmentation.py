@@ -83,7 +83,9 @@ def test_augmenters_are_built_and_fitted(study):
 @pytest.mark.slow
 def test_quick_run_end_to_end(study, tmp_path, capsys):
     assert study.main(["--quick", "--out", str(tmp_path)]) == 0
-    assert "| training \\ test | Target | Original | Reinhard" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| test \\ training | none | HEDJitter | StainAugmenter | RandStainNA |" in out
+    assert "\n| Original | " in out
     report = json.loads((tmp_path / "augmentation.json").read_text())
     for key in ("config", "environment", "summary", "answer", "per_seed", "wall_time_s"):
         assert key in report

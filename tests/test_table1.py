@@ -188,7 +188,9 @@ def test_quick_run_end_to_end(table1, tmp_path, capsys):
     }
     assert report["config"]["seeds"] == [0]
     markdown = (tmp_path / "table1.md").read_text()
-    assert "| AUC, paper | 0.9760 | 0.8900 | 0.9185" in markdown
+    assert "| AUC, paper (CAMELYON16, another dataset) |" in markdown
+    assert "±" not in markdown  # one seed: no spread
+    assert " | 0.9185 |\n| WSICS | " in markdown  # methods are rows, the paper's AUC last
     rows = (tmp_path / "table1.csv").read_text().splitlines()
     assert len(rows) == 1 + len(table1.COLUMNS) * len(table1.METRICS)
     from PIL import Image

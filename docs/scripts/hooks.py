@@ -100,12 +100,12 @@ def on_pre_build(config, **kwargs) -> None:
 
 
 def _help(command: str) -> str:
-    """``--help`` text of ``stainstyle [command]`` at a fixed width."""
+    """``--help`` text of ``stainstyle [command]`` 72 columns wide, the width of a code block."""
     parser = build_parser()
     if command:
         subparsers = next(a for a in parser._actions if a.dest == "command")
         parser = subparsers.choices[command]
-    parser.formatter_class = functools.partial(argparse.HelpFormatter, width=100)
+    parser.formatter_class = functools.partial(argparse.HelpFormatter, width=72)
     return parser.format_help()
 
 

@@ -3,9 +3,9 @@
 Commands (``stainstyle COMMAND --help`` describes each)::
 
     stainstyle fit --method macenko --target TARGET --out MODEL_DIR
-    stainstyle normalize --model MODEL_DIR_OR_REPO INPUT... --out OUT_DIR
+    stainstyle normalize --model MODEL INPUT... --out OUT_DIR
     stainstyle normalize --method reinhard --target TARGET INPUT... --out OUT_DIR
-    stainstyle normalize-slides MODEL_DIR_OR_REPO SLIDES... --out OUT_DIR [--workers N]
+    stainstyle normalize-slides MODEL SLIDES... --out OUT_DIR [--workers N]
     stainstyle fit --method randstainna --target TARGET --out AUGMENTER_DIR
     stainstyle augment --model AUGMENTER_DIR_OR_REPO [--seed N] INPUT... --out OUT_DIR
     stainstyle augment --method hed [--param sigma=0.2] [--seed N] INPUT... --out OUT_DIR

@@ -60,15 +60,19 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--model", metavar="MODEL_DIR_OR_REPO", help="saved augmenter folder or Hub repository id"
+        "--model",
+        metavar="MODEL",
+        help="saved augmenter folder, or Hub repository id namespace/name",
     )
     source.add_argument(
         "--method",
         choices=AUGMENTER_CHOICES,
-        help="build this augmenter (fitted on --target for randstainna and stain)",
+        metavar="METHOD",
+        help=f"build this augmenter: {', '.join(AUGMENTER_CHOICES)} (fitted on --target for "
+        "randstainna and stain)",
     )
     parser.add_argument("--revision", help="branch, tag or commit of a Hub repository")
-    add_target_options(parser, required=False)
+    add_target_options(parser, required=False, saves=False)
     parser.add_argument(
         "--seed",
         type=integer_in(0, 2**63 - 1),
@@ -85,7 +89,7 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         metavar="1-100",
         help="quality of JPEG outputs, 1 to 100 (default: 95)",
     )
-    add_run_options(parser)
+    add_run_options(parser, device=False)  # the augmenters run on numpy here
     return parser
 
 

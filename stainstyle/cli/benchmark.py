@@ -13,6 +13,18 @@ from stainstyle.cli.errors import EXIT_FAILED, EXIT_OK, UsageError
 BENCHMARKS_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
+def benchmark_names() -> list[str]:
+    """Names of the benchmark scripts of the source checkout (none without a checkout).
+
+    Returns
+    -------
+    list of str
+        ``NAME`` of each ``benchmarks/NAME.py``, sorted; modules starting with ``_`` are
+        helpers, not benchmarks.
+    """
+    return sorted(p.stem for p in BENCHMARKS_DIR.glob("*.py") if not p.name.startswith("_"))
+
+
 def register_subcommand(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Declare ``benchmark`` and its arguments; see :class:`~stainstyle.cli.app.Command`."""
     parser = commands.add_parser(
@@ -47,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
         If there is no such benchmark (or no source checkout).
     """
     script = BENCHMARKS_DIR / f"{args.name}.py"
-    if not script.is_file():
+    if not BENCHMARKS_DIR.is_dir():
         raise UsageError(
-            f"benchmark {args.name!r}: {script} not found; benchmarks ship with the source "
-            "repository, run this command from a source checkout"
+            f"benchmark {args.name!r}: {BENCHMARKS_DIR} not found; benchmarks ship with the "
+            "source repository: install stainstyle from a source checkout (pip install -e .)"
         )
+    if not script.is_file():
+        names = ", ".join(benchmark_names()) or "none"
+        raise UsageError(f"no benchmark {args.name!r} in {BENCHMARKS_DIR}; benchmarks: {names}")
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(script), *args.args]
     sys.path.insert(0, str(script.parent))

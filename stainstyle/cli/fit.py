@@ -33,11 +33,13 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         "--method",
         choices=METHOD_CHOICES + AUGMENTER_CHOICES,
         required=True,
-        help=f"normalization method, or augmenter ({', '.join(AUGMENTER_CHOICES)})",
+        metavar="METHOD",
+        help=f"normalization method ({', '.join(METHOD_CHOICES)}), or augmenter "
+        f"({', '.join(AUGMENTER_CHOICES)})",
     )
-    add_target_options(parser, required=True)
+    add_target_options(parser, required=True, saves=True)
     parser.add_argument("--out", type=Path, required=True, metavar="MODEL_DIR", help="model folder")
-    add_run_options(parser)
+    add_run_options(parser, device=False)  # the classic methods run on numpy
     return parser
 
 

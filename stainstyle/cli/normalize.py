@@ -44,13 +44,16 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
-        "--model", metavar="MODEL_DIR_OR_REPO", help="saved model folder or Hub repository id"
+        "--model", metavar="MODEL", help="saved model folder, or Hub repository id namespace/name"
     )
     source.add_argument(
-        "--method", choices=METHOD_CHOICES, help="fit this method on --target first"
+        "--method",
+        choices=METHOD_CHOICES,
+        metavar="METHOD",
+        help=f"fit this method on --target first: {', '.join(METHOD_CHOICES)}",
     )
     parser.add_argument("--revision", help="branch, tag or commit of a Hub repository")
-    add_target_options(parser, required=False)
+    add_target_options(parser, required=False, saves=False)
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or folders")
     parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
     parser.add_argument(

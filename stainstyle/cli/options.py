@@ -105,7 +105,7 @@ def add_debug_option(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
+def add_run_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
     """Declare the options of every command that processes images.
 
     ``--device``, ``--batch-size``, ``--on-error``, ``--max-pixels``, ``-q/--quiet`` and
@@ -115,8 +115,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     ----------
     parser : argparse.ArgumentParser
         A command's parser.
+    device : bool, default=True
+        Whether to offer ``--device``; without it ``args.device`` is None (commands whose
+        methods all run on numpy).
     """
-    add_runtime_options(parser)
+    add_runtime_options(parser, device=device)
     parser.add_argument(
         "--on-error",
         choices=("skip", "stop"),
@@ -133,18 +136,24 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     add_verbosity_options(parser)
 
 
-def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+def add_runtime_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
     """Declare where and how a model runs: ``--device`` and ``--batch-size``.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
         A command's parser.
+    device : bool, default=True
+        Whether to offer ``--device``; without it ``args.device`` is None.
     """
-    parser.add_argument(
-        "--device",
-        help="torch device for neural methods: cpu, cuda, cuda:1 or auto (default: the model's)",
-    )
+    if device:
+        parser.add_argument(
+            "--device",
+            help="torch device of a neural model (stain-style transfer): cpu, cuda, cuda:1 or "
+            "auto (default: the model's); the classic methods run on the CPU with numpy",
+        )
+    else:
+        parser.set_defaults(device=None)
     parser.add_argument(
         "--batch-size", type=positive_int, help="tiles processed at once (default: the model's)"
     )
@@ -162,7 +171,7 @@ def add_verbosity_options(parser: argparse.ArgumentParser) -> None:
     add_debug_option(parser, default=argparse.SUPPRESS)
 
 
-def add_target_options(parser: argparse.ArgumentParser, required: bool) -> None:
+def add_target_options(parser: argparse.ArgumentParser, required: bool, saves: bool) -> None:
     """Declare the options of the commands that fit: ``--target``, ``--param``, ``--training-data``.
 
     Parameters
@@ -171,6 +180,9 @@ def add_target_options(parser: argparse.ArgumentParser, required: bool) -> None:
         A command's parser.
     required : bool
         Whether ``--target`` must be given.
+    saves : bool
+        Whether the command saves a model folder; only then is ``--training-data``, which goes
+        into its model card, offered.
     """
     parser.add_argument(
         "--target",
@@ -187,7 +199,8 @@ def add_target_options(parser: argparse.ArgumentParser, required: bool) -> None:
         metavar="KEY=VALUE",
         help="method parameter, repeatable; VALUE is JSON (1.5, true) or a string",
     )
-    parser.add_argument(
-        "--training-data",
-        help="description of the target tiles for the model card (default: a short summary)",
-    )
+    if saves:
+        parser.add_argument(
+            "--training-data",
+            help="description of the target tiles for the model card (default: a short summary)",
+        )

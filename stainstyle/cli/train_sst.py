@@ -55,7 +55,7 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         description="Train a StainStyleTransfer (Cho et al. 2017) on target-style tiles and save "
         "the model folder. A checkpoint is written after every epoch; --resume continues from it.",
     )
-    add_target_options(parser, required=True)
+    add_target_options(parser, required=True, saves=True)
     parser.add_argument(
         "--labels",
         type=Path,

@@ -2,7 +2,7 @@
 
 It plays two roles in Cho et al. 2017: the tumour classifier of their Table 1 (trained on
 target-style tiles, evaluated on normalized source tiles), and the frozen feature extractor of
-the feature-preserving loss (its 512-d global-average-pooled features, ALGORITHMS.md section 7).
+the feature-preserving loss (its 512-d global-average-pooled features).
 """
 
 from __future__ import annotations

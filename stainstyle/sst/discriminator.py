@@ -1,4 +1,7 @@
-"""Conditional DCGAN discriminator on (gray, colour) pairs, ALGORITHMS.md section 6."""
+"""Conditional DCGAN discriminator on (gray, colour) pairs, as in Cho et al. 2017.
+
+The DCGAN layout is that of Radford et al. (arXiv:1511.06434).
+"""
 
 from __future__ import annotations
 

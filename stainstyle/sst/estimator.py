@@ -79,7 +79,7 @@ class StainStyleTransfer(StainNormalizer):
     lambda_fp : float, default=1.0
         Weight of the feature-preserving loss; 0 switches it off.
     fp_mode : {"gap_mse", "softmax_kl"}, default="gap_mse"
-        Distance of the feature-preserving loss (ALGORITHMS.md section 7).
+        Distance of the feature-preserving loss (Cho et al. 2017, Sec. 2.4).
     classifier : TileClassifier or None, default=None
         A fitted classifier whose features the feature-preserving loss compares. If None and
         ``fit`` gets labels ``y``, one is trained on ``(X, y)`` first; if neither, the loss is off
@@ -149,7 +149,7 @@ class StainStyleTransfer(StainNormalizer):
 
     Notes
     -----
-    Choices where the paper is silent (ALGORITHMS.md sections 5 to 7): the reconstruction loss
+    Choices where the paper is silent: the reconstruction loss
     is L1 with weight 100 and the adversarial loss vanilla BCE with weight 1 (pix2pix); the
     feature-preserving loss is the mean squared difference of the classifier's 512-d pooled
     features. Training crops are flipped and rotated by multiples of 90 degrees. Inference

@@ -1,4 +1,4 @@
-"""FusionNet generator (Quan, Hildebrand & Jeong, arXiv:1612.05360), ALGORITHMS.md section 5.
+"""FusionNet generator (Quan, Hildebrand & Jeong, arXiv:1612.05360), as used by Cho et al. 2017.
 
 Layout of the PyTorch port by Gunho Choi (a co-author of Cho et al. 2017): an encoder of
 conv-residual-conv (CRC) blocks with 2x2 max pooling, a CRC bridge, and a decoder of transposed

@@ -1,7 +1,8 @@
 """Training loop of stain-style transfer: one discriminator step, then one generator step.
 
 The generator G maps a gray tile to colour; the discriminator D judges (gray, colour) pairs. Per
-batch of target-style tiles (ALGORITHMS.md sections 6 and 7):
+batch of target-style tiles (the conditional GAN of Isola et al. 2017, pix2pix, with the
+feature-preserving loss of Cho et al. 2017):
 
 - D step: ``L_D = (BCE(D(g, y), 1) + BCE(D(g, G(g)), 0)) / 2`` on the detached fake.
 - G step, D frozen: ``L_G = lambda_gan * BCE(D(g, G(g)), 1) + lambda_l1 * |y - G(g)|_1

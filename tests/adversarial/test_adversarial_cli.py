@@ -155,7 +155,7 @@ def test_train_sst_reports_every_bad_file_and_trains_on_the_rest(hostile):
 
 def test_benchmark_with_a_bad_name_is_a_usage_error(hostile, capsys):
     assert main(["benchmark", "no_such_benchmark", str(hostile["folder"])]) == EXIT_USAGE
-    assert "no_such_benchmark.py not found" in capsys.readouterr().err
+    assert "no benchmark 'no_such_benchmark'" in capsys.readouterr().err
 
 
 def test_a_fifo_named_on_the_command_line_is_a_usage_error_and_never_opened(hostile, capsys):
