@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import ROOT, run_python
+from _support import ROOT, require_module, run_python
 from PIL import Image
 
 EXAMPLES = ROOT / "examples"
@@ -117,7 +117,7 @@ def test_torch_dataloader(tmp_path):
 
 
 def test_normalize_slides(tmp_path):
-    pytest.importorskip("distributed", reason="the wsi extra is not installed")
+    require_module("distributed", extra="wsi")
     from stainstyle.wsi import open_slide
 
     stdout = run_example("normalize_slides", tmp_path, "--workers", "1")

@@ -1,6 +1,5 @@
 import numpy as np
-import pytest
-from _support import he_tiles, read_rgb, require_data
+from _support import he_tiles, read_rgb, require_data, require_module
 
 from stainstyle import ReinhardNormalizer
 from stainstyle.color import float_to_uint8, lab_ruderman_to_rgb, rgb_to_lab_ruderman
@@ -134,7 +133,7 @@ def test_black_pixels_stay_finite(target_tiles, source_tiles):
 
 
 def test_cie_mode_matches_torchstain_on_reference_pair():
-    torchstain = pytest.importorskip("torchstain")
+    torchstain = require_module("torchstain", extra="test")
     folder = require_data("reference", "torchstain")
     source, target = read_rgb(folder / "source.png"), read_rgb(folder / "target.png")
     peer = torchstain.normalizers.ReinhardNormalizer(backend="numpy")
