@@ -624,8 +624,25 @@ def train_classifier(config: Config, exp: Experiment, seed: int, batch_transform
         random_state=seed,
         verbose=config.verbose,
     ).fit(exp.train.tiles, exp.train.labels)
-    threshold = youden_threshold(exp.val.labels, logit_scores(classifier, exp.val.tiles))
-    return classifier, threshold
+    return classifier, validation_threshold(classifier, exp)
+
+
+def validation_threshold(classifier, exp: Experiment) -> float:
+    """Youden's J threshold of ``classifier``'s logit differences on the target validation split.
+
+    Parameters
+    ----------
+    classifier : TileClassifier or any object with ``decision_function``
+        Maps tiles ``(N, H, W, 3)`` uint8 to scores ``(N,)``.
+    exp : Experiment
+        The seed's splits; only ``exp.val`` is read, never the test split.
+
+    Returns
+    -------
+    float
+        :func:`youden_threshold` of the validation labels and scores.
+    """
+    return youden_threshold(exp.val.labels, logit_scores(classifier, exp.val.tiles))
 
 
 def fit_methods(methods: dict, tiles: np.ndarray, seed: int, timings: dict) -> None:
@@ -651,7 +668,9 @@ def score_source(
 ) -> dict:
     """One source's metrics, labels, scores and passed-through counts per column.
 
-    ``scorer`` is ``(tiles -> scores, threshold)``; ``timings`` gains ``transform NAME SOURCE``.
+    ``methods`` maps columns to fitted normalizers (any of the method columns; the Target and
+    Original columns are always scored). ``scorer`` is ``(tiles -> scores, threshold)``;
+    ``timings`` gains ``transform NAME SOURCE``.
     """
     scores, threshold = scorer
     outputs = {"Original": split.tiles}
@@ -680,7 +699,7 @@ def score_source(
         "[seed %d] %s AUC: %s",
         seed,
         source,
-        ", ".join(f"{c} {metrics[c]['auc']:.3f}" for c in COLUMNS),
+        ", ".join(f"{c} {m['auc']:.3f}" for c, m in metrics.items()),
     )
     return {
         "metrics": metrics,

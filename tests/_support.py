@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import NoReturn
 
 import numpy as np
 import pytest
@@ -24,18 +25,51 @@ def data_root() -> Path:
     return Path(os.environ.get("STAINSTYLE_DATA", ROOT.parent / "shared" / "data"))
 
 
+def skips_fail() -> bool:
+    """Whether a test that cannot run fails instead of skipping.
+
+    True under ``STAINSTYLE_REQUIRE_DATA=1`` or ``CI=true`` (any case): there, every test but
+    the GPU-only ones must run, so missing data, a missing optional module or a module that
+    fails to import is a failure.
+    """
+    return (
+        os.environ.get("STAINSTYLE_REQUIRE_DATA") == "1"
+        or os.environ.get("CI", "").lower() == "true"
+    )
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the test (or the whole module, at import time) with ``reason``; fail in CI.
+
+    The one way for a test to give up other than on a missing GPU (see :func:`skips_fail`).
+    """
+    if skips_fail():
+        pytest.fail(f"{reason} (a failure, not a skip, under CI=true or STAINSTYLE_REQUIRE_DATA=1)")
+    pytest.skip(reason, allow_module_level=True)
+
+
 def require_data(*parts: str) -> Path:
-    """Path below the data root; skip the test when absent, fail when STAINSTYLE_REQUIRE_DATA=1."""
+    """Path below the data root; skip the test when absent, fail in CI (:func:`skip_or_fail`)."""
     path = data_root().joinpath(*parts)
     if not path.exists():
-        message = (
+        skip_or_fail(
             f"real data not found at {path}; set STAINSTYLE_DATA or place the shared data at "
             f"{ROOT.parent / 'shared' / 'data'}"
         )
-        if os.environ.get("STAINSTYLE_REQUIRE_DATA") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
     return path
+
+
+def require_module(name: str, extra: str | None = None) -> ModuleType:
+    """Import module ``name``; skip when it cannot be imported, fail in CI (:func:`skip_or_fail`).
+
+    ``extra`` names the optional dependency group that installs it, for the message. Any
+    ``ImportError`` counts, so a module that is installed but broken is reported too.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        hint = f"; install the {extra!r} extra: pip install -e '.[{extra}]'" if extra else ""
+        skip_or_fail(f"{name} could not be imported ({error}){hint}")
 
 
 def load_script(path: Path, name: str | None = None) -> ModuleType:

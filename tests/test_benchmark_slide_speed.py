@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from _support import ROOT, load_script, require_data
+from _support import ROOT, load_script, require_data, require_module
 
-pytest.importorskip("tifffile", reason="the wsi extra is not installed: pip install -e '.[wsi]'")
+require_module("tifffile", extra="wsi")
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _support import ROOT, load_script, run_python
+from _support import ROOT, load_script, require_module, run_python
 
 #: Packages whose public names must appear in the API reference.
 PACKAGES = (
@@ -37,7 +37,7 @@ PACKAGES = (
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     for module in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python"):
-        pytest.importorskip(module, reason="the docs extra is not installed")
+        require_module(module, extra="docs")
     checkout = tmp_path_factory.mktemp("checkout")
     tracked = (
         subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
@@ -110,7 +110,7 @@ def test_cli_reference_is_generated_from_the_parser(site):
 
 
 def test_sphinx_markup_becomes_markdown():
-    pytest.importorskip("griffe", reason="the docs extra is not installed")
+    require_module("griffe", extra="docs")
     module = load_script(ROOT / "docs" / "scripts" / "sphinx_roles.py")
     text = (
         "See :class:`~stainstyle.base.StainNormalizer` and :func:`make_tiles`.\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import ROOT, run_python
+from _support import ROOT, require_module, run_python
 from PIL import Image
 
 EXAMPLES = ROOT / "examples"
@@ -54,14 +54,12 @@ def test_sklearn_pipeline(tmp_path):
     run_example("sklearn_pipeline", tmp_path)
     result = json.loads((tmp_path / "sklearn_pipeline.json").read_text())
     assert set(result["best_params"]) == {"normalize", "classify__C"}
-    for key in (
-        "cv_auc_training_lab",
-        "auc_other_lab_with_normalizer",
-        "auc_other_lab_without_normalizer",
-    ):
-        assert 0.0 <= result[key] <= 1.0
-    # The point of the example: normalization is what makes the classifier work on the other lab.
-    assert result["auc_other_lab_with_normalizer"] > result["auc_other_lab_without_normalizer"]
+    # The point of the example: colour features separate the classes within the training lab
+    # (quick mode: cross-validated AUC 0.98), and on the other lab only after normalization
+    # (0.98 with it, 0.47 without: chance).
+    assert result["cv_auc_training_lab"] > 0.9
+    assert result["auc_other_lab_with_normalizer"] > 0.9
+    assert result["auc_other_lab_without_normalizer"] < 0.7
 
 
 def test_normalize_folder_demo(tmp_path):
@@ -109,15 +107,19 @@ def test_normalize_folder_given_folders(tmp_path):
 def test_torch_dataloader(tmp_path):
     run_example("torch_dataloader", tmp_path, "--workers", "0")
     result = json.loads((tmp_path / "torch_dataloader.json").read_text())
-    assert len(result["train_loss_per_epoch"]) == 1
-    assert np.isfinite(result["train_loss_per_epoch"]).all()
-    assert 0.0 <= result["accuracy_other_lab_normalized"] <= 1.0
+    (loss,) = result["train_loss_per_epoch"]
+    # One epoch on 64 tiles learns something (cross-entropy below ln 2, a constant guess's)
+    # but not yet the task: the accuracies are counts of the 32 test tiles, not checked further.
+    assert 0.0 < loss < np.log(2)
+    assert result["n_test_tiles"] == 32
+    for key in ("accuracy_other_lab_normalized", "accuracy_other_lab_unnormalized"):
+        assert (result[key] * 32) == pytest.approx(round(result[key] * 32), abs=0.01)
     batch = read_png(tmp_path / "torch_dataloader_batch.png")
     assert batch.shape == (64, 8 * 64, 3)
 
 
 def test_normalize_slides(tmp_path):
-    pytest.importorskip("distributed", reason="the wsi extra is not installed")
+    require_module("distributed", extra="wsi")
     from stainstyle.wsi import open_slide
 
     stdout = run_example("normalize_slides", tmp_path, "--workers", "1")

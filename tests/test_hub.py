@@ -31,10 +31,10 @@ from stainstyle.hub import (
     WEIGHTS_NAME,
     load,
     load_folder,
-    normalizer_class,
     register_normalizer,
 )
 from stainstyle.methods.gray import GrayNormalizer
+from stainstyle.registry import method_class
 
 COMMIT_A = "a" * 40
 COMMIT_B = "b" * 40
@@ -54,19 +54,8 @@ def real_tiles() -> tuple[np.ndarray, np.ndarray]:
     return target, source
 
 
-def _method_or_skip(method: str) -> type:
-    module_name = BUILTIN_METHODS[method].split(":")[0]
-    try:
-        importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            pytest.skip(f"{module_name} is not written yet")
-        raise
-    return normalizer_class(BUILTIN_METHODS[method].split(":")[1])
-
-
 def _fitted(method: str, target: np.ndarray):
-    cls = _method_or_skip(method)
+    cls = method_class(method)
     if method == "sst":
         # The smallest training run: persistence is what is tested, not colour quality.
         estimator = cls(
@@ -585,7 +574,7 @@ def test_config_json_is_for_people_an_edited_one_is_ignored_with_a_warning(
 
 @pytest.mark.parametrize("method", ["gray", "reinhard", "macenko", "histogram", "wsics"])
 def test_folders_of_format_1_still_load(method, target_tiles, source_tiles, tmp_path):
-    estimator = _method_or_skip(method)().fit(target_tiles)
+    estimator = method_class(method)().fit(target_tiles)
     estimator.save_pretrained(tmp_path)
     as_format1(tmp_path)
     assert json.loads((tmp_path / CONFIG_NAME).read_text())["stainstyle_format"] == 1
@@ -654,8 +643,9 @@ def test_every_fitted_attribute_of_each_method_is_declared(target_tiles):
 
 # ------------------------------------------------------- machine-local run settings (defect 6)
 def test_a_loaded_model_does_not_resume_from_the_trainers_checkpoints(tmp_path, monkeypatch):
-    sst_module = pytest.importorskip("stainstyle.sst.estimator")
     from _support import he_tiles
+
+    import stainstyle.sst.estimator as sst_module
 
     tiny = dict(width=4, depth=2, crop_size=16, max_epochs=1, lambda_fp=0)
     checkpoints = tmp_path / "checkpoints"

@@ -144,7 +144,6 @@ def test_augment_reports_every_bad_file_and_writes_the_rest(hostile, source):
 
 
 def test_train_sst_reports_every_bad_file_and_trains_on_the_rest(hostile):
-    pytest.importorskip("stainstyle.sst.estimator")
     folder, out = hostile["folder"], hostile["base"] / "sst"
     tiny = ["--max-epochs", "1", "--param", "width=4", "--param", "depth=2",
             "--param", "crop_size=16", "--param", "lambda_fp=0", "--device", "cpu"]  # fmt: skip

@@ -15,6 +15,7 @@ import os
 import threading
 
 import pytest
+from _support import require_module
 from _wsi_support import (
     file_hashes,
     fitted_normalizer,
@@ -26,7 +27,7 @@ from _wsi_support import (
 from stainstyle.cli import EXIT_USAGE, main
 from stainstyle.wsi import normalize_slides, open_slide
 
-distributed = pytest.importorskip("distributed", reason="the wsi extra is not installed")
+distributed = require_module("distributed", extra="wsi")
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import he_tiles
+from _support import he_tiles, skip_or_fail
 
 from stainstyle._atomic import TEMPORARY_SUFFIX
 from stainstyle.hub import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, load
 from stainstyle.methods.reinhard import ReinhardNormalizer
 
-pytestmark = pytest.mark.skipif(
-    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork (Linux)"
-)
+if not hasattr(os, "fork") or sys.platform == "darwin":
+    skip_or_fail("needs os.fork (Linux)")
 
 
 @pytest.fixture(scope="module")

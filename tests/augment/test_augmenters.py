@@ -65,7 +65,9 @@ def test_strength_zero_is_the_identity(name, batch):
     ("shape", "layout"),
     [((2, 3, 24, 20), "chw"), ((3, 24, 20), "chw"), ((2, 24, 20, 3), "hwc"), ((24, 20, 3), "hwc")],
 )
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize(
+    "dtype", [torch.uint8, torch.float32, torch.float64, torch.float16, torch.bfloat16], ids=str
+)
 def test_tensor_shape_dtype_and_device_kept(name, shape, layout, dtype):
     tiles = he_tiles(2, 24, seed=5)[:, :, :20]
     x = torch.from_numpy(tiles)

@@ -3,7 +3,7 @@ import pickle
 
 import numpy as np
 import pytest
-from _support import require_data
+from _support import require_data, require_module
 from PIL import Image
 
 from stainstyle.data import (
@@ -228,7 +228,7 @@ def test_load_manifest_optional_columns_and_errors(tmp_path, tiles):
 
 # ----------------------------------------------------------------- PatchCamelyon
 def write_pcam(root, split, tiles, labels, wsi=None):
-    h5py = pytest.importorskip("h5py")
+    h5py = require_module("h5py", extra="h5")
     stem = root / f"camelyonpatch_level_2_split_{split}"
     with h5py.File(f"{stem}_x.h5", "w") as f:
         f.create_dataset("x", data=tiles, chunks=(1, *tiles.shape[1:]), compression="gzip")

@@ -71,8 +71,30 @@ def test_crash_and_resume(tiles, tmp_path, monkeypatch):
         expected = getattr(uninterrupted, name).state_dict()
         for key, value in getattr(resumed, name).state_dict().items():
             assert torch.equal(value, expected[key]), (name, key)
+    for name in ("opt_g", "opt_d"):  # Adam's step counts and moments, and its settings
+        ours = getattr(resumed._modules, name).state_dict()
+        theirs = getattr(uninterrupted._modules, name).state_dict()
+        # The checkpoint keeps the groups as JSON: Adam's betas come back as a list.
+        as_lists = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
+                    for group in theirs["param_groups"]]  # fmt: skip
+        assert ours["param_groups"] == as_lists
+        assert ours["state"].keys() == theirs["state"].keys() and ours["state"]
+        for index, moments in ours["state"].items():
+            assert moments.keys() == theirs["state"][index].keys()
+            for key, value in moments.items():
+                assert torch.equal(value, theirs["state"][index][key]), (name, index, key)
     assert resumed._state.step == uninterrupted._state.step
     assert resumed._state.rng.bit_generator.state == uninterrupted._state.rng.bit_generator.state
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_half_precision_tensors_come_back_in_their_dtype(tiles, dtype):
+    sst = tiny(max_epochs=1).fit(tiles)
+    tensor = torch.from_numpy(tiles[:2]).to(dtype) / 255
+    out = sst.transform(tensor)
+    assert isinstance(out, torch.Tensor) and out.dtype == dtype and out.shape == tensor.shape
+    expected = sst.transform(tensor.float().numpy())
+    np.testing.assert_allclose(out.float().numpy(), expected, rtol=2**-8, atol=0)
 
 
 def test_resume_without_checkpoint_starts_fresh(tiles, tmp_path):

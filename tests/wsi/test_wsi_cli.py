@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _support import interruptible
+from _support import interruptible, require_module
 from _wsi_support import (
     fitted_normalizer,
     temporaries,
@@ -28,7 +28,7 @@ from _wsi_support import (
 from stainstyle.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from stainstyle.wsi import open_slide
 
-dask = pytest.importorskip("dask", reason="the wsi extra is not installed")
+dask = require_module("dask", extra="wsi")
 
 
 @pytest.fixture(scope="module")

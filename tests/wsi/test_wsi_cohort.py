@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import pytest
+from _support import require_module
 from _wsi_support import file_hashes, fitted_normalizer, temporaries, threaded_cluster, write_slides
 from PIL import Image
 
@@ -33,7 +34,7 @@ from stainstyle.wsi import (
     write_manifest,
 )
 
-pytest.importorskip("distributed", reason="the wsi extra is not installed")
+require_module("distributed", extra="wsi")
 
 
 def read_csv(path) -> list[dict]:

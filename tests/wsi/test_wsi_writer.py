@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from _support import ROOT, run_python
+from _support import ROOT, run_python, skip_or_fail
 from _wsi_support import box_2x, mosaic, reference_pyramid, rows_of, svs_path, write_image_slide
 
 from stainstyle.metrics import psnr
@@ -262,7 +262,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
 
 def test_memory_does_not_grow_with_the_slide_height(tmp_path):
     if not os.access("/proc/self/clear_refs", os.W_OK):
-        pytest.skip("needs Linux's /proc/self/clear_refs to measure the peak resident size")
+        skip_or_fail("needs Linux's /proc/self/clear_refs to measure the peak resident size")
     script = tmp_path / "measure.py"
     script.write_text(_MEMORY_SCRIPT)
     growth = {}
