@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from _support import ROOT, load_script
+from _support import ROOT, load_script, require_module
 
 from stainstyle.cli import build_parser
 from stainstyle.cli.benchmark import BENCHMARKS_DIR, benchmark_names
@@ -152,7 +152,7 @@ def _python_pages() -> list[str]:
 def test_python_blocks_run(page, tmp_path):
     if page in _NEEDS_WSI:
         for module in ("tifffile", "imagecodecs", "tiffslide"):
-            pytest.importorskip(module, reason="the wsi extra is not installed")
+            require_module(module, "wsi")
     runnable = [b for b in page_blocks(page) if b.language == "python" and b.marker is None]
     program = [("setup of " + page, SETUP.get(page, ""))]
     program += [(f"{page}:{b.line}", b.code) for b in runnable]

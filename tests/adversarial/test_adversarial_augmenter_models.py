@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _support import he_tiles, read_model_file, read_rgb, write_model_file
+from _support import he_tiles, read_model_file, read_rgb, skip_or_fail, write_model_file
 from PIL import Image
 
 from stainstyle.augment import HEDJitter, RandStainNA, StainAugmenter
@@ -286,10 +286,9 @@ def test_two_runs_writing_one_output_folder_leave_whole_images(saved, tmp_path):
         assert any(np.array_equal(written, expected[seed][name]) for seed in (1, 2)), name
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork (Linux)"
-)
 def test_loads_during_concurrent_saves_of_augmenters_never_fail(tmp_path):
+    if not hasattr(os, "fork") or sys.platform == "darwin":
+        skip_or_fail("needs os.fork (Linux)")
     models = [RandStainNA(random_state=0).fit(TILES[:2]), RandStainNA(random_state=0).fit(TILES)]
     assert not np.allclose(models[0].loc_, models[1].loc_)
     folder = tmp_path / "model"

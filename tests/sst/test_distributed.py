@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from _support import skip_or_fail
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -26,9 +27,8 @@ from stainstyle.sst import StainStyleTransfer
 from stainstyle.sst.checkpoint import CHECKPOINT_JSON, read_checkpoint_metadata
 from stainstyle.sst.distributed import SINGLE, Ranks
 
-pytestmark = pytest.mark.skipif(
-    not (dist.is_available() and dist.is_gloo_available()), reason="torch.distributed with gloo"
-)
+if not (dist.is_available() and dist.is_gloo_available()):
+    skip_or_fail("torch.distributed with the gloo backend is not available")
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
