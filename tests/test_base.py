@@ -101,9 +101,10 @@ def test_half_precision_tensors_come_back_in_their_dtype(name, dtype, target_til
     tensor = torch.from_numpy(source_tiles).to(dtype) / 255
     out = normalizer.transform(tensor)
     assert isinstance(out, torch.Tensor) and out.dtype == dtype and out.shape == tensor.shape
-    # The same values in float32 give the same result, up to the rounding to ``dtype``.
+    # The same values in float32 give the same result, up to the rounding to ``dtype`` and the
+    # gray level by which the torch kernels may differ from the numpy path.
     expected = normalizer.transform(tensor.float().numpy())
-    np.testing.assert_allclose(out.float().numpy(), expected, rtol=2**-8, atol=0)
+    np.testing.assert_allclose(out.float().numpy(), expected, rtol=2**-8, atol=1 / 255)
     listed = normalizer.transform(list(tensor[:2]))
     assert [t.dtype for t in listed] == [dtype, dtype]
 
