@@ -129,7 +129,10 @@ def test_fits_agree_and_are_numpy(name):
         assert type(other) is type(value), key
         if isinstance(value, np.ndarray):
             assert other.dtype == value.dtype and other.shape == value.shape, key
-            np.testing.assert_allclose(other, value, rtol=1e-5, atol=1e-5, err_msg=key)
+            # The torch kernels sum in float32 (the numpy path in fixed-order float64), so the
+            # fitted values agree to float32's accuracy over a tile's sums, whatever the
+            # number of threads: 1e-4 relative (one thread: Macenko's maxima 4e-5 apart).
+            np.testing.assert_allclose(other, value, rtol=1e-4, atol=1e-5, err_msg=key)
         else:
             assert other == value, key
 
