@@ -35,6 +35,7 @@ from stainstyle.cli.estimators import (
 from stainstyle.cli.inputs import ImageFile, find_inputs, read_images
 from stainstyle.cli.options import (
     AUGMENTER_CHOICES,
+    add_image_output_options,
     add_run_options,
     add_target_options,
     integer_in,
@@ -81,14 +82,7 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
         "default: the augmenter's own stream",
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or folders")
-    parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
-    parser.add_argument(
-        "--jpeg-quality",
-        type=integer_in(1, 100),
-        default=95,
-        metavar="1-100",
-        help="quality of JPEG outputs, 1 to 100 (default: 95)",
-    )
+    add_image_output_options(parser)
     add_run_options(parser, device=False)  # the augmenters run on numpy here
     return parser
 

@@ -22,9 +22,9 @@ from stainstyle.cli.estimators import fit_from_targets, load_model
 from stainstyle.cli.inputs import ImageFile, find_inputs, read_images
 from stainstyle.cli.options import (
     METHOD_CHOICES,
+    add_image_output_options,
     add_run_options,
     add_target_options,
-    integer_in,
 )
 from stainstyle.cli.outputs import check_output_folder, remove_stale_outputs, write_output
 from stainstyle.cli.report import Report, finish, name_some
@@ -55,14 +55,7 @@ def register_subcommand(commands: argparse._SubParsersAction) -> argparse.Argume
     parser.add_argument("--revision", help="branch, tag or commit of a Hub repository")
     add_target_options(parser, required=False, saves=False)
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="images or folders")
-    parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
-    parser.add_argument(
-        "--jpeg-quality",
-        type=integer_in(1, 100),
-        default=95,
-        metavar="1-100",
-        help="quality of JPEG outputs, 1 to 100 (default: 95)",
-    )
+    add_image_output_options(parser)
     add_run_options(parser)
     return parser
 

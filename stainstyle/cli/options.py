@@ -105,6 +105,24 @@ def add_debug_option(parser: argparse.ArgumentParser, default: Any) -> None:
     )
 
 
+def add_image_output_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--out`` and ``--jpeg-quality``: where and how the output images are written.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+        A command that writes one image per input image.
+    """
+    parser.add_argument("--out", type=Path, required=True, metavar="OUT_DIR", help="output folder")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=integer_in(1, 100),
+        default=95,
+        metavar="1-100",
+        help="quality of JPEG outputs, 1 to 100 (default: 95)",
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser, device: bool = True) -> None:
     """Declare the options of every command that processes images.
 
