@@ -1,4 +1,6 @@
 import numpy as np
+import pytest
+import torch
 from _support import he_tiles, read_rgb, require_data, require_module
 
 from stainstyle import ReinhardNormalizer
@@ -106,6 +108,8 @@ def test_flat_channel_is_shifted_not_scaled():
     np.testing.assert_array_equal(
         reinhard_scale(np.array([0.0, 2.0, 1e-9]), np.ones(3)), [1, 0.5, 1]
     )
+    # Flat means a spread below 1e-6: a spread of exactly 1e-6 is scaled.
+    np.testing.assert_allclose(reinhard_scale(np.full(3, 1e-6), np.ones(3)), np.full(3, 1e6))
 
 
 def test_passthrough_background_keeps_background_pixels(target_tiles, source_tiles):
@@ -158,3 +162,19 @@ def test_a_one_pixel_strip_is_not_read_as_a_scalar():
     assert out.shape == column.shape and out.dtype == np.uint8
     expected = _reference_ruderman(column, np.concatenate(list(target), axis=1))
     assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("tissue_only", [True, False], ids=["tissue", "all-pixels"])
+@pytest.mark.parametrize("as_tensor", [False, True], ids=["numpy", "tensor"])
+def test_statistics_pool_every_pixel_over_batches_of_tiles_of_any_size(
+    target_tiles, tissue_only, as_tensor
+):
+    # Tiles of different, non-square sizes in batches of one: each tile's pixels count by its
+    # own size (or tissue), and every batch is pooled, as if all pixels were one image.
+    tiles = [target_tiles[0][:40, :56], target_tiles[1][:64, :24], target_tiles[2]]
+    given = [torch.from_numpy(np.ascontiguousarray(t)) for t in tiles] if as_tensor else tiles
+    normalizer = ReinhardNormalizer(tissue_only=tissue_only, batch_size=1).fit(given)
+    chosen = [tissue_mask(t) if tissue_only else np.ones(t.shape[:2], bool) for t in tiles]
+    pixels = np.concatenate([rgb_to_lab_ruderman(t)[m] for t, m in zip(tiles, chosen, strict=True)])
+    np.testing.assert_allclose(normalizer.target_means_, pixels.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(normalizer.target_stds_, pixels.std(0), rtol=1e-4, atol=1e-5)
