@@ -21,6 +21,7 @@ import torch
 
 from stainstyle._torch_ops import masked_covariance, masked_percentiles, to_uint8
 from stainstyle.color.od import od_lut
+from stainstyle.methods._stains import concentration_scale
 from stainstyle.separation import ClosedFormLasso
 from stainstyle.tissue import tissue_mask_tensor
 
@@ -163,7 +164,6 @@ def macenko_mapped(
     stain_matrix: np.ndarray,
     max_concentrations: np.ndarray,
     io: float,
-    min_concentration: float,
 ) -> Any:
     """``io * exp(-HE_target @ diag(scale) @ pinv(HE_source) @ OD)`` per tile, uint8.
 
@@ -174,7 +174,7 @@ def macenko_mapped(
         The tiles' own stains, or given statistics.
     stain_matrix, max_concentrations : ndarray
         The target's.
-    io, min_concentration : float
+    io : float
 
     Returns
     -------
@@ -182,17 +182,10 @@ def macenko_mapped(
     """
     device = od.device
     target = torch.as_tensor(stain_matrix, dtype=torch.float64, device=device)
-    scale = _scale(source.max_concentrations, max_concentrations, min_concentration)
+    scale = concentration_scale(source.max_concentrations, max_concentrations)
     mix = (target * scale[:, None, :]) @ torch.linalg.pinv(source.stain_matrix)
     log_intensity = (od @ (-mix).transpose(1, 2).to(od.dtype)).add_(float(np.log(io)))
     return to_uint8(log_intensity.exp_())
-
-
-def _scale(source_maxc: Any, target_maxc: np.ndarray, min_concentration: float) -> Any:
-    """``target / source`` per stain ``(n, 2)``, 1 where the source maximum is about 0."""
-    target = torch.as_tensor(target_maxc, dtype=torch.float64, device=source_maxc.device)
-    flat = source_maxc <= min_concentration
-    return torch.where(flat, 1.0, target / torch.where(flat, 1.0, source_maxc))
 
 
 def lasso_concentrations(od: Any, stain_matrix: Any, lambda1: float) -> Any:
@@ -281,7 +274,6 @@ def vahadane_mapped(
     max_concentrations: np.ndarray,
     io: float,
     lambda_lasso: float,
-    min_concentration: float,
 ) -> Any:
     """``io * exp(-S_target @ (c * scale))`` per tile, uint8 ``(n, P, 3)``.
 
@@ -292,7 +284,7 @@ def vahadane_mapped(
         The tiles' own stains (with their concentrations), or given statistics.
     stain_matrix, max_concentrations : ndarray
         The target's.
-    io, lambda_lasso, min_concentration : float
+    io, lambda_lasso : float
 
     Returns
     -------
@@ -302,7 +294,7 @@ def vahadane_mapped(
     if concentrations is None:
         concentrations = lasso_concentrations(od, source.stain_matrix, lambda_lasso)
     target = torch.as_tensor(stain_matrix, dtype=torch.float64, device=od.device)
-    scale = _scale(source.max_concentrations, max_concentrations, min_concentration)
+    scale = concentration_scale(source.max_concentrations, max_concentrations)
     rebuild = -(target[None] * scale[:, None, :])  # (n, 3, 2)
     log_intensity = concentrations @ rebuild.transpose(1, 2).to(od.dtype)
     return to_uint8(log_intensity.add_(float(np.log(io))).exp_())

@@ -15,11 +15,37 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from stainstyle._validation import Tiles, as_tiles
-from stainstyle._xp import is_tensor
+from stainstyle._xp import is_tensor, namespace
 from stainstyle.base import STATUS_BACKGROUND, STATUS_DEGENERATE, STATUS_OK
 from stainstyle.separation import ClosedFormLasso, tile_concentrations
 from stainstyle.sources import SourceStatistics, UnmodelledSource
 from stainstyle.tissue import MIN_TISSUE_PIXELS, min_tissue_pixels, screen_tiles, tissue_mask
+
+#: A source's maximum concentration at or below this is an absent stain: it is not rescaled.
+MIN_CONCENTRATION = 1e-6
+
+
+def concentration_scale(source_maxc: Any, target_maxc: np.ndarray) -> Any:
+    """Per-stain scale ``target / source`` of the maximum concentrations, 1 for absent stains.
+
+    Parameters
+    ----------
+    source_maxc : ndarray of shape (2,) or torch.Tensor of shape (n, 2), float64
+        The source's 99th-percentile H and E concentrations (per tile for a tensor).
+    target_maxc : ndarray of shape (2,), dtype float64
+        The target's.
+
+    Returns
+    -------
+    ndarray or torch.Tensor of the shape of ``source_maxc``, float64
+        On ``source_maxc``'s device; 1 where the source maximum is at most
+        :data:`MIN_CONCENTRATION`.
+    """
+    xp = namespace(source_maxc)
+    if xp is not np:
+        target_maxc = xp.as_tensor(target_maxc, dtype=xp.float64, device=source_maxc.device)
+    flat = source_maxc <= MIN_CONCENTRATION
+    return xp.where(flat, 1.0, target_maxc / xp.where(flat, 1.0, source_maxc))
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,11 @@ from stainstyle.color.od import IO_DEFAULT, od_lut
 from stainstyle.color.quantize import float_to_uint8, row_strips
 from stainstyle.methods._macenko_pixels import ODStream, Survey, stream_percentiles
 from stainstyle.methods._macenko_pixels import sorted_percentiles as _sorted_percentiles
-from stainstyle.methods._stains import StainSeparationMixin, StainSource
+from stainstyle.methods._stains import (
+    StainSeparationMixin,
+    StainSource,
+    concentration_scale,
+)
 from stainstyle.sources import UnmodelledSource
 from stainstyle.tissue import min_tissue_pixels
 
@@ -29,8 +33,6 @@ MAX_CONCENTRATIONS_REFERENCE = np.array([1.9705, 1.0308])
 _MAX_STAIN_COSINE = 0.995
 #: Angular range below which the optical-density plane holds a single stain.
 _MIN_ANGLE_RANGE = 1e-3
-#: Concentration percentiles at or below this leave the stain unscaled.
-_MIN_CONCENTRATION = 1e-6
 
 
 def macenko_stain_matrix(od_tissue: np.ndarray, alpha: float = 1.0) -> tuple[np.ndarray, bool]:
@@ -355,9 +357,7 @@ class MacenkoNormalizer(StainSeparationMixin, StainNormalizer):
                 source, stream = self._estimate([tile], min_tissue_pixels(*tile.shape[:2]))
             except UnmodelledSource:
                 return None
-        maxc = source.max_concentrations
-        flat = maxc <= _MIN_CONCENTRATION
-        scale = np.where(flat, 1.0, self.max_concentrations_ / np.where(flat, 1.0, maxc))
+        scale = concentration_scale(source.max_concentrations, self.max_concentrations_)
         # I = io * exp(-HE_ref @ diag(scale) @ pinv(HE) @ OD), one 3x4 affine map in log space
         mix = self.stain_matrix_ @ np.diag(scale) @ np.linalg.pinv(source.stain_matrix)
         affine = np.hstack([-mix, np.full((3, 1), np.log(self.io))]).astype(np.float32)
@@ -394,5 +394,4 @@ class MacenkoNormalizer(StainSeparationMixin, StainNormalizer):
             self.stain_matrix_,
             self.max_concentrations_,
             self.io,
-            _MIN_CONCENTRATION,
         )

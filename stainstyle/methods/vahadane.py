@@ -77,7 +77,11 @@ from stainstyle.methods._macenko_pixels import (
     stream_percentiles,
 )
 from stainstyle.methods._sparse_nmf import learn_dictionary
-from stainstyle.methods._stains import StainSeparationMixin, StainSource
+from stainstyle.methods._stains import (
+    StainSeparationMixin,
+    StainSource,
+    concentration_scale,
+)
 from stainstyle.separation import RUIFROK_HE, ClosedFormLasso, tile_concentrations
 from stainstyle.sources import UnmodelledSource
 from stainstyle.tissue import TISSUE_OD_THRESHOLD, masked_pixels, min_tissue_pixels, tissue_mask
@@ -94,8 +98,6 @@ _TOL = 2e-4
 #: per stain of the optimum over all tissue pixels on the parity images (five samples each);
 #: 2048 pixels gave 1.2 degrees, and 8.6 on the torchstain target (another local optimum).
 N_PIXELS = 1 << 14
-#: Concentration percentiles at or below this leave the stain unscaled.
-_MIN_CONCENTRATION = 1e-6
 
 
 def vahadane_stain_matrix(
@@ -399,9 +401,7 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
                 source, held = self._estimate([tile], min_tissue_pixels(*tile.shape[:2]))
             except UnmodelledSource:
                 return None
-        maxc = source.max_concentrations
-        flat = maxc <= _MIN_CONCENTRATION
-        scale = np.where(flat, 1.0, self.max_concentrations_ / np.where(flat, 1.0, maxc))
+        scale = concentration_scale(source.max_concentrations, self.max_concentrations_)
         # I = io * exp(-S_target @ diag(scale) @ c): one 3x3 affine map of the concentrations
         rebuild = np.hstack([-self.stain_matrix_ * scale, np.full((3, 1), np.log(self.io))])
         rebuild = rebuild.astype(np.float32)
@@ -445,5 +445,4 @@ class VahadaneNormalizer(StainSeparationMixin, StainNormalizer):
             self.max_concentrations_,
             self.io,
             self.lambda_lasso,
-            _MIN_CONCENTRATION,
         )
