@@ -533,7 +533,8 @@ def sections(report: dict) -> dict[str, dict]:
     return {title: section for title, section in report.items() if title != RUN}
 
 
-def _format(key: str, value: float) -> str:
+def format_metric(key: str, value: float) -> str:
+    """A metric's table cell: 2 decimals for CIEDE2000 and PSNR, 4 for the SSIMs."""
     return f"{value:.2f}" if key in ("ciede2000_lowpass", "psnr") else f"{value:.4f}"
 
 
@@ -553,7 +554,7 @@ def render_markdown(report: dict) -> str:
                 "",
             ]
         rows = [
-            [row["method"], *(_format(k, row.get(k, np.nan)) for k in METRIC_HEADERS)]
+            [row["method"], *(format_metric(k, row.get(k, np.nan)) for k in METRIC_HEADERS)]
             + [row["passthrough"]]
             for row in section["rows"]
         ]

@@ -263,3 +263,25 @@ def test_gpu_check_dry_run_fills_every_section(tmp_path):
     ddp = report["ddp"]["result"]
     assert ddp["one_process"]["processes"] == 1 and ddp["2_processes"]["processes"] == 2
     assert ddp["2_processes"]["steps_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_sst_reduced_quick_run_compares_every_scale_with_full_resolution(tmp_path):
+    sst_reduced = load_benchmark("sst_reduced")
+    data = require_data("mitos_atypia_pairs").parent
+    assert sst_reduced.main(["--quick", "--out", str(tmp_path), "--data-dir", str(data)]) == 0
+    report = json.loads((tmp_path / "sst_reduced.json").read_text())
+    labels = ["SST", "SST at 1/2 resolution", "SST at 1/4 resolution"]
+    rows = rows_by_method(report["fidelity"])
+    assert list(rows) == ["raw", *labels]
+    full = rows["SST"]["to_full_resolution"]
+    assert full["ciede2000_lowpass"] == 0.0 and full["psnr"] == float("inf")
+    speed = rows_by_method(report["speed"])
+    assert list(speed) == labels and speed["SST"]["speedup"] == 1.0
+    assert all(row["mp_per_s"] > 0 for row in speed.values())
+    (metrics,) = report["table1"]["metrics"].values()
+    assert list(metrics) == ["Target", "Original", *labels]
+    markdown = (tmp_path / "sst_reduced.md").read_text()
+    (tmp_path / "sst_reduced.md").unlink()
+    assert sst_reduced.main(["--report-from", str(tmp_path / "sst_reduced.json")]) == 0
+    assert (tmp_path / "sst_reduced.md").read_text() == markdown

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -35,6 +35,7 @@ from stainstyle.sst.fusionnet import FusionNet
 from stainstyle.sst.inference import DEFAULT_WINDOW, colorize, prepare_generator
 from stainstyle.sst.losses import FeaturePreservingLoss
 from stainstyle.sst.presets import PRESETS
+from stainstyle.sst.reduced import SCALES, guided_upsample, reduce_gray
 from stainstyle.sst.setup import GANModules, TrainConfig, make_modules
 from stainstyle.sst.train import make_pairs, split_pairs, train
 
@@ -99,6 +100,12 @@ class StainStyleTransfer(StainNormalizer):
         Inference window; tiles larger than it are coloured in overlapping windows, blended.
         None uses :data:`~stainstyle.sst.inference.DEFAULT_WINDOW` (512) or the training crop
         size if that is larger, so that usual tiles go through the generator whole.
+    inference_scale : {1.0, 0.5, 0.25}, default=1.0
+        Fraction of the resolution at which ``transform`` runs the generator. Below 1 the
+        generator colours a reduced copy of each gray tile (about ``inference_scale ** 2`` of
+        the cost) and the colour is brought back to full resolution with the detail of the
+        full-resolution gray levels (guided upsampling, :mod:`stainstyle.sst.reduced`). An
+        extension, off by default: see the docs for what it costs in colour fidelity.
     checkpoint_dir : str or None, default=None
         Folder for a checkpoint after every epoch (safetensors + JSON).
     resume : bool, default=False
@@ -200,6 +207,7 @@ class StainStyleTransfer(StainNormalizer):
         "gray_jitter": [Interval(Real, 0, 0.5, closed="both")],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
         "window_size": [None, Interval(Integral, 8, None, closed="left")],
+        "inference_scale": [Options(Real, set(SCALES))],
         "checkpoint_dir": [None, str],
         "resume": ["boolean"],
         "warm_start": ["boolean"],
@@ -244,6 +252,7 @@ class StainStyleTransfer(StainNormalizer):
         gray_jitter: float = 0.1,
         validation_fraction: float = 0.1,
         window_size: int | None = None,
+        inference_scale: float = 1.0,
         checkpoint_dir: str | None = None,
         resume: bool = False,
         warm_start: bool = False,
@@ -270,6 +279,7 @@ class StainStyleTransfer(StainNormalizer):
         self.gray_jitter = gray_jitter
         self.validation_fraction = validation_fraction
         self.window_size = window_size
+        self.inference_scale = inference_scale
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
         self.warm_start = warm_start
@@ -541,15 +551,24 @@ class StainStyleTransfer(StainNormalizer):
                 gray = np.stack(
                     [match_cdf_lut(_gray_counts([g]), self.gray_histogram_)[g] for g in gray]
                 )
+        reduced = self.inference_scale < 1
+        generator_input = reduce_gray(gray, self.inference_scale) if reduced else gray
         out = colorize(
             generator,
-            gray,
+            generator_input,
             window=window,
             overlap=window // 4,
             device=device,
             batch_size=self.batch_size,
             autocast=device.type == "cuda",
         )
+        if reduced:
+            out = np.stack(
+                [
+                    guided_upsample(*images)
+                    for images in zip(out, generator_input, gray, strict=True)
+                ]
+            )
         return out, np.zeros(len(batch), dtype=bool)
 
     def _inference_generator(self, device: torch.device) -> nn.Module:
