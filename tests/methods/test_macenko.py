@@ -260,6 +260,26 @@ def test_streamed_percentiles_equal_numpy(small_chunks, kind):
     assert survey.n_tissue == np.count_nonzero(keep) and survey.n_every == len(every)
 
 
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_streamed_percentiles_equal_numpy_at_every_half_percent(small_chunks, kind):
+    # Every rank position relative to the sampled brackets: below, at and above their ends.
+    rng = np.random.default_rng(11)
+    high = 256 if kind == "random" else 110
+    images = rng.integers(100, high, (2, 70, 90, 3)).astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+    q = np.linspace(0.0, 100.0, 201).tolist()
+
+    def values(od):
+        return od[:, 0] - 0.5 * od[:, 2]
+
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    keep = np.concatenate([tissue_mask(image, every_channel=True).ravel() for image in images])
+    for on_tissue, pixels in ((True, every[keep]), (False, every)):
+        (got,) = small_chunks.stream_percentiles(stream, survey, on_tissue, [(values, q, None)])
+        np.testing.assert_allclose(got, np.percentile(values(pixels), q), rtol=0, atol=1e-6)
+
+
 def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
     tiles = he_tiles(4, 96, seed=9)
     normalizer = MacenkoNormalizer().fit(tiles[:2])
