@@ -280,6 +280,27 @@ def test_streamed_percentiles_equal_numpy_at_every_half_percent(small_chunks, ki
         np.testing.assert_allclose(got, np.percentile(values(pixels), q), rtol=0, atol=1e-6)
 
 
+def test_streamed_percentiles_stay_exact_when_the_sample_misleads(small_chunks):
+    # Every SAMPLE_STRIDE-th pixel is dark, so the strided sample holds only dark pixels and
+    # both of its brackets miss (at 320,000 pixels even the widened one); the last pass counts
+    # over the whole range.
+    rng = np.random.default_rng(5)
+    images = rng.integers(150, 230, (2, 400, 400, 3)).astype(np.uint8)
+    pixels = images.reshape(-1, 3)
+    pixels[:: small_chunks.SAMPLE_STRIDE] = 20
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+    assert np.all(survey.every_sample == survey.every_sample[0])
+    q = [1.0, 50.0, 99.0]
+
+    def values(od):
+        return od[:, 1]
+
+    every = rgb_to_od(pixels).astype(np.float32)
+    (got,) = small_chunks.stream_percentiles(stream, survey, False, [(values, q, None)])
+    np.testing.assert_allclose(got, np.percentile(values(every), q), rtol=0, atol=1e-6)
+
+
 def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
     tiles = he_tiles(4, 96, seed=9)
     normalizer = MacenkoNormalizer().fit(tiles[:2])
