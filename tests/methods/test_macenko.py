@@ -11,13 +11,11 @@ from stainstyle.methods.macenko import (
     _sorted_percentiles,
     macenko_stain_matrix,
 )
-from stainstyle.tissue import tissue_mask
+from stainstyle.tissue import MIN_TISSUE_PIXELS, tissue_mask
 
 
-def _reference_macenko(image, he_ref, maxc_ref, io=240.0, beta=0.15, alpha=1.0):
-    """Float64 transcription of Veta's normalizeStaining.m (rounding instead of truncation)."""
-    od = rgb_to_od(image.reshape(-1, 3), io)
-    od_hat = od[~np.any(od < beta, axis=1)]
+def _reference_stains(od_hat, alpha=1.0):
+    """Float64 transcription of the stain vectors of Veta's normalizeStaining.m."""
     _, vectors = np.linalg.eigh(np.cov(od_hat.T))
     plane = vectors[:, 1:3]
     plane *= np.where(od_hat.mean(0) @ plane < 0, -1, 1)
@@ -26,7 +24,13 @@ def _reference_macenko(image, he_ref, maxc_ref, io=240.0, beta=0.15, alpha=1.0):
     lo, hi = np.percentile(phi, alpha), np.percentile(phi, 100 - alpha)
     v_min = plane @ [np.cos(lo), np.sin(lo)]
     v_max = plane @ [np.cos(hi), np.sin(hi)]
-    he = np.array([v_min, v_max] if v_min[0] > v_max[0] else [v_max, v_min]).T
+    return np.array([v_min, v_max] if v_min[0] > v_max[0] else [v_max, v_min]).T
+
+
+def _reference_macenko(image, he_ref, maxc_ref, io=240.0, beta=0.15, alpha=1.0):
+    """Float64 transcription of Veta's normalizeStaining.m (rounding instead of truncation)."""
+    od = rgb_to_od(image.reshape(-1, 3), io)
+    he = _reference_stains(od[~np.any(od < beta, axis=1)], alpha)
     concentrations = np.linalg.lstsq(he, od.T, rcond=None)[0]
     max_c = np.percentile(concentrations, 99, axis=1)
     normalized = io * np.exp(-he_ref @ (concentrations * (maxc_ref / max_c)[:, None]))
@@ -69,6 +73,16 @@ def test_fit_pools_targets_and_from_reference_validates(target_tiles):
         MacenkoNormalizer.from_reference(max_concentrations=[1.0, -1.0])
 
 
+def test_from_reference_stores_float64_and_names_non_numbers():
+    normalizer = MacenkoNormalizer.from_reference(
+        stain_matrix=[[1, 0], [1, 1], [0, 1]], max_concentrations=[2, 1]
+    )
+    assert normalizer.stain_matrix_.dtype == np.float64
+    assert normalizer.max_concentrations_.dtype == np.float64
+    with pytest.raises(ValueError, match="^stain_matrix: expected an array of numbers, got str$"):
+        MacenkoNormalizer.from_reference(stain_matrix="hematoxylin")
+
+
 def test_single_stain_tile_is_degenerate():
     tile = np.empty((64, 64, 3), np.uint8)
     tile[:] = np.rint(240 * np.exp(-np.linspace(0.3, 1.5, 64)[:, None, None] * [0.65, 0.70, 0.29]))
@@ -78,11 +92,56 @@ def test_single_stain_tile_is_degenerate():
         np.testing.assert_array_equal(normalizer.transform(tile), tile)
 
 
-def test_degenerate_single_stain_target_raises():
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_degenerate_single_stain_target_raises(as_tensor):
     tile = np.empty((64, 64, 3), np.uint8)
     tile[:] = np.rint(240 * np.exp(-np.linspace(0.3, 1.5, 64)[:, None, None] * [0.65, 0.70, 0.29]))
-    with pytest.raises(ValueError, match="single stain"):
-        MacenkoNormalizer().fit(tile)
+    expected = (
+        r"^MacenkoNormalizer: the target tiles hold a single stain \(the two estimated stain "
+        r"vectors coincide\); fit on H&E-stained tissue$"
+    )
+    with pytest.raises(ValueError, match=expected):
+        MacenkoNormalizer().fit(_tensor(tile) if as_tensor else tile)
+
+
+def _tensor(array):
+    torch = pytest.importorskip("torch")
+    return torch.from_numpy(array)
+
+
+def _tile_with_stained_pixels(count):
+    """A pale 64x64 tile with ``count`` H&E pixels that pass Macenko's every-channel filter.
+
+    200 more pixels are tissue by the shared rule (dark in the red channel only), so that the
+    tile is not background and reaches Macenko's own pixel count.
+    """
+    tile = np.full((64, 64, 3), 235, np.uint8)
+    pixels = tile.reshape(-1, 3)
+    pixels[1000:1200] = np.stack([np.linspace(150, 200, 200), [225] * 200, [230] * 200], axis=1)
+    source = he_tiles(1, 64, seed=4)[0].reshape(-1, 3)
+    pixels[:count] = source[tissue_mask(source, every_channel=True)][:count]
+    return tile
+
+
+@pytest.mark.parametrize("as_tensor", [False, True])
+def test_fit_needs_at_least_min_tissue_pixels_through_the_stain_filter(as_tensor):
+    def convert(tile):
+        return _tensor(tile) if as_tensor else tile
+
+    fitted = MacenkoNormalizer().fit(convert(_tile_with_stained_pixels(MIN_TISSUE_PIXELS)))
+    assert fitted.stain_matrix_.shape == (3, 2)
+    filter_words = (
+        r"that pass the stain filter \(an optical density of at least beta=0\.15\)"
+        if as_tensor
+        else r"with an optical density of at least beta=0\.15 in every channel "
+        r"\(Macenko's stain filter\)"
+    )
+    expected = (
+        rf"^MacenkoNormalizer: the target tiles hold 99 pixels {filter_words}, at least 100 are "
+        r"needed; are they pale or blank\?; fit on H&E-stained tissue$"
+    )
+    with pytest.raises(ValueError, match=expected):
+        MacenkoNormalizer().fit(convert(_tile_with_stained_pixels(MIN_TISSUE_PIXELS - 1)))
 
 
 def test_eigenvector_sign_does_not_matter(source_tiles):
@@ -90,6 +149,52 @@ def test_eigenvector_sign_does_not_matter(source_tiles):
     od = od[np.all(od >= 0.15, axis=1)]
     stains, degenerate = macenko_stain_matrix(od)
     assert not degenerate and np.all(stains.sum(axis=0) > 0)
+
+
+def test_stain_matrix_is_the_references_at_the_default_alpha(source_tiles):
+    od = rgb_to_od(source_tiles[1].reshape(-1, 3))
+    od = od[np.all(od >= 0.15, axis=1)]
+    stains, degenerate = macenko_stain_matrix(od)
+    assert stains.shape == (3, 2) and stains.dtype == np.float64 and not degenerate
+    np.testing.assert_allclose(stains, _reference_stains(od, alpha=1.0), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(stains, axis=0), 1.0)
+
+
+@pytest.mark.parametrize(
+    ("h", "e"),
+    [((0.65, 0.70, 0.29), (0.07, 0.99, 0.11)), ((0.85, 0.46, 0.27), (0.62, 0.34, 0.71))],
+)
+def test_stains_either_side_of_the_mean_direction(h, e):
+    # Mixtures whose stain amounts trade off (H + E about constant): the mean optical density
+    # lies on the plane's second axis and the stains on either side of it. The first pair gets
+    # that axis from eigh with a positive mean projection, the second with a negative one.
+    h, e = np.array(h) / np.linalg.norm(h), np.array(e) / np.linalg.norm(e)
+    share, amount = np.meshgrid(np.linspace(0, 1, 101), 0.6 * np.linspace(0.9, 1.1, 21))
+    share, amount = share.reshape(-1, 1), amount.reshape(-1, 1)
+    od = amount * (share * h + (1 - share) * e)
+    stains, degenerate = macenko_stain_matrix(od.astype(np.float32))
+    assert not degenerate
+    assert stains[:, 0] @ h > 0.9999 and stains[:, 1] @ e > 0.9999
+
+
+def test_stain_vectors_come_with_a_positive_component_sum():
+    # A cloud far out along a positive normal, spread in a plane where one of its extreme
+    # directions has a negative component sum: that stain vector is returned flipped.
+    normal = np.array([1.0, 0.6, 0.6]) / np.linalg.norm([1.0, 0.6, 0.6])
+    towards = np.array([0.0, -1.0, 0.4])
+    towards -= (towards @ normal) * normal
+    towards /= np.linalg.norm(towards)
+    across = np.cross(normal, towards)
+    side, radius = np.meshgrid(np.linspace(-0.5, 0.5, 101), np.linspace(0.28, 0.32, 5))
+    od = 2.5 * normal + radius.reshape(-1, 1) * towards + side.reshape(-1, 1) * across
+    stains, degenerate = macenko_stain_matrix(od.astype(np.float32))
+    angle = np.arctan2(0.49, 0.3)
+    extremes = [np.cos(angle) * towards + sign * np.sin(angle) * across for sign in (1, -1)]
+    assert sorted(np.sign([extreme.sum() for extreme in extremes])) == [-1, 1]
+    assert not degenerate and np.all(stains.sum(axis=0) > 0)
+    np.testing.assert_allclose(np.linalg.norm(stains, axis=0), 1.0)
+    for stain in stains.T:
+        assert max(abs(stain @ extreme) for extreme in extremes) > 0.999
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 1000, 5000, 65_536, 300_000])
@@ -153,6 +258,47 @@ def test_streamed_percentiles_equal_numpy(small_chunks, kind):
         (got,) = small_chunks.stream_percentiles(stream, survey, on_tissue, [(values, q, None)])
         np.testing.assert_allclose(got, np.percentile(values(pixels), q), rtol=0, atol=1e-6)
     assert survey.n_tissue == np.count_nonzero(keep) and survey.n_every == len(every)
+
+
+@pytest.mark.parametrize("kind", ["random", "ties"])
+def test_streamed_percentiles_equal_numpy_at_every_half_percent(small_chunks, kind):
+    # Every rank position relative to the sampled brackets: below, at and above their ends.
+    rng = np.random.default_rng(11)
+    high = 256 if kind == "random" else 110
+    images = rng.integers(100, high, (2, 70, 90, 3)).astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+    q = np.linspace(0.0, 100.0, 201).tolist()
+
+    def values(od):
+        return od[:, 0] - 0.5 * od[:, 2]
+
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    keep = np.concatenate([tissue_mask(image, every_channel=True).ravel() for image in images])
+    for on_tissue, pixels in ((True, every[keep]), (False, every)):
+        (got,) = small_chunks.stream_percentiles(stream, survey, on_tissue, [(values, q, None)])
+        np.testing.assert_allclose(got, np.percentile(values(pixels), q), rtol=0, atol=1e-6)
+
+
+def test_streamed_percentiles_stay_exact_when_the_sample_misleads(small_chunks):
+    # Every SAMPLE_STRIDE-th pixel is dark, so the strided sample holds only dark pixels and
+    # both of its brackets miss (at 320,000 pixels even the widened one); the last pass counts
+    # over the whole range.
+    rng = np.random.default_rng(5)
+    images = rng.integers(150, 230, (2, 400, 400, 3)).astype(np.uint8)
+    pixels = images.reshape(-1, 3)
+    pixels[:: small_chunks.SAMPLE_STRIDE] = 20
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+    assert np.all(survey.every_sample == survey.every_sample[0])
+    q = [1.0, 50.0, 99.0]
+
+    def values(od):
+        return od[:, 1]
+
+    every = rgb_to_od(pixels).astype(np.float32)
+    (got,) = small_chunks.stream_percentiles(stream, survey, False, [(values, q, None)])
+    np.testing.assert_allclose(got, np.percentile(values(every), q), rtol=0, atol=1e-6)
 
 
 def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
