@@ -113,6 +113,26 @@ def test_random_state_picks_the_sample():
     assert np.all(angles(first, second) < 3.0)
 
 
+@pytest.mark.parametrize("n_pixels", [2000, 1 << 14])
+@pytest.mark.parametrize("tissue_only", [False, True])
+def test_a_streamed_fit_equals_the_fit_of_the_images_held_whole(monkeypatch, n_pixels, tissue_only):
+    # Streamed in chunks of 1024 pixels, the images give the same tissue sample (ranks counted
+    # across chunks and images) and the same exact percentiles as held whole.
+    import stainstyle.methods._macenko_pixels as pixels
+    import stainstyle.methods.vahadane as vahadane
+
+    tiles = list(he_tiles(3, 72, seed=8))
+    tiles[1][:24] = 250  # background rows: tissue_only changes the percentiles
+    normalizer = VahadaneNormalizer(n_pixels=n_pixels, tissue_only=tissue_only)
+    whole = clone(normalizer).fit(tiles)
+    monkeypatch.setattr(vahadane, "IN_MEMORY_PIXELS", 64 * 64)
+    monkeypatch.setattr(pixels, "IN_MEMORY_PIXELS", 64 * 64)
+    monkeypatch.setattr(pixels, "CHUNK_PIXELS", 1024)
+    streamed = clone(normalizer).fit(tiles)
+    np.testing.assert_array_equal(streamed.stain_matrix_, whole.stain_matrix_)
+    np.testing.assert_allclose(streamed.max_concentrations_, whole.max_concentrations_, rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------ edge cases
 @pytest.mark.parametrize("stain", [0, 1])
 def test_single_stain_tile_is_passed_through(stain):
