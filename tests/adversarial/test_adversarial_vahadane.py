@@ -19,7 +19,9 @@ def fitted():
 def small_chunks(monkeypatch):
     """Stream images above 64x64 pixels, in chunks of 1024 pixels."""
     import stainstyle.methods._macenko_pixels as pixels
+    import stainstyle.methods.vahadane as vahadane
 
+    monkeypatch.setattr(vahadane, "IN_MEMORY_PIXELS", 64 * 64)
     monkeypatch.setattr(pixels, "IN_MEMORY_PIXELS", 64 * 64)
     monkeypatch.setattr(pixels, "CHUNK_PIXELS", 1024)
 
@@ -29,7 +31,9 @@ def test_streamed_image_equals_the_image_held_whole(fitted, small_chunks, monkey
     image = np.concatenate(list(he_tiles(3, 96, seed=5)), axis=1)  # 96 x 288
     streamed = fitted.transform(image)
     import stainstyle.methods._macenko_pixels as pixels
+    import stainstyle.methods.vahadane as vahadane
 
+    monkeypatch.setattr(vahadane, "IN_MEMORY_PIXELS", 1 << 22)
     monkeypatch.setattr(pixels, "IN_MEMORY_PIXELS", 1 << 22)
     np.testing.assert_array_equal(streamed, fitted.transform(image))
     assert streamed.shape == image.shape

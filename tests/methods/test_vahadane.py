@@ -8,9 +8,9 @@ from sklearn.exceptions import NotFittedError
 
 from stainstyle import BackgroundTileWarning, MacenkoNormalizer, VahadaneNormalizer, tile_status
 from stainstyle.color import rgb_to_od
-from stainstyle.methods._sparse_nmf import learn_dictionary, sparse_codes
-from stainstyle.methods.vahadane import vahadane_stain_matrix
-from stainstyle.separation import RUIFROK_HE, reconstruct
+from stainstyle.methods._sparse_nmf import _parallel, learn_dictionary, sparse_codes
+from stainstyle.methods.vahadane import _sample_ranks, vahadane_stain_matrix
+from stainstyle.separation import RUIFROK_HE, check_stain_matrix, reconstruct
 from stainstyle.tissue import tissue_mask
 
 #: Stain vectors unlike Ruifrok's (the solver's start), to recover from rendered tiles.
@@ -56,13 +56,30 @@ def test_hematoxylin_and_eosin_never_swap(h_scale, e_scale):
     assert np.all(angles(found, TRUE) < angles(found, TRUE[:, ::-1]))
 
 
-def test_function_twin_gives_the_estimators_stain_matrix():
-    tile = render()
+@pytest.mark.parametrize("size", [128, 192])  # all tissue pixels; a sample of 16384 of them
+def test_function_twin_gives_the_estimators_stain_matrix(size):
+    # With their defaults, the function and the estimator learn on the same pixels (the same
+    # sample of the tile's tissue, by rank) with the same penalty.
+    tile = render(size=size)
     od = rgb_to_od(tile[tissue_mask(tile, 255.0)], 255.0)
+    assert (len(od) > 1 << 14) is (size > 128)
     stains, degenerate = vahadane_stain_matrix(od)
     assert not degenerate
     fitted = VahadaneNormalizer().fit(tile).stain_matrix_
     np.testing.assert_allclose(stains, fitted, atol=1e-4)
+
+
+def test_zero_passes_leave_the_start():
+    stains, degenerate = vahadane_stain_matrix(tissue_od(), max_iter=0)
+    np.testing.assert_allclose(stains, RUIFROK_HE, atol=1e-15)
+    assert not degenerate
+
+
+def test_the_sample_is_of_distinct_pixels_in_order():
+    # Ranks sorted and without repeats: each sampled pixel counts once, and the ranks can be
+    # found chunk by chunk in a streamed image.
+    ranks = _sample_ranks(1000, 600, np.random.default_rng(0))
+    assert len(ranks) == 600 and np.all(np.diff(ranks) > 0) and 0 <= ranks[0] < ranks[-1] < 1000
 
 
 def test_each_pass_lowers_the_objective():
@@ -74,6 +91,118 @@ def test_each_pass_lowers_the_objective():
         current = objective(od, atoms, 0.1)
         assert current <= previous + 1e-9
         previous = current
+
+
+def tissue_od(size=128, limit=3000):
+    od = rgb_to_od(render(size=size).reshape(-1, 3), 255.0)
+    return od[od.max(axis=1) > 0.15][:limit]
+
+
+def axis_od(n=500, seed=0):
+    """Sparse densities of two stains that absorb in one channel each (red, green)."""
+    rng = np.random.default_rng(seed)
+    codes = rng.exponential(0.6, (n, 2)) * (rng.random((n, 2)) < 0.6)
+    return codes @ np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+#: A start with column norms 1.5 and 0.6: the first is projected onto the unit ball.
+START = np.array([[0.8, 0.2, 0.5], [0.3, 0.9, 0.4]]).T
+START = START / np.linalg.norm(START, axis=0) * [1.5, 0.6]
+
+
+@pytest.mark.parametrize("od", [tissue_od(), axis_od()], ids=["tissue", "axis"])
+def test_one_pass_is_the_projected_block_coordinate_update(od):
+    # Mairal et al. 2010, Algorithm 2 with non-negative atoms, from the projected start: each
+    # column in turn solves its least squares for the codes, then is clipped at 0 and scaled
+    # into the unit ball. On "axis" the blue entry of the first column is negative before the
+    # projection.
+    atoms = START / np.maximum(np.linalg.norm(START, axis=0), 1.0)
+    codes = sparse_codes(od, atoms, 0.1)
+    gram, cross = codes.T @ codes, od.T @ codes
+    for k in (0, 1):
+        column = atoms[:, k] + (cross[:, k] - atoms @ gram[:, k]) / gram[k, k]
+        column = np.maximum(column, 0.0)
+        atoms[:, k] = column / max(np.linalg.norm(column), 1.0)
+    learned = learn_dictionary(od, START, 0.1, 1, 0.0)
+    np.testing.assert_allclose(learned.atoms, atoms, rtol=0, atol=1e-12)
+    assert learned.n_iter == 1 and learned.used.tolist() == [True, True]
+
+
+@pytest.mark.parametrize("od", [tissue_od(), axis_od()], ids=["tissue", "axis"])
+def test_the_dictionary_stays_in_its_constraint_set(od):
+    # Non-negative atoms of norm at most 1 after any number of passes, though the unconstrained
+    # least squares of "axis" would give its atoms negative blue entries.
+    for max_iter in (1, 5, 50):
+        atoms = learn_dictionary(od, START, 0.1, max_iter, 0.0).atoms
+        assert np.all(atoms >= 0)
+        assert np.all(np.linalg.norm(atoms, axis=0) <= 1.0 + 1e-12)
+
+
+def test_passes_are_counted_and_resume_where_they_stopped():
+    od = tissue_od()
+    three = learn_dictionary(od, RUIFROK_HE, 0.1, 3, 0.0)
+    two = learn_dictionary(od, RUIFROK_HE, 0.1, 2, 0.0)
+    resumed = learn_dictionary(od, two.atoms, 0.1, 1, 0.0)
+    assert (three.n_iter, two.n_iter, resumed.n_iter) == (3, 2, 1)
+    np.testing.assert_allclose(resumed.atoms, three.atoms, rtol=0, atol=1e-12)
+    assert not np.allclose(two.atoms, three.atoms, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "norms, sine_squared, parallel",
+    [
+        ((1.0, 0.5), 0.5e-6, True),
+        ((1.0, 0.5), 0.75e-6, True),
+        ((1.0, 0.5), 2e-6, False),
+        ((0.3, 1.0), 0.75e-6, True),
+        ((0.3, 1.0), 2e-6, False),
+        ((1.0, 1.0), 1.0, False),  # orthogonal unit atoms
+        ((0.0, 1.0), 1.0, True),  # a zero atom
+    ],
+)
+def test_atoms_are_parallel_where_the_lasso_refuses_them(norms, sine_squared, parallel):
+    # The Gram determinant over the product of the squared norms is the squared sine of the
+    # angle between the atoms, whatever their norms: below 1e-6 (0.057 degrees) they are one
+    # stain, as for the stain matrices separation accepts.
+    angle = np.arcsin(np.sqrt(sine_squared))
+    atoms = np.array([[1.0, 0.0, 0.0], [np.cos(angle), np.sin(angle), 0.0]]).T * norms
+    assert _parallel(atoms) is parallel
+    if parallel:
+        with pytest.raises(ValueError, match="zero or parallel"):
+            check_stain_matrix(atoms)
+    else:
+        check_stain_matrix(atoms)
+
+
+def test_a_single_stain_ends_on_the_last_dictionary_the_lasso_accepts():
+    # Densities of one stain between Ruifrok's two: the atoms close in on it until a pass
+    # would make them parallel; the dictionary before that pass is returned.
+    stain = 0.95 * RUIFROK_HE[:, 0] + 0.05 * RUIFROK_HE[:, 1]
+    stain /= np.linalg.norm(stain)
+    od = np.linspace(0.2, 2.0, 400)[:, None] * stain
+    learned = learn_dictionary(od, RUIFROK_HE, 0.1, 100, 2e-4)
+    check_stain_matrix(learned.atoms)
+    assert learned.n_iter < 100 and learned.used.tolist() == [True, True]
+    assert np.all(angles(learned.atoms, np.stack([stain, stain], axis=1)) < 0.5)
+
+
+def test_float32_densities_are_learned_in_float64():
+    # The estimator passes float32 densities (its lookup table): the factorization widens them
+    # first, so it learns exactly what it learns from the same values in float64.
+    od = tissue_od().astype(np.float32)
+    single = learn_dictionary(od, RUIFROK_HE, 0.1, 20, 0.0)
+    double = learn_dictionary(od.astype(np.float64), RUIFROK_HE, 0.1, 20, 0.0)
+    assert single.atoms.dtype == np.float64
+    np.testing.assert_array_equal(single.atoms, double.atoms)
+
+
+def test_pixels_too_faint_for_the_penalty_use_no_atom():
+    # Every density is below lambda1 along both (unit) atoms: all codes are 0, no atom is used,
+    # the dictionary stays at its start and the first pass, moving nothing, ends the iterations.
+    od = np.random.default_rng(0).uniform(0.0, 0.05, (500, 3))  # norms below 0.087
+    learned = learn_dictionary(od, RUIFROK_HE, 0.1, 10, 0.0)
+    assert learned.used.tolist() == [False, False] and learned.n_iter == 1
+    np.testing.assert_array_equal(learned.atoms, RUIFROK_HE)
 
 
 def test_transform_maps_a_tile_onto_the_target_style():
@@ -113,6 +242,26 @@ def test_random_state_picks_the_sample():
     assert np.all(angles(first, second) < 3.0)
 
 
+@pytest.mark.parametrize("n_pixels", [2000, 1 << 14])
+@pytest.mark.parametrize("tissue_only", [False, True])
+def test_a_streamed_fit_equals_the_fit_of_the_images_held_whole(monkeypatch, n_pixels, tissue_only):
+    # Streamed in chunks of 1024 pixels, the images give the same tissue sample (ranks counted
+    # across chunks and images) and the same exact percentiles as held whole.
+    import stainstyle.methods._macenko_pixels as pixels
+    import stainstyle.methods.vahadane as vahadane
+
+    tiles = list(he_tiles(3, 72, seed=8))
+    tiles[1][:24] = 250  # background rows: tissue_only changes the percentiles
+    normalizer = VahadaneNormalizer(n_pixels=n_pixels, tissue_only=tissue_only)
+    whole = clone(normalizer).fit(tiles)
+    monkeypatch.setattr(vahadane, "IN_MEMORY_PIXELS", 64 * 64)
+    monkeypatch.setattr(pixels, "IN_MEMORY_PIXELS", 64 * 64)
+    monkeypatch.setattr(pixels, "CHUNK_PIXELS", 1024)
+    streamed = clone(normalizer).fit(tiles)
+    np.testing.assert_array_equal(streamed.stain_matrix_, whole.stain_matrix_)
+    np.testing.assert_allclose(streamed.max_concentrations_, whole.max_concentrations_, rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------ edge cases
 @pytest.mark.parametrize("stain", [0, 1])
 def test_single_stain_tile_is_passed_through(stain):
@@ -123,7 +272,8 @@ def test_single_stain_tile_is_passed_through(stain):
     assert tile_status(normalizer, tile).tolist() == ["passthrough_degenerate"]
     with pytest.warns(BackgroundTileWarning, match="could not model"):
         np.testing.assert_array_equal(normalizer.transform(tile), tile)
-    with pytest.raises(ValueError, match="single stain"):
+    message = r"tiles hold a single stain \(the two learned stain vectors coincide\); fit on"
+    with pytest.raises(ValueError, match=message):
         VahadaneNormalizer().fit(tile)
 
 
@@ -142,7 +292,9 @@ def test_tissue_only_changes_only_the_maximum_concentrations():
     everywhere = VahadaneNormalizer().fit(tile)
     on_tissue = VahadaneNormalizer(tissue_only=True).fit(tile)
     np.testing.assert_array_equal(everywhere.stain_matrix_, on_tissue.stain_matrix_)
-    assert np.all(on_tissue.max_concentrations_ >= everywhere.max_concentrations_)
+    # A quarter of the pixels is background, of concentration 0: by default (all pixels) the
+    # 99th percentile falls lower in the tissue's concentrations.
+    assert np.all(on_tissue.max_concentrations_ > everywhere.max_concentrations_)
 
 
 # ------------------------------------------------------------------------------ separation
