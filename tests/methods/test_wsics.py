@@ -169,8 +169,8 @@ def test_statistics_of_tiny_and_flat_classes(rng):
     # Per-axis upper median (-0.1, 0.2): the two pixels lie 0.1 * sqrt(2) either side along it.
     half = math.hypot(0.1, 0.1)
     np.testing.assert_allclose(stats.landmarks[1, 0, [0, -1]], (-half, half))
-    # A cloud with no spread in c_x: its axis is vertical.
-    samples[0] = np.column_stack([np.full(50, 0.3), rng.normal(0.1, 0.05, 50), np.ones(50)])
+    # A cloud with no spread in c_x (an exact zero covariance): its axis is vertical, +pi/2.
+    samples[0] = np.column_stack([np.full(50, 0.25), rng.normal(0.1, 0.05, 50), np.ones(50)])
     assert class_statistics(samples).angles[0] == math.pi / 2
 
 
@@ -327,7 +327,9 @@ def test_class_weighting_without_background_pixels(rng):
 def test_a_constant_feature_does_not_weigh(rng):
     features, classes = _two_clusters(rng)
     features[:, 2] = 0.7
-    tables = fit_naive_bayes(features, classes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by its zero width
+        tables = fit_naive_bayes(features, classes)
     queries = features[:20].copy()
     shifted = queries.copy()
     shifted[:, 2] = 20.0
@@ -597,6 +599,17 @@ def test_group_of_tiles_of_different_sizes(fitted):
     for colour in shared:
         mapped = {tuple(o.reshape(-1, 3)[p == colour][0]) for o, p in zip(out, packed, strict=True)}
         assert len(mapped) == 1
+
+
+def test_unmodelled_source_says_why(fitted):
+    rng = np.random.default_rng(0)
+    stroma = np.clip(rng.normal((220, 140, 185), 10, (64, 64, 3)), 0, 255).astype(np.uint8)
+    statistics = fitted.source_statistics(stroma)
+    assert not statistics.modelled
+    assert statistics.reason == (
+        "WSICS: fewer than 500 hematoxylin or eosin pixels in tiles with enough nuclei "
+        "(is microns_per_pixel=0.5 right?)"
+    )
 
 
 def test_degenerate_group_passes_through(fitted):
