@@ -187,6 +187,41 @@ def test_empty_background_is_measured_as_zero_and_left_unmapped(rng):
         np.testing.assert_array_equal(map_hsd(hsd, background_only, source, template), hsd)
 
 
+def test_a_single_background_pixel_is_a_background(rng):
+    samples = _samples(rng)
+    samples[2] = samples[2][:1]
+    one = class_statistics(samples)
+    many = class_statistics(_samples(rng))
+    hsd = np.array([[0.05, -0.02, 0.15]])
+    background_only = np.array([[0.0, 0.0, 1.0]])
+    for source, template in [(one, many), (many, one)]:
+        mapped = map_hsd(hsd, background_only, source, template)
+        shifted = hsd[0, :2] - source.medians[2] + template.medians[2]
+        np.testing.assert_allclose(mapped[0, :2], shifted, rtol=1e-12)
+
+
+def test_landmarks_map_onto_the_template_landmarks(rng):
+    source = class_statistics(_samples(rng))
+    template_samples = _samples(rng, centre_h=(0.4, 0.15))
+    template_samples[0][:, :2] *= (1.5, 0.7)
+    template = class_statistics(template_samples)
+
+    def unrotated(stats, major, minor):
+        cos, sin = math.cos(stats.angles[0]), math.sin(stats.angles[0])
+        return stats.medians[0] + (cos * major - sin * minor, sin * major + cos * minor)
+
+    # Colours at source landmarks (P25 major, P75 minor; P1, P99; P99, P50) map onto the
+    # template's same landmarks.
+    for major, minor in [(2, 4), (1, 5), (5, 3)]:
+        colour = unrotated(source, source.landmarks[0, 0, major], source.landmarks[0, 1, minor])
+        hsd = np.array([[*colour, 1.2]])
+        mapped = map_hsd(hsd, np.array([[1.0, 0.0, 0.0]]), source, template)
+        expected = unrotated(
+            template, template.landmarks[0, 0, major], template.landmarks[0, 1, minor]
+        )
+        np.testing.assert_allclose(mapped[0, :2], expected, atol=1e-8)
+
+
 def test_background_is_shifted_by_its_median_and_standardized_in_density(rng):
     source = class_statistics(_samples(rng))
     template_samples = _samples(rng)
