@@ -110,6 +110,12 @@ def test_labels_follow_the_stains():
     assert white.any() and np.all(labels.labels[white] == LABEL_BACKGROUND)
 
 
+def test_pale_nuclei_are_found():
+    # Detection is relative to the tile's densest blurred pixel, however pale the stain.
+    tile = nuclei_tile(0, nucleus=(150, 120, 190))  # mean density about 0.55
+    assert label_stain_classes(tile, 0.5, np.random.default_rng(0)).n_nuclei >= 20
+
+
 def test_labels_are_reproducible():
     tile = nuclei_tile(1)
     first = label_stain_classes(tile, 0.5, np.random.default_rng(3)).labels
