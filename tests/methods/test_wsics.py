@@ -116,6 +116,11 @@ def test_pale_nuclei_are_found():
     assert label_stain_classes(tile, 0.5, np.random.default_rng(0)).n_nuclei >= 20
 
 
+def test_a_strip_too_thin_for_the_detector_has_no_nuclei():
+    strip = nuclei_tile(0)[60:62]  # two rows across nuclei
+    assert label_stain_classes(strip, 0.5, np.random.default_rng(0)).n_nuclei == 0
+
+
 def test_labels_are_reproducible():
     tile = nuclei_tile(1)
     first = label_stain_classes(tile, 0.5, np.random.default_rng(3)).labels
