@@ -19,6 +19,7 @@ from stainstyle.methods._wsics_labels import (
     LABEL_EOSIN,
     LABEL_HEMATOXYLIN,
     background_mask,
+    detect_nuclei,
     disc_pixels,
     label_stain_classes,
     lower_percentile,
@@ -114,6 +115,23 @@ def test_pale_nuclei_are_found():
     # Detection is relative to the tile's densest blurred pixel, however pale the stain.
     tile = nuclei_tile(0, nucleus=(150, 120, 190))  # mean density about 0.55
     assert label_stain_classes(tile, 0.5, np.random.default_rng(0)).n_nuclei >= 20
+
+
+def test_nuclei_at_a_fine_pixel_size_are_found_where_they_are():
+    # At 0.25 um per pixel the detector works on a shrunk image (radii 7 to 20 px); the
+    # nuclei it reports are in full-resolution pixels. Twelve discs of radius 12 px.
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:192, :256]
+    tile = np.empty((192, 256, 3))
+    tile[:] = (235, 150, 190)
+    centres = np.array([(r, c) for r in (32, 96, 160) for c in (32, 96, 160, 224)])
+    for cy, cx in centres:
+        tile[(yy - cy) ** 2 + (xx - cx) ** 2 <= 144] = (90, 60, 150)
+    tile = np.clip(tile + rng.normal(0, 6, tile.shape), 0, 255).astype(np.uint8)
+    nuclei = detect_nuclei(rgb_to_hsd(tile)[..., 2], 0.25)
+    found = nuclei[np.lexsort((nuclei[:, 1], nuclei[:, 0]))]
+    np.testing.assert_allclose(found[:, :2], centres, atol=1.0)
+    np.testing.assert_allclose(found[:, 2], 12.0, atol=1.5)
 
 
 def test_a_strip_too_thin_for_the_detector_has_no_nuclei():
