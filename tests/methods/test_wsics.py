@@ -137,6 +137,7 @@ def test_nuclei_at_a_fine_pixel_size_are_found_where_they_are():
 def test_a_strip_too_thin_for_the_detector_has_no_nuclei():
     strip = nuclei_tile(0)[60:62]  # two rows across nuclei
     assert label_stain_classes(strip, 0.5, np.random.default_rng(0)).n_nuclei == 0
+    assert detect_nuclei(rgb_to_hsd(strip)[..., 2], 0.5).shape == (0, 3)  # row, column, radius
 
 
 def test_labels_are_reproducible():
