@@ -264,12 +264,13 @@ def fit_naive_bayes(features: np.ndarray, classes: np.ndarray) -> NaiveBayesTabl
             histogram += np.bincount(index, weights=weight, minlength=n_bins * 3)
         histogram = histogram.reshape(n_bins, 3)
         total = histogram.sum(axis=1)
-        total = total / total.sum() if total.sum() > 0 else total
+        total = total / total.sum()  # every sample weighs on its own bin: the sum is positive
         class_sums = histogram.sum(axis=0)
         likelihood = histogram / np.where(class_sums > 0, class_sums, 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             table = likelihood * priors / total[:, None]
-        posterior[f] = np.where(np.isfinite(table) & (total[:, None] > 0), table, likelihood)
+        # Bins no sample reaches (total 0) give 0/0 or x/0: there the likelihood is kept.
+        posterior[f] = np.where(np.isfinite(table), table, likelihood)
     return NaiveBayesTables(minimum=minimum, scale=scale, posterior=posterior)
 
 

@@ -167,10 +167,11 @@ class _QuotaSample:
             self.size, self.threshold = self.limit, float(self.keys[0].max())
 
     def pixels(self) -> np.ndarray:
-        """The sample: in arrival order if never pruned, else in key order."""
+        """The sample: in arrival order if it never outgrew its quota, else in key order."""
+        outgrown = self.threshold is not None or self.size > self.limit
         self.parts, self.keys = _keep_smallest_keys(self.parts, self.keys, self.limit)
         values = self.parts[0]
-        if self.threshold is not None:
+        if outgrown:
             values = values[np.argsort(self.keys[0], kind="stable")]
         return values
 
@@ -204,8 +205,8 @@ def wsics_pool(
     -----
     Each class is a uniform sample of its quota, pruned as pixels arrive (:class:`_QuotaSample`),
     so the pool needs at most 1.25 times the quotas, 12 bytes a pixel, however many pixels are
-    labelled. A class that never outgrows its quota keeps its pixels in labelling order, a
-    pruned one ends in key order.
+    labelled. A class that never outgrows its quota keeps its pixels in labelling order, one
+    that does ends in key order.
     """
     rng = np.random.default_rng(random_state)
     samples = [_QuotaSample(int(quota * MAX_TRAINING_PIXELS)) for quota in CLASS_QUOTAS]

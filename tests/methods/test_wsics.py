@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import warnings
 
@@ -17,21 +19,29 @@ from stainstyle.methods._wsics_labels import (
     LABEL_EOSIN,
     LABEL_HEMATOXYLIN,
     background_mask,
+    detect_nuclei,
     disc_pixels,
     label_stain_classes,
     lower_percentile,
     min_nuclei,
     nucleus_radius_range,
     pack_rgb,
+    unpack_rgb,
 )
 from stainstyle.methods._wsics_model import (
     class_statistics,
     class_weights,
+    colour_class_statistics,
     fit_naive_bayes,
     map_hsd,
     naive_bayes_features,
 )
-from stainstyle.methods.wsics import WSICSNormalizer, wsics_pool, wsics_source_model
+from stainstyle.methods.wsics import (
+    LabelledPixels,
+    WSICSNormalizer,
+    wsics_pool,
+    wsics_source_model,
+)
 from stainstyle.metrics import ciede2000_lowpass
 
 
@@ -75,6 +85,11 @@ def test_radius_range_and_nuclei_rule():
 def test_background_mask_thresholds():
     rgb = np.array([[250, 250, 250], [200, 200, 200], [0, 0, 0], [250, 120, 250]], np.uint8)
     np.testing.assert_array_equal(background_mask(rgb_to_hsd(rgb)), [True, False, True, False])
+    # Pale: every channel density at most 0.22 (grey 204 has 0.223); black: D above 5.5.
+    greys = np.array([[[204] * 3, [205] * 3]], np.uint8)  # an image, shape (1, 2, 3)
+    np.testing.assert_array_equal(background_mask(rgb_to_hsd(greys)), [[False, True]])
+    at_thresholds = np.array([[0.0, 0.0, 0.22], [0.0, 0.0, 0.22 + 1e-9], [0.0, 0.0, 5.5]])
+    np.testing.assert_array_equal(background_mask(at_thresholds), [True, False, False])
 
 
 def test_disc_pixels_cover_discs_and_clip_at_borders():
@@ -94,6 +109,35 @@ def test_labels_follow_the_stains():
     assert np.mean(labels.labels[pink] == LABEL_EOSIN) > 0.95
     white = tile.min(axis=-1) > 235
     assert white.any() and np.all(labels.labels[white] == LABEL_BACKGROUND)
+
+
+def test_pale_nuclei_are_found():
+    # Detection is relative to the tile's densest blurred pixel, however pale the stain.
+    tile = nuclei_tile(0, nucleus=(150, 120, 190))  # mean density about 0.55
+    assert label_stain_classes(tile, 0.5, np.random.default_rng(0)).n_nuclei >= 20
+
+
+def test_nuclei_at_a_fine_pixel_size_are_found_where_they_are():
+    # At 0.25 um per pixel the detector works on a shrunk image (radii 7 to 20 px); the
+    # nuclei it reports are in full-resolution pixels. Twelve discs of radius 12 px.
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:192, :256]
+    tile = np.empty((192, 256, 3))
+    tile[:] = (235, 150, 190)
+    centres = np.array([(r, c) for r in (32, 96, 160) for c in (32, 96, 160, 224)])
+    for cy, cx in centres:
+        tile[(yy - cy) ** 2 + (xx - cx) ** 2 <= 144] = (90, 60, 150)
+    tile = np.clip(tile + rng.normal(0, 6, tile.shape), 0, 255).astype(np.uint8)
+    nuclei = detect_nuclei(rgb_to_hsd(tile)[..., 2], 0.25)
+    found = nuclei[np.lexsort((nuclei[:, 1], nuclei[:, 0]))]
+    np.testing.assert_allclose(found[:, :2], centres, atol=1.0)
+    np.testing.assert_allclose(found[:, 2], 12.0, atol=1.5)
+
+
+def test_a_strip_too_thin_for_the_detector_has_no_nuclei():
+    strip = nuclei_tile(0)[60:62]  # two rows across nuclei
+    assert label_stain_classes(strip, 0.5, np.random.default_rng(0)).n_nuclei == 0
+    assert detect_nuclei(rgb_to_hsd(strip)[..., 2], 0.5).shape == (0, 3)  # row, column, radius
 
 
 def test_labels_are_reproducible():
@@ -130,6 +174,124 @@ def test_statistics_of_a_rotated_cloud(rng):
     assert landmarks[0, 4] - landmarks[0, 2] > 3 * (landmarks[1, 4] - landmarks[1, 2])
     np.testing.assert_allclose(stats.density_mean, (1.2, 0.6, 0.1), atol=0.01)
     np.testing.assert_array_equal(stats.counts, (4000, 4000, 4000))
+
+
+@pytest.mark.parametrize("angle", [-1.2, -0.6, 0.6, 1.2])
+def test_major_axis_angle_is_canonical(rng, angle):
+    # The axis direction with c_x >= 0: angles in (-pi/2, pi/2], whichever way the cloud leans.
+    samples = _samples(rng)
+    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+    samples[1][:, :2] = (samples[1][:, :2] - (-0.2, -0.1)) @ rotation.T + (-0.2, -0.1)
+    assert class_statistics(samples).angles[1] == pytest.approx(angle, abs=0.03)
+
+
+def test_statistics_of_tiny_and_flat_classes(rng):
+    samples = _samples(rng)
+    # One pixel: its own median, no axis, no spread; two pixels: the axis through them.
+    samples[0] = np.array([[0.3, 0.1, 1.2]])
+    samples[1] = np.array([[-0.3, 0.2, 0.5], [-0.1, 0.0, 0.7]])
+    stats = class_statistics(samples)
+    np.testing.assert_array_equal(stats.medians[0], (0.3, 0.1))
+    assert stats.angles[0] == 0.0 and stats.density_std[0] == 0.0
+    np.testing.assert_allclose(stats.landmarks[0], 0.0, atol=1e-15)
+    assert (stats.density_mean[0], stats.counts[0]) == (1.2, 1)
+    assert stats.angles[1] == pytest.approx(-math.pi / 4)
+    # Per-axis upper median (-0.1, 0.2): the two pixels lie 0.1 * sqrt(2) either side along it.
+    half = math.hypot(0.1, 0.1)
+    np.testing.assert_allclose(stats.landmarks[1, 0, [0, -1]], (-half, half))
+    # A cloud with no spread in c_x (an exact zero covariance): its axis is vertical, +pi/2.
+    samples[0] = np.column_stack([np.full(50, 0.25), rng.normal(0.1, 0.05, 50), np.ones(50)])
+    assert class_statistics(samples).angles[0] == math.pi / 2
+
+
+def test_empty_background_is_measured_as_zero_and_left_unmapped(rng):
+    samples = _samples(rng)
+    with_background = class_statistics(samples)
+    samples[2] = np.empty((0, 3))
+    without = class_statistics(samples)
+    np.testing.assert_array_equal(without.medians[2], (0.0, 0.0))
+    assert (without.density_mean[2], without.density_std[2], without.counts[2]) == (0, 0, 0)
+    hsd = np.array([[0.05, -0.02, 0.15], [-0.01, 0.01, 0.3]])
+    background_only = np.array([[0.0, 0.0, 1.0]] * 2)
+    for source, template in [(without, with_background), (with_background, without)]:
+        np.testing.assert_array_equal(map_hsd(hsd, background_only, source, template), hsd)
+
+
+def test_a_single_background_pixel_is_a_background(rng):
+    samples = _samples(rng)
+    samples[2] = samples[2][:1]
+    one = class_statistics(samples)
+    many = class_statistics(_samples(rng))
+    hsd = np.array([[0.05, -0.02, 0.15]])
+    background_only = np.array([[0.0, 0.0, 1.0]])
+    for source, template in [(one, many), (many, one)]:
+        mapped = map_hsd(hsd, background_only, source, template)
+        shifted = hsd[0, :2] - source.medians[2] + template.medians[2]
+        np.testing.assert_allclose(mapped[0, :2], shifted, rtol=1e-12)
+
+
+def test_landmarks_map_onto_the_template_landmarks(rng):
+    source = class_statistics(_samples(rng))
+    template_samples = _samples(rng, centre_h=(0.4, 0.15))
+    template_samples[0][:, :2] *= (1.5, 0.7)
+    template = class_statistics(template_samples)
+
+    def unrotated(stats, major, minor):
+        cos, sin = math.cos(stats.angles[0]), math.sin(stats.angles[0])
+        return stats.medians[0] + (cos * major - sin * minor, sin * major + cos * minor)
+
+    # Colours at source landmarks (P25 major, P75 minor; P1, P99; P99, P50) map onto the
+    # template's same landmarks.
+    for major, minor in [(2, 4), (1, 5), (5, 3)]:
+        colour = unrotated(source, source.landmarks[0, 0, major], source.landmarks[0, 1, minor])
+        hsd = np.array([[*colour, 1.2]])
+        mapped = map_hsd(hsd, np.array([[1.0, 0.0, 0.0]]), source, template)
+        expected = unrotated(
+            template, template.landmarks[0, 0, major], template.landmarks[0, 1, minor]
+        )
+        np.testing.assert_allclose(mapped[0, :2], expected, atol=1e-8)
+
+
+def test_background_is_shifted_by_its_median_and_standardized_in_density(rng):
+    source = class_statistics(_samples(rng))
+    template_samples = _samples(rng)
+    template_samples[2] = template_samples[2] * (1.0, 1.0, 3.0) + (0.02, -0.03, 0.2)
+    template = class_statistics(template_samples)
+    hsd = np.array([[0.05, -0.02, 0.15], [-0.01, 0.01, 0.3]])
+    mapped = map_hsd(hsd, np.array([[0.0, 0.0, 1.0]] * 2), source, template)
+    np.testing.assert_allclose(
+        mapped[:, :2], hsd[:, :2] - source.medians[2] + template.medians[2], rtol=1e-12
+    )
+    ratio = template.density_std[2] / source.density_std[2]
+    np.testing.assert_allclose(
+        mapped[:, 2],
+        (hsd[:, 2] - source.density_mean[2]) * ratio + template.density_mean[2],
+        rtol=1e-12,
+    )
+
+
+@pytest.mark.parametrize(("source_std", "ratio"), [(0.0, 1.0), (0.9e-6, 1.0), (1e-6, 0.3e6)])
+def test_flat_source_density_is_shifted_not_scaled(rng, source_std, ratio):
+    # A source density spread below 1e-6 is not rescaled (the ratio would blow up).
+    source = class_statistics(_samples(rng))
+    template = class_statistics(_samples(rng))
+    spreads = template.density_std.copy()
+    spreads[0] = 0.3
+    template = dataclasses.replace(template, density_std=spreads)
+    spreads = source.density_std.copy()
+    spreads[0] = source_std
+    source = dataclasses.replace(source, density_std=spreads)
+    hsd = np.array([[0.3, 0.1, 1.25]])
+    mapped = map_hsd(hsd, np.array([[1.0, 0.0, 0.0]]), source, template)
+    expected = (1.25 - source.density_mean[0]) * ratio + template.density_mean[0]
+    assert mapped[0, 2] == pytest.approx(expected, rel=1e-9)
+
+
+def test_mapping_returns_float64_for_float32_colours(rng):
+    stats = class_statistics(_samples(rng))
+    hsd = np.array([[0.3, 0.1, 1.2], [-0.2, -0.1, 0.6]], dtype=np.float32)
+    mapped = map_hsd(hsd, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), stats, stats)
+    assert mapped.dtype == np.float64
 
 
 def test_mapping_onto_itself_is_the_identity(rng):
@@ -188,6 +350,57 @@ def test_naive_bayes_weights_are_a_partition(rng):
     assert np.mean(np.argmax(weights[:150], axis=1) == np.repeat(np.arange(3), 50)) > 0.95
 
 
+def _two_clusters(rng, n=300):
+    """Features in two far-apart clusters (empty bins between), every class in both."""
+    features = np.concatenate([rng.normal(0.0, 0.01, (n, 3)), rng.normal(1.0, 0.01, (n, 3))])
+    return features, rng.integers(0, 3, 2 * n)
+
+
+def test_class_weights_interpolate_the_tables_between_bins(rng):
+    features, classes = _two_clusters(rng)
+    tables = fit_naive_bayes(features, classes)
+    low, high = features.min(axis=0), features.max(axis=0)
+    queries = np.concatenate(
+        [features[:40], [low, high, low - 0.5, high + 0.5, low + (high - low) * 0.987]]
+    )
+    weights = class_weights(tables, queries)
+    # Linear interpolation of each feature's table at its bin position, clamped to the bins.
+    position = (queries - low) / (high - low) * 100
+    product = np.ones((len(queries), 3))
+    for f in range(3):
+        for k in range(3):
+            product[:, k] *= np.interp(position[:, f], np.arange(100), tables.posterior[f, :, k])
+    np.testing.assert_allclose(weights, product / product.sum(axis=1, keepdims=True), rtol=1e-9)
+
+
+def test_class_weights_are_thirds_where_every_class_is_unseen(rng):
+    features, classes = _two_clusters(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # empty bins are not a numerical problem
+        tables = fit_naive_bayes(features, classes)
+    np.testing.assert_array_equal(class_weights(tables, np.full((2, 3), 0.5)), 1 / 3)
+
+
+def test_class_weighting_without_background_pixels(rng):
+    features, classes = _two_clusters(rng)
+    tables = fit_naive_bayes(features, classes % 2)
+    weights = class_weights(tables, features[:50])
+    np.testing.assert_array_equal(weights[:, 2], 0.0)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0)
+
+
+def test_a_constant_feature_does_not_weigh(rng):
+    features, classes = _two_clusters(rng)
+    features[:, 2] = 0.7
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no division by its zero width
+        tables = fit_naive_bayes(features, classes)
+    queries = features[:20].copy()
+    shifted = queries.copy()
+    shifted[:, 2] = 20.0
+    np.testing.assert_array_equal(class_weights(tables, shifted), class_weights(tables, queries))
+
+
 def _reference_naive_bayes_table(values, classes, bins=100, sigma=3.0):
     """One feature's p(class | x) table, transcribed loop by loop from the reference C++."""
     low, high = values.min(), values.max()
@@ -239,6 +452,45 @@ def test_pool_respects_the_class_quotas(monkeypatch):
     assert capped.samples[1][:, 2].mean() == pytest.approx(full.samples[1][:, 2].mean(), rel=0.05)
 
 
+def _synthetic_pool(sizes, seed=0):
+    """A pool of packed colours around purple, pink and white, ``sizes`` pixels per class."""
+    rng = np.random.default_rng(seed)
+    centres = ((90, 60, 150), (235, 150, 190), (245, 245, 245))
+    colours = [
+        pack_rgb(np.clip(rng.normal(centre, 12, (n, 3)), 0, 255).astype(np.uint8))
+        for centre, n in zip(centres, sizes, strict=True)
+    ]
+    return LabelledPixels(colours=colours, n_nuclei=100, n_tiles=1)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "stride"),
+    [((6_001, 7_002, 1_997), 1), ((12_346, 20_001, 2_653), 3), ((120_001, 110_002, 19_997), 20)],
+)
+def test_class_weighting_is_trained_on_every_stride_th_pooled_pixel(sizes, stride):
+    # Every pixel while the pool is small; else every stride-th pixel of the classes laid end
+    # to end, the largest stride (at most 20) that keeps 10,000 pixels.
+    pool = _synthetic_pool(sizes)
+    model = wsics_source_model(pool, 500)
+    every = np.concatenate(pool.colours)
+    classes = np.repeat(np.arange(3), sizes)
+    assert len(every[::stride]) >= 10_000 and (stride == 20 or len(every[:: stride + 1]) < 10_000)
+    expected = fit_naive_bayes(
+        naive_bayes_features(rgb_to_hsd(unpack_rgb(every[::stride]))), classes[::stride]
+    )
+    np.testing.assert_array_equal(model.tables.posterior, expected.posterior)
+    np.testing.assert_array_equal(model.tables.minimum, expected.minimum)
+    statistics = colour_class_statistics(pool.colours)
+    np.testing.assert_array_equal(model.statistics.landmarks, statistics.landmarks)
+
+
+def test_source_model_needs_min_class_pixels_of_each_stain():
+    pool = _synthetic_pool((700, 600, 50))
+    assert wsics_source_model(pool, 600) is not None
+    assert wsics_source_model(pool, 601) is None
+    assert wsics_source_model(_synthetic_pool((600, 700, 50)), 601) is None
+
+
 # ---------------------------------------------------------------------- estimator contract
 def test_fit_returns_self_and_sets_attributes():
     normalizer = WSICSNormalizer()
@@ -247,6 +499,62 @@ def test_fit_returns_self_and_sets_attributes():
     assert normalizer.landmarks_.shape == (2, 2, 7)
     assert normalizer.density_mean_.shape == normalizer.density_std_.shape == (3,)
     assert normalizer.n_tiles_fit_ == 1 and normalizer.n_nuclei_ > 10
+
+
+def test_defaults_are_the_documented_ones():
+    assert WSICSNormalizer().get_params() == {
+        "microns_per_pixel": 0.5,
+        "min_class_pixels": 500,
+        "random_state": 2000,
+        "background": "passthrough",
+        "batch_size": 32,
+    }
+
+
+def test_fit_needs_min_class_pixels_of_each_stain():
+    tile = nuclei_tile(0)
+    counts = wsics_pool([tile], 0.5).class_sizes()
+    fewest = min(counts[:2])
+    assert WSICSNormalizer(min_class_pixels=fewest).fit(tile).n_tiles_fit_ == 1
+    message = (
+        rf"at least {fewest + 1} hematoxylin and eosin pixels; got 1 of 1 tiles with enough "
+        rf"nuclei and {counts[0]} hematoxylin, {counts[1]} eosin pixels \(is "
+        r"microns_per_pixel=0.5 right for these tiles\?\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        WSICSNormalizer(min_class_pixels=fewest + 1).fit(tile)
+
+
+def test_fit_logs_its_template(caplog):
+    tiles = np.stack([nuclei_tile(s) for s in range(3)])
+    pool = wsics_pool(list(tiles), 0.5)
+    with caplog.at_level(logging.INFO, logger="stainstyle.methods.wsics"):
+        WSICSNormalizer().fit(tiles)
+    assert [r.getMessage() for r in caplog.records if r.name == "stainstyle.methods.wsics"] == [
+        f"WSICS template from 3 tiles: {pool.n_nuclei} nuclei, "
+        f"{pool.class_sizes()} pixels per class"
+    ]
+
+
+def test_pool_skips_parts_without_tissue_or_enough_nuclei(monkeypatch):
+    import stainstyle.methods._wsics_labels as labels
+
+    rng = np.random.default_rng(0)
+    blank = np.full((128, 128, 3), 250, np.uint8)
+    stroma = np.clip(rng.normal((220, 140, 185), 10, (128, 128, 3)), 0, 255).astype(np.uint8)
+    used = [nuclei_tile(1), nuclei_tile(2)]
+    image = np.concatenate(
+        [np.concatenate([blank, used[0]], 1), np.concatenate([stroma, used[1]], 1)]
+    )
+    monkeypatch.setattr(labels, "REFERENCE_TILE_UM", 64.0)  # parts of 128x128 at 0.5 um
+    pooled = wsics_pool([image], 0.5)
+    alone = wsics_pool(used, 0.5)
+    assert pooled.n_tiles == 2
+    assert pooled.n_nuclei == sum(
+        label_stain_classes(t, 0.5, np.random.default_rng(2000)).n_nuclei for t in used
+    )
+    for a, b in zip(pooled.colours, alone.colours, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_clone_and_params():
@@ -358,6 +666,17 @@ def test_group_of_tiles_of_different_sizes(fitted):
         assert len(mapped) == 1
 
 
+def test_unmodelled_source_says_why(fitted):
+    rng = np.random.default_rng(0)
+    stroma = np.clip(rng.normal((220, 140, 185), 10, (64, 64, 3)), 0, 255).astype(np.uint8)
+    statistics = fitted.source_statistics(stroma)
+    assert not statistics.modelled
+    assert statistics.reason == (
+        "WSICS: fewer than 500 hematoxylin or eosin pixels in tiles with enough nuclei "
+        "(is microns_per_pixel=0.5 right?)"
+    )
+
+
 def test_degenerate_group_passes_through(fitted):
     blank_stroma = np.full((64, 64, 3), (200, 120, 180), np.uint8)
     tiles = [nuclei_tile(20), blank_stroma, nuclei_tile(21)]
@@ -410,12 +729,15 @@ def test_labelling_tiles_cover_the_image():
 
     assert labelling_tile_side(0.5) == 996 and labelling_tile_side(0.243) == 2048
     assert labelling_tile_side(0.1) == 2048
+    assert labelling_tile_side(1000.0) == 1  # at least a pixel
     image = np.arange(300 * 250 * 3, dtype=np.uint32).astype(np.uint8).reshape(300, 250, 3)
     assert next(labelling_tiles(image, 497.7 / 300)) is image  # one tile: the image itself
     parts = list(labelling_tiles(image, 497.7 / 100))  # tiles of at most 100x100
     assert len(parts) == 3 * 3 and all(max(p.shape[:2]) <= 100 for p in parts)
     rows = [np.concatenate(parts[i : i + 3], axis=1) for i in range(0, 9, 3)]
     np.testing.assert_array_equal(np.concatenate(rows), image)
+    side_by_side = list(labelling_tiles(image[:100, :150], 497.7 / 100))  # a 1 x 2 grid
+    assert [p.shape[:2] for p in side_by_side] == [(100, 75), (100, 75)]
 
 
 def test_a_large_image_is_labelled_in_parts(fitted, monkeypatch):
@@ -447,10 +769,23 @@ def test_table_mapping_equals_unique_colour_mapping(fitted, monkeypatch):
     np.testing.assert_array_equal(fitted._map(tiles[1, ::-1], model), expected[1, ::-1])
 
 
-def test_colour_statistics_from_counts_equal_plain_statistics(monkeypatch):
+def _few_colours_pool():
+    """Hematoxylin of one colour, eosin of two, background of one pixel."""
+    purple, pink, pale, white = pack_rgb(
+        np.array([(90, 60, 150), (235, 150, 190), (225, 140, 185), (250, 250, 250)], np.uint8)
+    )
+    colours = [np.full(5, purple), np.array([pink, pale, pale]), np.array([white])]
+    return LabelledPixels(colours=colours, n_nuclei=1, n_tiles=1)
+
+
+@pytest.mark.parametrize("pool_kind", ["tiles", "few-colours"])
+def test_colour_statistics_from_counts_equal_plain_statistics(monkeypatch, pool_kind):
     import stainstyle.methods._wsics_model as model
 
-    pool = wsics_pool([nuclei_tile(s) for s in range(3)], 0.5)
+    if pool_kind == "tiles":
+        pool = wsics_pool([nuclei_tile(s) for s in range(3)], 0.5)
+    else:
+        pool = _few_colours_pool()
     plain = class_statistics(pool.samples)
     monkeypatch.setattr(model, "MAX_PLAIN_PIXELS", 0)
     counted = model.colour_class_statistics(pool.colours)
@@ -463,13 +798,10 @@ def test_colour_statistics_from_counts_equal_plain_statistics(monkeypatch):
     np.testing.assert_allclose(counted.density_std, plain.density_std, rtol=1e-12)
 
 
-def test_pruned_pool_is_the_sample_of_the_smallest_keys(monkeypatch):
-    # However often a class is pruned, the pool holds the pixels with the smallest keys of all.
-    import stainstyle.methods.wsics as wsics
-
+@pytest.fixture(scope="module")
+def labelled_in_order():
+    """Per class, the packed colours of tiles 70-75 in labelling order and their random keys."""
     tiles = [nuclei_tile(s) for s in range(70, 76)]
-    monkeypatch.setattr(wsics, "MAX_TRAINING_PIXELS", 4000)
-    pooled = wsics_pool(tiles, 0.5)
     rng = np.random.default_rng(2000)
     colours, keys = [[], [], []], [[], [], []]
     for tile in tiles:
@@ -477,8 +809,50 @@ def test_pruned_pool_is_the_sample_of_the_smallest_keys(monkeypatch):
         for k, label in enumerate((LABEL_HEMATOXYLIN, LABEL_EOSIN, LABEL_BACKGROUND)):
             colours[k].append(pack_rgb(tile)[labels.labels == label])
             keys[k].append(rng.random(len(colours[k][-1])))
-    for k, limit in enumerate((1800, 1800, 400)):
-        everything, key = np.concatenate(colours[k]), np.concatenate(keys[k])
-        assert len(everything) > 1.25 * limit  # pruned along the way
-        expected = everything[np.argsort(key)[:limit]]
+    return tiles, [np.concatenate(c) for c in colours], [np.concatenate(k) for k in keys]
+
+
+def _quota_total(n_eosin, outgrown_by):
+    """The MAX_TRAINING_PIXELS whose eosin quota (45 %) is ``n_eosin - outgrown_by``."""
+    total = math.ceil((n_eosin - outgrown_by) / 0.45)
+    while int(0.45 * total) > n_eosin - outgrown_by:
+        total -= 1
+    assert int(0.45 * total) == n_eosin - outgrown_by
+    return total
+
+
+@pytest.mark.parametrize(
+    "eosin_excess",
+    [None, 0, 1, "quarter", "pruned"],
+    ids=["under-quota", "exactly-quota", "one-over", "a-quarter-over", "pruned-often"],
+)
+def test_pool_keeps_the_smallest_keys_in_key_order_once_a_class_outgrows_it(
+    monkeypatch, labelled_in_order, eosin_excess
+):
+    # A class within its quota keeps every pixel in labelling order; one that outgrows it
+    # (by a pixel, by up to a quarter before any pruning, or pruned along the way) keeps the
+    # quota's pixels with the smallest keys, in key order.
+    import stainstyle.methods.wsics as wsics
+
+    tiles, everything, keys = labelled_in_order
+    n_eosin = len(everything[1])
+    if eosin_excess is None:
+        total = 2 * n_eosin + 10
+    elif eosin_excess == "quarter":
+        total = _quota_total(n_eosin, n_eosin // 5)  # outgrown by 25 %, never pruned
+    elif eosin_excess == "pruned":
+        total = 4000
+    else:
+        total = _quota_total(n_eosin, eosin_excess)
+    monkeypatch.setattr(wsics, "MAX_TRAINING_PIXELS", total)
+    pooled = wsics_pool(tiles, 0.5)
+    for k, share in enumerate((0.45, 0.45, 0.10)):
+        limit = int(share * total)
+        if len(everything[k]) <= limit:
+            expected = everything[k]
+        else:
+            expected = everything[k][np.argsort(keys[k])[:limit]]
         np.testing.assert_array_equal(pooled.colours[k], expected)
+    if eosin_excess == "pruned":  # every class pruned along the way
+        quotas = (0.45, 0.45, 0.10)
+        assert all(len(c) > 1.25 * int(q * total) for c, q in zip(everything, quotas, strict=True))
