@@ -39,3 +39,14 @@ def test_tissue_mask_mode_keeps_background(target_tiles, source_tiles):
     out = HistogramSpecification(tissue_only=True).fit(target_tiles).transform(source_tiles)
     background = ~tissue_mask(source_tiles)
     np.testing.assert_array_equal(out[background], source_tiles[background])
+
+
+def test_lut_of_a_one_pixel_source():
+    """Below the pixel's value the source CDF is 0, from it on 1: the target's extremes."""
+    source = np.zeros(256, dtype=np.int64)
+    source[100] = 1
+    target = np.zeros(256, dtype=np.int64)
+    target[[40, 90, 200]] = [5, 10, 5]
+    lut = match_cdf_lut(source, target)
+    np.testing.assert_array_equal(lut[:100], 40)
+    np.testing.assert_array_equal(lut[100:], 200)
