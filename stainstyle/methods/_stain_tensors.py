@@ -111,8 +111,8 @@ def macenko_stains(
     TensorStains
     """
     tissue = tissue_mask_tensor(pixels, io, beta, every_channel=True)
+    # ddof=0 (the numpy twin divides by n - 1): a positive factor, the same eigenvectors
     count, mean, covariance = masked_covariance(od, tissue)
-    covariance = covariance * (count / (count - 1).clamp(min=1))[:, None, None]
     few = count < needed
     covariance[few] = torch.eye(3, dtype=torch.float64, device=od.device)
     mean = torch.where(few[:, None], 1.0, mean)

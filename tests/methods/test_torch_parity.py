@@ -266,6 +266,71 @@ def test_module_form_in_a_training_step(name):
         normalize(np.zeros((2, 8, 8, 3), np.uint8))
 
 
+#: Non-default parameters of the stain-matrix methods: the torch kernels honour them as numpy does.
+TUNED = {
+    "macenko": functools.partial(MacenkoNormalizer, io=250.0, beta=0.3, alpha=5.0),
+    "vahadane": functools.partial(VahadaneNormalizer, io=250.0, beta=0.3, lambda_lasso=0.1),
+}
+
+
+@pytest.mark.parametrize("name", TUNED)
+def test_non_default_parameters_parity(name):
+    target, batch = targets()[::4], sources()[::8]
+    by_numpy = quiet(TUNED[name]().fit, target)
+    by_torch = quiet(TUNED[name]().fit, torch.from_numpy(target))
+    for key, value in fitted_state(by_numpy).items():
+        np.testing.assert_allclose(getattr(by_torch, key), value, rtol=1e-4, atol=1e-5, err_msg=key)
+    mean, most = differences(
+        quiet(by_numpy.transform, batch), quiet(by_torch.transform, torch.from_numpy(batch))
+    )
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT, (name, mean, most)
+
+
+#: H and E stain vectors of synthetic tiles (Macenko's reference), unit length.
+H_STAIN, E_STAIN = np.array([0.5626, 0.7201, 0.4062]), np.array([0.2159, 0.8012, 0.5581])
+
+
+def traded_stains(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` uint8 pixels (io = 240) whose H and E concentrations trade off at a constant sum.
+
+    The principal axis of their optical densities runs from E to H, across the mean: the
+    projections onto it take both signs, as in tiles of nuclei beside stroma.
+    """
+    rng = np.random.default_rng(seed)
+    share = rng.uniform(0.2, 0.8, n)
+    total = 0.6 * (1 + 0.05 * rng.standard_normal(n))
+    od = np.stack([share * total, (1 - share) * total], 1) @ np.stack([H_STAIN, E_STAIN])
+    return np.clip(np.rint(240 * np.exp(-od)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_traded_stains_are_recovered_by_both_backends(seed):
+    """The eigenvector signs are made canonical: the stain angles do not wrap around at pi."""
+    tile = traded_stains(48 * 48, seed).reshape(48, 48, 3)
+    by_numpy = MacenkoNormalizer().fit(tile)
+    by_torch = MacenkoNormalizer().fit(torch.from_numpy(tile))
+    for model in (by_numpy, by_torch):
+        assert model.stain_matrix_[:, 0] @ H_STAIN > 0.99
+        assert model.stain_matrix_[:, 1] @ E_STAIN > 0.99
+    np.testing.assert_allclose(by_torch.stain_matrix_, by_numpy.stain_matrix_, atol=1e-4)
+    mean, most = differences(by_numpy.transform(tile), by_torch.transform(torch.from_numpy(tile)))
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
+
+
+def test_exactly_the_needed_stained_pixels_are_enough_for_both_backends():
+    """A tile with exactly ``min_tissue_pixels`` pixels through Macenko's filter is normalized."""
+    model = MacenkoNormalizer().fit(traded_stains(48 * 48, 1).reshape(48, 48, 3))
+    pixels = traded_stains(200)
+    od = -np.log((pixels.astype(float) + 1) / 240)
+    stained = pixels[np.all(od >= model.beta, axis=1)][:100]
+    tile = np.full((32, 32, 3), 255, np.uint8)
+    tile.reshape(-1, 3)[:100] = stained  # min_tissue_pixels(32, 32) is 100
+    for x in (tile, torch.from_numpy(tile)):
+        np.testing.assert_array_equal(tile_status(model, x), ["ok"])
+    mean, most = differences(model.transform(tile), model.transform(torch.from_numpy(tile)))
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", METHODS)
 def test_cuda_parity(name):
