@@ -86,3 +86,49 @@ def test_float_to_uint8_takes_integers_and_scalars():
     np.testing.assert_array_equal(float_to_uint8(np.array([[-3, 300, 7]])), [[0, 255, 7]])
     scalar = float_to_uint8(np.float64(3.6))
     assert scalar.shape == () and scalar == 4
+
+
+def _every_colour_class():
+    """RGB 0-255 covering dark (linear sRGB segment, XYZ below the cube-root knee), black,
+    saturated and bright colours, as a (1, 64, 65, 3) float64 batch."""
+    levels = np.array([0, 1, 2, 5, 9, 10, 11, 30, 64, 128, 200, 254, 255], dtype=np.float64)
+    grid = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), -1).reshape(-1, 3)
+    rng = np.random.default_rng(4)
+    extra = rng.uniform(0, 255, (64 * 65 - len(grid), 3))
+    return np.concatenate([grid, extra]).reshape(1, 64, 65, 3)
+
+
+@pytest.mark.filterwarnings("ignore:Conversion from CIE-LAB")
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_batch_lab_conversions_equal_the_reference_conversions(backend):
+    """The xp-generic conversions (numpy and torch) equal the float64 reference functions."""
+    import torch
+
+    from stainstyle.color.lab import cie_of, rgb_of_cie, rgb_of_ruderman, ruderman_of
+
+    xp = np if backend == "numpy" else torch
+    rgb = _every_colour_class()
+
+    def run(function, values):
+        out = function(xp, values if xp is np else torch.from_numpy(values))
+        assert out.dtype == (np.float64 if xp is np else torch.float64)
+        return out if xp is np else out.numpy()
+
+    lab = run(ruderman_of, rgb)  # black clamped to 1 before the logarithm, as the reference
+    np.testing.assert_allclose(lab, rgb_to_lab_ruderman(rgb), rtol=1e-12, atol=1e-12)
+    # Out-of-gamut lαβ (shifted and stretched) comes back unclipped, as the reference.
+    stretched = lab * [1.0, 3.0, 3.0] + [0.5, 0.2, -0.2]
+    np.testing.assert_allclose(
+        run(rgb_of_ruderman, stretched), lab_ruderman_to_rgb(stretched), rtol=1e-12
+    )
+    cie = run(cie_of, rgb)
+    np.testing.assert_allclose(cie, rgb2lab(rgb / 255.0), rtol=1e-9, atol=1e-9)
+    # Dark, bright and out-of-gamut L*a*b* (L* below 8 takes the linear segment): clipped RGB.
+    lab_grid = np.stack(
+        np.meshgrid([0.0, 3.0, 7.9, 8.1, 50.0, 99.0, 100.0], [-120, -20, 0, 20, 120],
+                    [-120, -20, 0, 20, 120], indexing="ij"), -1
+    ).reshape(1, 7, 25, 3).astype(np.float64)  # fmt: skip
+    for values in (cie, lab_grid):
+        np.testing.assert_allclose(
+            run(rgb_of_cie, values), lab2rgb(values) * 255.0, rtol=1e-9, atol=1e-9
+        )
