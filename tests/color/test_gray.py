@@ -45,6 +45,12 @@ def test_gray_is_uint8_and_bad_input_is_named():
         gray_normalize(np.zeros((2, 4), np.uint8))
     with pytest.raises(ValueError, match="rgb: expected dtype uint8, got float64"):
         gray_normalize(np.zeros((2, 3)))
+    import torch
+
+    with pytest.raises(ValueError, match="rgb: expected dtype uint8, got torch.float32"):
+        gray_normalize(torch.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"rgb: expected shape \(\.\.\., 3\), got \(2, 4\)"):
+        gray_normalize(torch.zeros((2, 4), dtype=torch.uint8))
 
 
 def test_estimator_defaults_and_fitted_count(target_tiles):
