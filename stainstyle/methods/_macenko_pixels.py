@@ -178,11 +178,11 @@ class ODStream:
         """Optical density ``(..., 3)`` float32 of uint8 pixels ``(..., 3)``."""
         return cv2.LUT(image, self._lut)
 
-    def chunks(self, tissue: bool = True, every: bool = True) -> Iterator[tuple]:
-        """``(tissue, all)`` optical densities ``(n, 3)`` per chunk (None where not asked for)."""
-        if self.whole is not None:
-            yield self.whole[0] if tissue else None, self.whole[1] if every else None
-            return
+    def chunks(self, tissue: bool = True) -> Iterator[tuple]:
+        """``(tissue, all)`` optical densities ``(n, 3)`` per strip of the images, recomputed.
+
+        The tissue part is None when not asked for.
+        """
         for image in self._images:
             for rows in row_strips(image.shape, CHUNK_PIXELS):
                 od = self.optical_density(image[rows]).reshape(-1, 3)
@@ -291,7 +291,7 @@ def _count_pass(stream, tissue, jobs, pending, brackets, found) -> None:
     """One pass: resolve the pending ranks of every job that fall inside their brackets."""
     counts = [np.zeros((len(ranks), 3), dtype=np.int64) for ranks in pending]  # <, ==lo, ==hi
     inside: list[list[list[np.ndarray]]] = [[[] for _ in ranks] for ranks in pending]
-    for tissue_od, every_od in stream.chunks(tissue=tissue, every=not tissue):
+    for tissue_od, every_od in stream.chunks(tissue=tissue):
         od = tissue_od if tissue else every_od
         for j, (values, _, _) in enumerate(jobs):
             if not pending[j] or len(od) == 0:

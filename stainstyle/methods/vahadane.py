@@ -190,7 +190,7 @@ def _streamed_tissue_sample(stream: ODStream, ranks: np.ndarray | None) -> np.nd
     gives the same sample as the same image held whole; None takes them all.
     """
     picked, offset = [], 0
-    for tissue, _ in stream.chunks(tissue=True, every=False):
+    for tissue, _ in stream.chunks(tissue=True):
         if ranks is None:
             picked.append(tissue)
         else:

@@ -301,6 +301,135 @@ def test_streamed_percentiles_stay_exact_when_the_sample_misleads(small_chunks):
     np.testing.assert_allclose(got, np.percentile(values(every), q), rtol=0, atol=1e-6)
 
 
+def test_a_streamed_survey_sums_the_tissue_and_samples_every_stride_th_pixel(small_chunks):
+    # Strips of 11 rows (990 pixels) are no multiple of the stride, and beta is not the default.
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.3)
+    assert stream.whole is None
+    survey = stream.survey()
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3), 240.0) for image in images])
+    keep = np.concatenate(
+        [tissue_mask(image, 240.0, 0.3, every_channel=True).ravel() for image in images]
+    )
+    tissue = every[keep]
+    assert survey.n_tissue == len(tissue) and survey.n_every == len(every)
+    np.testing.assert_allclose(survey.total, tissue.sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(survey.second, tissue.T @ tissue, rtol=1e-6)
+    stride = small_chunks.SAMPLE_STRIDE
+    assert survey.tissue_sample.dtype == survey.every_sample.dtype == np.float32
+    assert max(len(chunk) for _, chunk in stream.chunks()) <= small_chunks.CHUNK_PIXELS
+    np.testing.assert_allclose(survey.tissue_sample, tissue[::stride], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(survey.every_sample, every[::stride], rtol=0, atol=1e-6)
+
+
+def test_streamed_percentiles_between_the_two_largest_values(small_chunks):
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+
+    def values(od):
+        return od[:, 0] + 0.25 * od[:, 1] + 0.0625 * od[:, 2]
+
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    n = len(every)
+    top = np.sort(values(every))[-2:]
+    assert top[1] - top[0] > 1e-3
+    q = [100.0 * (n - 1.5) / (n - 1)]  # halfway between the ranks n - 2 and n - 1
+    (got,) = small_chunks.stream_percentiles(stream, survey, False, [(values, q, None)])
+    np.testing.assert_allclose(got, [top.mean()], rtol=0, atol=1e-6)
+
+
+def test_images_up_to_the_in_memory_limit_together_are_held_whole(small_chunks):
+    def whole(*shapes):
+        return small_chunks.ODStream([np.full((*s, 3), 90, np.uint8) for s in shapes], 240.0, 0.15)
+
+    assert whole((64, 64)).whole is not None
+    assert whole((20, 150)).whole is not None  # 3,000 pixels, though 150 x 150 would not fit
+    assert whole((64, 65)).whole is None
+    two = whole((32, 64), (32, 64))
+    assert two.whole is not None and two.survey().n_every == two.survey().n_tissue == 64 * 64
+    assert len(two.whole[1]) == 64 * 64
+    tissue_only = small_chunks.ODStream.of_tissue(np.ones((5, 3), np.float32)).survey()
+    assert tissue_only.n_tissue == 5 and tissue_only.n_every == 0
+
+
+def test_a_counting_pass_resolves_exactly_the_ranks_inside_each_bracket(small_chunks):
+    # Eight tied values; a bracket resolves a rank below it, strictly inside or at either end
+    # (even where both ends are one value) and leaves every other rank to a later pass.
+    rng = np.random.default_rng(6)
+    levels = np.array([40, 60, 80, 100, 120, 140, 160, 180], np.uint8)
+    images = levels[rng.integers(0, 8, (1, 70, 90))][..., None].repeat(3, axis=-1)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    assert stream.whole is None
+
+    def values(od):
+        return od[:, 0]
+
+    ordered = np.sort(values(rgb_to_od(images.reshape(-1, 3)).astype(np.float32)))
+    ends = np.flatnonzero(np.diff(ordered)) + 1  # first rank of each value but the smallest
+    ranks = sorted(
+        {0, len(ordered) - 1, *(ends - 1).tolist(), *ends.tolist(), *(ends + 1).tolist()}
+    )
+    value = np.unique(ordered)  # decreasing intensity, increasing optical density
+    for lo, hi in ((value[2], value[5]), (value[3], value[3]), (value[2] - 0.01, value[5] + 0.01)):
+        found = [{}, {}]
+        jobs = [(values, [], None), (values, [], None)]  # the first has nothing pending
+        small_chunks._count_pass(
+            stream, False, jobs, [[], ranks], [[], [(lo, hi)] * len(ranks)], found
+        )
+        expected = {r: float(ordered[r]) for r in ranks if lo <= ordered[r] <= hi}
+        assert found == [{}, expected]
+
+
+def test_sorted_percentiles_at_100_with_the_maximum_outside_the_sample():
+    # The sample's bracket of the largest rank ends at the second largest value, one short.
+    values = np.random.default_rng(8).random(65_536).astype(np.float32)
+    values[0], values[1] = 1.5, 2.0  # a strided sample pixel, and one left out of the sample
+    q = [50.0, 100.0]
+    np.testing.assert_array_equal(_sorted_percentiles(values, q), np.percentile(values, q))
+
+
+def test_streamed_percentiles_at_every_one_of_the_largest_ranks(small_chunks):
+    # From ranks where the sampled bracket ends inside the sample to ranks where it runs past it.
+    rng = np.random.default_rng(12)
+    images = rng.integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+
+    def values(od):
+        return od[:, 0] + 0.25 * od[:, 1] + 0.0625 * od[:, 2]
+
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    n = len(every)
+    q = (100.0 * np.arange(n - 1600, n) / (n - 1)).tolist()
+    (got,) = small_chunks.stream_percentiles(stream, survey, False, [(values, q, None)])
+    np.testing.assert_allclose(got, np.percentile(values(every), q), rtol=0, atol=1e-6)
+
+
+def test_streamed_percentiles_sort_nan_values_last(small_chunks):
+    rng = np.random.default_rng(13)
+    images = rng.integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
+    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
+    survey = stream.survey()
+
+    def values(od):  # NaN for about a tenth of the pixels
+        return np.where(od[:, 0] > 2.2, np.nan, od[:, 1])
+
+    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    ordered = np.sort(values(every))  # NaN last
+    assert 0.05 < np.mean(np.isnan(ordered)) < 0.2
+    q = [50.0, 100.0]
+    position = np.array(q) / 100.0 * (len(ordered) - 1)
+    below = np.floor(position).astype(int)
+    above = np.minimum(below + 1, len(ordered) - 1)
+    expected = ordered[below] + (position - below) * (ordered[above] - ordered[below])
+    (got,) = small_chunks.stream_percentiles(stream, survey, False, [(values, q, None)])
+    assert np.isfinite(got[0]) and np.isnan(got[1])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
 def test_a_streamed_tile_matches_the_in_memory_estimate(small_chunks):
     tiles = he_tiles(4, 96, seed=9)
     normalizer = MacenkoNormalizer().fit(tiles[:2])
