@@ -11,6 +11,7 @@ from stainstyle.color import rgb_to_od
 from stainstyle.methods._sparse_nmf import _parallel, learn_dictionary, sparse_codes
 from stainstyle.methods.vahadane import _sample_ranks, vahadane_stain_matrix
 from stainstyle.separation import RUIFROK_HE, check_stain_matrix, reconstruct
+from stainstyle.sources import UnmodelledSource
 from stainstyle.tissue import tissue_mask
 
 #: Stain vectors unlike Ruifrok's (the solver's start), to recover from rendered tiles.
@@ -338,3 +339,84 @@ def test_real_tissue_rebuilds_from_its_own_stains():
     rebuilt = reconstruct(maps, normalizer.stain_matrix_, io=normalizer.io).astype(int)
     error = np.abs(rebuilt - tile)[tissue_mask(tile)]
     assert error.mean() < 6.0
+
+
+# ------------------------------------------------------------------------------ boundaries
+def test_images_pool_their_pixels_as_one_image_stacked_by_rows():
+    # Tissue pixels are ranked row-major image after image, so two tiles give the estimate of
+    # their vertical stack exactly (sample, stains and percentiles over every pixel).
+    top, bottom = render(seed=3, size=64), render(seed=4, size=64)
+    for tissue_only in (False, True):
+        normalizer = VahadaneNormalizer(n_pixels=2000, tissue_only=tissue_only)
+        pair = clone(normalizer).fit([top, bottom])
+        stacked = clone(normalizer).fit(np.concatenate([top, bottom]))
+        np.testing.assert_array_equal(pair.stain_matrix_, stacked.stain_matrix_)
+        np.testing.assert_array_equal(pair.max_concentrations_, stacked.max_concentrations_)
+
+
+def test_exactly_the_needed_tissue_pixels_are_enough():
+    normalizer = VahadaneNormalizer(n_pixels=100)
+    assert normalizer._sample_ranks(100, 100) is None  # all of them, no sample
+    message = r"^hold 99 tissue pixels \(an optical density of at least beta=0\.15 in some "
+    message += r"channel\), at least 100 are needed; are they pale or blank\?$"
+    with pytest.raises(UnmodelledSource, match=message):
+        normalizer._sample_ranks(99, 100)
+
+
+@pytest.mark.parametrize("shape", [(21, 15), (33, 17)])
+def test_odd_sized_tiles_too_large_to_hold_whole_transform_in_strips(monkeypatch, shape):
+    # Streamed, no concentrations are kept from the estimate: the transform computes them
+    # strip by strip, whatever the tile's pixel count, and agrees with the tile held whole.
+    import stainstyle.methods._macenko_pixels as pixels
+    import stainstyle.methods.vahadane as vahadane
+
+    normalizer = VahadaneNormalizer().fit(render(seed=5))
+    tile = render(seed=6, size=64)[: shape[0], : shape[1]]
+    whole = normalizer.transform(tile)
+    monkeypatch.setattr(vahadane, "IN_MEMORY_PIXELS", 64)
+    monkeypatch.setattr(pixels, "IN_MEMORY_PIXELS", 64)
+    streamed = normalizer.transform(tile)
+    assert streamed.shape == tile.shape and streamed.dtype == np.uint8
+    assert np.abs(streamed.astype(int) - whole).max() <= 1
+
+
+def sparse_densities(stains, seed, n=500):
+    """Tissue optical densities ``(m, 3)`` of sparse exponential amounts of two stains."""
+    rng = np.random.default_rng(seed)
+    amounts = rng.exponential(0.5, (n, 2)) * (rng.random((n, 2)) < 0.7)
+    od = amounts @ stains.T
+    return od[od.max(axis=1) > 0.15]
+
+
+def test_the_larger_red_stain_comes_first_whichever_atom_learned_it():
+    # Two stains both closer to Ruifrok's eosin than to its hematoxylin: the atom started at
+    # hematoxylin ends on the stain of smaller red density, and the columns are swapped back.
+    stains = np.array([[0.261, 0.379], [0.893, 0.924], [0.368, 0.057]])
+    stains /= np.linalg.norm(stains, axis=0)
+    od = sparse_densities(stains, seed=1)
+    atoms = learn_dictionary(od, RUIFROK_HE, 0.1, 100, 2e-4).atoms
+    assert atoms[0, 0] < atoms[0, 1] and atoms[1, 0] > atoms[0, 1]  # learned E first
+    found, degenerate = vahadane_stain_matrix(od)
+    assert not degenerate
+    np.testing.assert_array_equal(found, atoms[:, ::-1] / np.linalg.norm(atoms[:, ::-1], axis=0))
+    assert np.all(angles(found, stains[:, ::-1]) < 3.0)
+
+
+def test_a_stain_matrix_with_an_unused_atom_is_degenerate():
+    # One atom codes no pixel (it stays apart from the other): the matrix is refused all the
+    # same, though its two columns are far from parallel.
+    stains = np.array([[0.43, 0.09], [0.02, 0.02], [0.68, 0.85]])
+    od = sparse_densities(stains / np.linalg.norm(stains, axis=0), seed=0)
+    dictionary = learn_dictionary(od, RUIFROK_HE, 0.1, 100, 2e-4)
+    assert dictionary.used.tolist() == [True, False]
+    found, degenerate = vahadane_stain_matrix(od)
+    assert degenerate and found[:, 0] @ found[:, 1] < 0.99
+
+
+def test_tissue_only_pools_tiles_of_different_sizes():
+    tiles = [render(seed=3, size=64), render(seed=4, size=64)[:40, :24].copy()]
+    tiles[0][:16] = 250  # background rows
+    everywhere = VahadaneNormalizer().fit(tiles)
+    on_tissue = VahadaneNormalizer(tissue_only=True).fit(tiles)
+    np.testing.assert_array_equal(everywhere.stain_matrix_, on_tissue.stain_matrix_)
+    assert np.all(on_tissue.max_concentrations_ > everywhere.max_concentrations_)
