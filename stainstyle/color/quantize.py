@@ -25,17 +25,19 @@ def float_to_uint8(rgb: np.ndarray) -> np.ndarray:
     if rgb.dtype not in (np.float32, np.float64):
         rgb = rgb.astype(np.float64)
     flat = rgb.reshape(-1, rgb.shape[-1] if rgb.ndim > 1 else 1)
-    if flat.dtype == np.float32 and flat.flags.c_contiguous:
+    if flat.dtype == np.float32 and flat.flags.c_contiguous and flat.size:
         # The hot path of every method's output: OpenCV's SIMD kernels, in place, four times
-        # faster than NumPy's fmax and fmin on a tile.
+        # faster than NumPy's fmax and fmin on a tile. (OpenCV returns None for an empty array.)
         cv2.patchNaNs(flat, 0.0)
         cv2.threshold(flat, 0.0, 0.0, cv2.THRESH_TOZERO, dst=flat)  # negatives become 0
         cv2.threshold(flat, 255.0, 255.0, cv2.THRESH_TRUNC, dst=flat)  # +inf becomes 255
-    else:
-        np.fmax(flat, 0.0, out=flat)  # negatives and NaN become 0
-        np.fmin(flat, 255.0, out=flat)  # +inf becomes 255
-    # OpenCV's saturating cast rounds half to even (cvRound), as np.rint does.
-    return cv2.convertScaleAbs(flat).reshape(rgb.shape)
+        # OpenCV's saturating cast rounds float32 half to even (cvRound), as np.rint does.
+        return cv2.convertScaleAbs(flat).reshape(rgb.shape)
+    np.fmax(flat, 0.0, out=flat)  # negatives and NaN become 0
+    np.fmin(flat, 255.0, out=flat)  # +inf becomes 255
+    # Not cv2.convertScaleAbs: its vectorised path rounds float64 through float32, so that
+    # 101.4999985 would become 102.
+    return np.rint(flat, out=flat).astype(np.uint8).reshape(rgb.shape)
 
 
 #: Pixels per strip in :func:`row_strips`: 64 Ki pixels of float32 RGB is 768 KiB, cache-sized.

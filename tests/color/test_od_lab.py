@@ -132,3 +132,31 @@ def test_batch_lab_conversions_equal_the_reference_conversions(backend):
         np.testing.assert_allclose(
             run(rgb_of_cie, values), lab2rgb(values) * 255.0, rtol=1e-9, atol=1e-9
         )
+
+
+@pytest.mark.parametrize("pixels", [1, 16, 4096])
+def test_float_to_uint8_rounds_float64_exactly_like_rint(pixels):
+    # 101.4999985 and 254.4999999 are below a half in float64 and round up once cast to
+    # float32; 255.6 must clip to 255, not round to 256 and wrap.
+    values = np.array([101.4999985, 254.4999999, 0.4999999999, 255.6, 0.7, np.nan])
+    rgb = np.resize(values, (pixels, 6))
+    expected = np.resize(np.array([101, 254, 0, 255, 1, 0], dtype=np.uint8), (pixels, 6))
+    np.testing.assert_array_equal(float_to_uint8(rgb.copy()), expected)
+    np.testing.assert_array_equal(float_to_uint8(rgb[:, ::2].copy()), expected[:, ::2])
+
+
+def test_float_to_uint8_float32_fast_path_matches_rint(rng):
+    rgb = rng.uniform(-20.0, 275.0, (64, 48, 3)).astype(np.float32)
+    rgb[0, :4, 0] = [np.nan, np.inf, -np.inf, 0.7]
+    expected = np.rint(np.clip(np.nan_to_num(rgb, nan=0.0), 0, 255)).astype(np.uint8)
+    out = float_to_uint8(rgb.copy())
+    assert out.dtype == np.uint8 and out.shape == rgb.shape
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(float_to_uint8(rgb[:, ::2]), expected[:, ::2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (4, 0, 3), (2, 0, 0, 3)])
+def test_float_to_uint8_keeps_the_shape_of_an_empty_array(dtype, shape):
+    out = float_to_uint8(np.zeros(shape, dtype=dtype))
+    assert out.dtype == np.uint8 and out.shape == shape

@@ -1,9 +1,12 @@
+from fractions import Fraction
+
 import numpy as np
+import torch
 from _support import read_rgb, require_data
 from skimage.exposure import match_histograms
 
 from stainstyle import HistogramSpecification
-from stainstyle.methods.histogram import channel_histograms, match_cdf_lut
+from stainstyle.methods.histogram import _match_cdf_luts, channel_histograms, match_cdf_lut
 from stainstyle.tissue import tissue_mask
 
 
@@ -50,6 +53,24 @@ def test_lut_of_a_one_pixel_source():
     lut = match_cdf_lut(source, target)
     np.testing.assert_array_equal(lut[:100], 40)
     np.testing.assert_array_equal(lut[100:], 200)
+
+
+def test_lut_rounds_a_value_just_below_a_half_down_in_numpy_and_torch():
+    """Source CDF 32769/65536 between target CDF 2/65521 at 0 and 1 at 255 maps to
+    255 (32769 * 65521 - 2 * 65536) / (65536 * 65519) = 127.4999991: 127, although float32
+    rounds it to 127.5 and so to 128."""
+    source = np.zeros(256, dtype=np.int64)
+    source[[100, 200]] = [32769, 32767]
+    target = np.zeros(256, dtype=np.int64)
+    target[[0, 255]] = [2, 65519]
+    exact = Fraction(255 * (32769 * 65521 - 2 * 65536), 65536 * 65519)
+    assert 127 < exact < Fraction(255, 2) and np.float32(float(exact)) == 127.5
+    lut = match_cdf_lut(source, target)
+    np.testing.assert_array_equal(lut[100:200], 127)
+    torch_luts = _match_cdf_luts(
+        torch.as_tensor(np.tile(source, (2, 3, 1))), np.tile(target, (3, 1))
+    )
+    np.testing.assert_array_equal(torch_luts.numpy(), np.tile(lut, (2, 3, 1)))
 
 
 def test_target_histogram_pools_every_batch_and_only_tissue_when_asked(target_tiles):
