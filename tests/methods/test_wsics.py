@@ -501,6 +501,19 @@ def test_fit_returns_self_and_sets_attributes():
     assert normalizer.n_tiles_fit_ == 1 and normalizer.n_nuclei_ > 10
 
 
+def test_fit_uses_its_random_state(monkeypatch):
+    import stainstyle.methods.wsics as wsics
+
+    monkeypatch.setattr(wsics, "MAX_TRAINING_PIXELS", 2000)  # the quota sample draws pixels
+    tile = nuclei_tile(0)
+    medians = {}
+    for seed in (3, 2000):
+        template = colour_class_statistics(wsics_pool([tile], 0.5, seed).colours)
+        medians[seed] = WSICSNormalizer(random_state=seed).fit(tile).medians_
+        np.testing.assert_array_equal(medians[seed], template.medians)
+    assert not np.array_equal(medians[3], medians[2000])
+
+
 def test_defaults_are_the_documented_ones():
     assert WSICSNormalizer().get_params() == {
         "microns_per_pixel": 0.5,
@@ -555,6 +568,18 @@ def test_pool_skips_parts_without_tissue_or_enough_nuclei(monkeypatch):
     )
     for a, b in zip(pooled.colours, alone.colours, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_pool_needs_more_nuclei_than_the_rule(monkeypatch):
+    import stainstyle.methods._wsics_labels as labels
+
+    tile = nuclei_tile(1)
+    n = label_stain_classes(tile, 0.5, np.random.default_rng(2000)).n_nuclei
+    area = 128 * 128 * 0.5**2  # a power of two: the rule's count is exact
+    monkeypatch.setattr(labels, "NUCLEI_PER_SQUARE_UM", n / area)
+    assert wsics_pool([tile], 0.5).n_tiles == 0
+    monkeypatch.setattr(labels, "NUCLEI_PER_SQUARE_UM", (n - 1) / area)
+    assert wsics_pool([tile], 0.5).n_tiles == 1
 
 
 def test_clone_and_params():
