@@ -217,6 +217,15 @@ def test_empty_background_is_measured_as_zero_and_left_unmapped(rng):
         np.testing.assert_array_equal(map_hsd(hsd, background_only, source, template), hsd)
 
 
+def test_empty_stain_class_is_measured_as_zero(rng):
+    samples = _samples(rng)
+    samples[0] = np.empty((0, 3))
+    stats = class_statistics(samples)
+    np.testing.assert_array_equal(stats.medians[0], (0.0, 0.0))
+    assert stats.angles[0] == 0.0 and stats.counts[0] == 0
+    np.testing.assert_array_equal(stats.landmarks[0], np.zeros((2, 7)))
+
+
 def test_a_single_background_pixel_is_a_background(rng):
     samples = _samples(rng)
     samples[2] = samples[2][:1]
