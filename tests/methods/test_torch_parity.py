@@ -331,6 +331,31 @@ def test_exactly_the_needed_stained_pixels_are_enough_for_both_backends():
     assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
 
 
+def test_exactly_the_needed_tissue_pixels_are_enough_for_vahadane_on_both_backends():
+    """A tile with exactly ``min_tissue_pixels`` tissue pixels gets its own Vahadane stains."""
+    model = VahadaneNormalizer().fit(traded_stains(48 * 48, 1).reshape(48, 48, 3))
+    pixels = traded_stains(200)
+    od = -np.log((pixels.astype(float) + 1) / 240)
+    stained = pixels[np.any(od >= model.beta, axis=1)][:100]
+    tile = np.full((32, 32, 3), 255, np.uint8)
+    tile.reshape(-1, 3)[:100] = stained  # min_tissue_pixels(32, 32) is 100
+    for x in (tile, torch.from_numpy(tile)):
+        np.testing.assert_array_equal(tile_status(model, x), ["ok"])
+    mean, most = differences(model.transform(tile), model.transform(torch.from_numpy(tile)))
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
+
+
+def test_tensor_optical_density_is_the_float32_table():
+    """Every uint8 intensity maps to its float32 optical density, as the numpy path's."""
+    from stainstyle.color.od import od_lut
+    from stainstyle.methods._stain_tensors import optical_density
+
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, -1, 1).expand(1, 256, 3)
+    od = optical_density(pixels, 250.0)
+    assert od.dtype == torch.float32 and od.shape == (1, 256, 3)
+    np.testing.assert_array_equal(od[0, :, 1].numpy(), od_lut(250.0, np.float32))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", METHODS)
 def test_cuda_parity(name):
