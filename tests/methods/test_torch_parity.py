@@ -331,6 +331,26 @@ def test_exactly_the_needed_stained_pixels_are_enough_for_both_backends():
     assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
 
 
+def test_stains_off_the_positive_octant_agree_on_both_backends():
+    """Pixels of near-constant ``r + g + 1.2 b`` optical density put the stain plane at a slant.
+
+    Their estimated stain directions have negative components; the column signs are still
+    made the same by both backends.
+    """
+    rng = np.random.default_rng(0)
+    share = rng.uniform(0, 1, (48 * 48, 1))
+    side = np.array([1.0, -1.0, 0.0]) * rng.normal(0, 0.03, (48 * 48, 1))
+    od = share * np.array([0.2, 0.2, 1.3]) + (1 - share) * np.array([1.2, 0.5, 0.25]) + side
+    tile = np.clip(np.rint(240 * np.exp(-od) - 1), 0, 255).astype(np.uint8).reshape(48, 48, 3)
+    by_numpy = MacenkoNormalizer().fit(tile)
+    by_torch = MacenkoNormalizer().fit(torch.from_numpy(tile))
+    assert (by_numpy.stain_matrix_ < 0).any()
+    np.testing.assert_allclose(by_torch.stain_matrix_, by_numpy.stain_matrix_, atol=1e-4)
+    np.testing.assert_allclose(
+        by_torch.max_concentrations_, by_numpy.max_concentrations_, atol=1e-4
+    )
+
+
 def test_exactly_the_needed_tissue_pixels_are_enough_for_vahadane_on_both_backends():
     """A tile with exactly ``min_tissue_pixels`` tissue pixels gets its own Vahadane stains."""
     model = VahadaneNormalizer().fit(traded_stains(48 * 48, 1).reshape(48, 48, 3))
