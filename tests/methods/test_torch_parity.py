@@ -394,3 +394,9 @@ def test_cuda_parity(name):
         model.transform_with_status, [torch.from_numpy(t).to(device) for t in tiles]
     )
     np.testing.assert_array_equal(status, quiet(by_numpy.transform_with_status, tiles)[1])
+    statistics = quiet(model.source_statistics, torch.from_numpy(batch[:4]).to(device))
+    expected = quiet(by_numpy.transform, batch[:4], source=by_numpy.source_statistics(batch[:4]))
+    out = quiet(model.transform, torch.from_numpy(batch[:4]).to(device), source=statistics)
+    assert out.device.type == "cuda"
+    mean, most = differences(expected, out)
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT, (name, mean, most)
