@@ -331,6 +331,51 @@ def test_exactly_the_needed_stained_pixels_are_enough_for_both_backends():
     assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
 
 
+def test_stains_off_the_positive_octant_agree_on_both_backends():
+    """Pixels of near-constant ``r + g + 1.2 b`` optical density put the stain plane at a slant.
+
+    Their estimated stain directions have negative components; the column signs are still
+    made the same by both backends.
+    """
+    rng = np.random.default_rng(0)
+    share = rng.uniform(0, 1, (48 * 48, 1))
+    side = np.array([1.0, -1.0, 0.0]) * rng.normal(0, 0.03, (48 * 48, 1))
+    od = share * np.array([0.2, 0.2, 1.3]) + (1 - share) * np.array([1.2, 0.5, 0.25]) + side
+    tile = np.clip(np.rint(240 * np.exp(-od) - 1), 0, 255).astype(np.uint8).reshape(48, 48, 3)
+    by_numpy = MacenkoNormalizer().fit(tile)
+    by_torch = MacenkoNormalizer().fit(torch.from_numpy(tile))
+    assert (by_numpy.stain_matrix_ < 0).any()
+    np.testing.assert_allclose(by_torch.stain_matrix_, by_numpy.stain_matrix_, atol=1e-4)
+    np.testing.assert_allclose(
+        by_torch.max_concentrations_, by_numpy.max_concentrations_, atol=1e-4
+    )
+
+
+def test_exactly_the_needed_tissue_pixels_are_enough_for_vahadane_on_both_backends():
+    """A tile with exactly ``min_tissue_pixels`` tissue pixels gets its own Vahadane stains."""
+    model = VahadaneNormalizer().fit(traded_stains(48 * 48, 1).reshape(48, 48, 3))
+    pixels = traded_stains(200)
+    od = -np.log((pixels.astype(float) + 1) / 240)
+    stained = pixels[np.any(od >= model.beta, axis=1)][:100]
+    tile = np.full((32, 32, 3), 255, np.uint8)
+    tile.reshape(-1, 3)[:100] = stained  # min_tissue_pixels(32, 32) is 100
+    for x in (tile, torch.from_numpy(tile)):
+        np.testing.assert_array_equal(tile_status(model, x), ["ok"])
+    mean, most = differences(model.transform(tile), model.transform(torch.from_numpy(tile)))
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT
+
+
+def test_tensor_optical_density_is_the_float32_table():
+    """Every uint8 intensity maps to its float32 optical density, as the numpy path's."""
+    from stainstyle.color.od import od_lut
+    from stainstyle.methods._stain_tensors import optical_density
+
+    pixels = torch.arange(256, dtype=torch.uint8).reshape(1, -1, 1).expand(1, 256, 3)
+    od = optical_density(pixels, 250.0)
+    assert od.dtype == torch.float32 and od.shape == (1, 256, 3)
+    np.testing.assert_array_equal(od[0, :, 1].numpy(), od_lut(250.0, np.float32))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", METHODS)
 def test_cuda_parity(name):
@@ -349,3 +394,9 @@ def test_cuda_parity(name):
         model.transform_with_status, [torch.from_numpy(t).to(device) for t in tiles]
     )
     np.testing.assert_array_equal(status, quiet(by_numpy.transform_with_status, tiles)[1])
+    statistics = quiet(model.source_statistics, torch.from_numpy(batch[:4]).to(device))
+    expected = quiet(by_numpy.transform, batch[:4], source=by_numpy.source_statistics(batch[:4]))
+    out = quiet(model.transform, torch.from_numpy(batch[:4]).to(device), source=statistics)
+    assert out.device.type == "cuda"
+    mean, most = differences(expected, out)
+    assert mean <= MEAN_LIMIT and most <= MAX_LIMIT, (name, mean, most)
