@@ -136,6 +136,40 @@ def test_nuclei_at_a_fine_pixel_size_are_found_where_they_are():
     np.testing.assert_allclose(found[:, 2], 12.0, atol=1.5)
 
 
+@pytest.mark.parametrize(
+    ("microns_per_pixel", "centre", "radius", "atol"),
+    [
+        (0.5, (30.0, 20.0), 6, 1.0),  # the 4x4 box blur moves a centre by half a pixel
+        # Found on the image shrunk by 2: its pixel 20 stands for pixels 40 and 41, centre 40.5.
+        (0.25, (40.5, 50.5), 12, 1e-9),
+    ],
+)
+def test_a_lone_nucleus_is_found_where_it_is(microns_per_pixel, centre, radius, atol):
+    yy, xx = np.mgrid[:96, :96]
+    tile = np.empty((96, 96, 3), dtype=np.uint8)
+    tile[:] = (235, 150, 190)
+    tile[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2] = (90, 60, 150)
+    nuclei = detect_nuclei(rgb_to_hsd(tile)[..., 2], microns_per_pixel)
+    assert nuclei.shape == (1, 3)
+    np.testing.assert_allclose(nuclei[0, :2], centre, atol=atol)
+
+
+def test_a_nucleus_a_third_as_contrasted_as_the_darkest_is_found():
+    # The blob threshold is 0.1 of the densest blurred pixel's scale: at 0.2 the pale one is lost.
+    yy, xx = np.mgrid[:64, :96]
+    tile = np.empty((64, 96, 3), dtype=np.uint8)
+    tile[:] = (235, 150, 190)
+    tile[(yy - 32) ** 2 + (xx - 24) ** 2 <= 36] = (60, 30, 120)
+    tile[(yy - 32) ** 2 + (xx - 70) ** 2 <= 36] = (150, 100, 165)
+    nuclei = detect_nuclei(rgb_to_hsd(tile)[..., 2], 0.5)
+    np.testing.assert_allclose(np.sort(nuclei[:, 1]), [24, 70], atol=1.0)
+
+
+def test_a_tile_without_blobs_has_no_nuclei():
+    flat = np.full((32, 32), 0.3)
+    assert detect_nuclei(flat, 0.5).shape == (0, 3)
+
+
 def test_a_strip_too_thin_for_the_detector_has_no_nuclei():
     strip = nuclei_tile(0)[60:62]  # two rows across nuclei
     assert label_stain_classes(strip, 0.5, np.random.default_rng(0)).n_nuclei == 0
