@@ -113,6 +113,29 @@ def test_labels_follow_the_stains():
     assert white.any() and np.all(labels.labels[white] == LABEL_BACKGROUND)
 
 
+def test_a_3x3_median_relabels_only_k_nn_pixels():
+    # Reference: seeds, then the k-NN vote, then a 3x3 median (replicated border) of the map
+    # eosin 0, background 1, hematoxylin 2 that relabels k-NN pixels unless it is background.
+    from scipy.ndimage import median_filter
+
+    tile = nuclei_tile(3)
+    result = label_stain_classes(tile, 0.5, np.random.default_rng(0))
+    hsd = rgb_to_hsd(tile)
+    background = background_mask(hsd)
+    nuclei = detect_nuclei(hsd[..., 2], 0.5)
+    hema, eosin = _seed_masks(hsd, background, nuclei, np.random.default_rng(0))
+    query = ~background.ravel() & ~hema & ~eosin
+    sign = np.zeros(hema.shape, int)
+    sign[hema], sign[eosin] = 1, -1
+    sign[query] = _knn_labels(tile, hsd, hema, eosin, query)
+    median = median_filter((sign + 1).reshape(background.shape), size=3, mode="nearest").ravel()
+    relabel = query & (median != 1)
+    assert np.any(sign[relabel] != median[relabel] - 1)  # the median changes some labels
+    sign[relabel] = median[relabel] - 1
+    expected = np.select([background.ravel(), sign > 0], [LABEL_BACKGROUND, LABEL_HEMATOXYLIN], 2)
+    np.testing.assert_array_equal(result.labels.ravel(), expected)
+
+
 def test_pale_nuclei_are_found():
     # Detection is relative to the tile's densest blurred pixel, however pale the stain.
     tile = nuclei_tile(0, nucleus=(150, 120, 190))  # mean density about 0.55
