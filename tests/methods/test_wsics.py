@@ -13,11 +13,13 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from stainstyle.base import BackgroundTileWarning, tile_status
-from stainstyle.color.hsd import rgb_to_hsd
+from stainstyle.color.hsd import hsd_channel_densities, rgb_to_hsd
 from stainstyle.methods._wsics_labels import (
     LABEL_BACKGROUND,
     LABEL_EOSIN,
     LABEL_HEMATOXYLIN,
+    _knn_labels,
+    _seed_masks,
     background_mask,
     detect_nuclei,
     disc_pixels,
@@ -111,6 +113,29 @@ def test_labels_follow_the_stains():
     assert white.any() and np.all(labels.labels[white] == LABEL_BACKGROUND)
 
 
+def test_a_3x3_median_relabels_only_k_nn_pixels():
+    # Reference: seeds, then the k-NN vote, then a 3x3 median (replicated border) of the map
+    # eosin 0, background 1, hematoxylin 2 that relabels k-NN pixels unless it is background.
+    from scipy.ndimage import median_filter
+
+    tile = nuclei_tile(3)
+    result = label_stain_classes(tile, 0.5, np.random.default_rng(0))
+    hsd = rgb_to_hsd(tile)
+    background = background_mask(hsd)
+    nuclei = detect_nuclei(hsd[..., 2], 0.5)
+    hema, eosin = _seed_masks(hsd, background, nuclei, np.random.default_rng(0))
+    query = ~background.ravel() & ~hema & ~eosin
+    sign = np.zeros(hema.shape, int)
+    sign[hema], sign[eosin] = 1, -1
+    sign[query] = _knn_labels(tile, hsd, hema, eosin, query)
+    median = median_filter((sign + 1).reshape(background.shape), size=3, mode="nearest").ravel()
+    relabel = query & (median != 1)
+    assert np.any(sign[relabel] != median[relabel] - 1)  # the median changes some labels
+    sign[relabel] = median[relabel] - 1
+    expected = np.select([background.ravel(), sign > 0], [LABEL_BACKGROUND, LABEL_HEMATOXYLIN], 2)
+    np.testing.assert_array_equal(result.labels.ravel(), expected)
+
+
 def test_pale_nuclei_are_found():
     # Detection is relative to the tile's densest blurred pixel, however pale the stain.
     tile = nuclei_tile(0, nucleus=(150, 120, 190))  # mean density about 0.55
@@ -134,6 +159,40 @@ def test_nuclei_at_a_fine_pixel_size_are_found_where_they_are():
     np.testing.assert_allclose(found[:, 2], 12.0, atol=1.5)
 
 
+@pytest.mark.parametrize(
+    ("microns_per_pixel", "centre", "radius", "atol"),
+    [
+        (0.5, (30.0, 20.0), 6, 1.0),  # the 4x4 box blur moves a centre by half a pixel
+        # Found on the image shrunk by 2: its pixel 20 stands for pixels 40 and 41, centre 40.5.
+        (0.25, (40.5, 50.5), 12, 1e-9),
+    ],
+)
+def test_a_lone_nucleus_is_found_where_it_is(microns_per_pixel, centre, radius, atol):
+    yy, xx = np.mgrid[:96, :96]
+    tile = np.empty((96, 96, 3), dtype=np.uint8)
+    tile[:] = (235, 150, 190)
+    tile[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2] = (90, 60, 150)
+    nuclei = detect_nuclei(rgb_to_hsd(tile)[..., 2], microns_per_pixel)
+    assert nuclei.shape == (1, 3)
+    np.testing.assert_allclose(nuclei[0, :2], centre, atol=atol)
+
+
+def test_a_nucleus_a_third_as_contrasted_as_the_darkest_is_found():
+    # The blob threshold is 0.1 of the densest blurred pixel's scale: at 0.2 the pale one is lost.
+    yy, xx = np.mgrid[:64, :96]
+    tile = np.empty((64, 96, 3), dtype=np.uint8)
+    tile[:] = (235, 150, 190)
+    tile[(yy - 32) ** 2 + (xx - 24) ** 2 <= 36] = (60, 30, 120)
+    tile[(yy - 32) ** 2 + (xx - 70) ** 2 <= 36] = (150, 100, 165)
+    nuclei = detect_nuclei(rgb_to_hsd(tile)[..., 2], 0.5)
+    np.testing.assert_allclose(np.sort(nuclei[:, 1]), [24, 70], atol=1.0)
+
+
+def test_a_tile_without_blobs_has_no_nuclei():
+    flat = np.full((32, 32), 0.3)
+    assert detect_nuclei(flat, 0.5).shape == (0, 3)
+
+
 def test_a_strip_too_thin_for_the_detector_has_no_nuclei():
     strip = nuclei_tile(0)[60:62]  # two rows across nuclei
     assert label_stain_classes(strip, 0.5, np.random.default_rng(0)).n_nuclei == 0
@@ -145,6 +204,107 @@ def test_labels_are_reproducible():
     first = label_stain_classes(tile, 0.5, np.random.default_rng(3)).labels
     second = label_stain_classes(tile, 0.5, np.random.default_rng(3)).labels
     np.testing.assert_array_equal(first, second)
+
+
+def test_pack_rgb_is_24_bit_and_unpack_inverts_it():
+    rgb = np.array([[[1, 2, 3], [255, 0, 128]], [[0, 255, 0], [7, 200, 9]]], dtype=np.uint8)
+    packed = pack_rgb(rgb)
+    np.testing.assert_array_equal(packed, [[66051, 16711808], [65280, 509961]])
+    back = unpack_rgb(packed)
+    assert back.dtype == np.uint8 and back.shape == (2, 2, 3)
+    np.testing.assert_array_equal(back, rgb)
+
+
+def _brute_force_votes(hsd, hema, eosin, query, k=7):
+    """7-nearest-neighbour vote on features z-scored over the tile (a constant one left as is)."""
+    flat = hsd.reshape(-1, 3)
+    std = flat.std(axis=0)
+    std[std == 0] = 1.0
+    z = (flat - flat.mean(axis=0)) / std
+    train = np.concatenate([z[hema], z[eosin]])
+    sign = np.concatenate([np.ones(hema.sum()), -np.ones(eosin.sum())])
+    dist = ((z[query][:, None, :] - train[None, :, :]) ** 2).sum(axis=-1)
+    vote = sign[np.argsort(dist, axis=1)[:, :k]].sum(axis=1)
+    return np.where(vote > 0, 1, -1)
+
+
+def test_knn_labels_vote_on_z_scored_features():
+    # Chromatic features of very different spreads and a constant density: only z-scoring
+    # weighs them alike, and the constant one must not turn the distances into NaN.
+    rng = np.random.default_rng(0)
+    n = 90
+    hsd = np.stack([rng.normal(0.5, 1.0, n), rng.normal(0.2, 0.01, n), np.full(n, 1.0)], -1)
+    rgb = np.stack([np.arange(n), np.zeros(n), np.zeros(n)], -1).astype(np.uint8)[None]
+    role = rng.permutation(np.repeat([0, 1, 2], n // 3))
+    hema, eosin, query = role == 0, role == 1, role == 2
+    votes = _knn_labels(rgb, hsd[None], hema, eosin, query)
+    np.testing.assert_array_equal(votes, _brute_force_votes(hsd[None], hema, eosin, query))
+
+
+def test_knn_labels_with_few_seeds():
+    # Fewer than 7 seeds: every seed votes; 4 against 3 is hematoxylin (+1) and a tie eosin (-1).
+    rng = np.random.default_rng(1)
+    hsd = rng.normal(size=(1, 12, 3))
+    rgb = np.stack([np.arange(12), np.zeros(12), np.zeros(12)], -1).astype(np.uint8)[None]
+    hema, eosin = np.zeros(12, bool), np.zeros(12, bool)
+    hema[:4], eosin[4:7] = True, True
+    query = ~hema & ~eosin
+    np.testing.assert_array_equal(_knn_labels(rgb, hsd, hema, eosin, query), np.ones(5))
+    hema[3] = False
+    query = ~hema & ~eosin
+    np.testing.assert_array_equal(_knn_labels(rgb, hsd, hema, eosin, query), -np.ones(6))
+
+
+def test_eosin_seeds_are_as_many_distinct_pixels_as_hematoxylin_seeds():
+    tile = nuclei_tile(0)
+    hsd = rgb_to_hsd(tile)
+    background = background_mask(hsd)
+    nuclei = detect_nuclei(hsd[..., 2], 0.5)
+    hema, eosin = _seed_masks(hsd, background, nuclei, np.random.default_rng(0))
+    assert 0 < np.count_nonzero(hema) == np.count_nonzero(eosin)
+    assert not np.any(hema & eosin)
+
+
+def test_seed_masks_match_a_nucleus_by_nucleus_reference():
+    # Over 50 nuclei, so the 2nd percentile of density is above the least dense nucleus, and
+    # cyan ones: red density as high as the purple nuclei', mean density the lowest.
+    tile = nuclei_tile(2, size=256, n_nuclei=100)
+    yy, xx = np.mgrid[:256, :256]
+    for cy, cx in ((30, 100), (160, 40)):
+        tile[(yy - cy) ** 2 + (xx - cx) ** 2 <= 25] = (40, 230, 240)
+    hsd = rgb_to_hsd(tile)
+    background = background_mask(hsd)
+    nuclei = detect_nuclei(hsd[..., 2], 0.5)
+    hema, eosin = _seed_masks(hsd, background, nuclei, np.random.default_rng(0))
+    flat = hsd.reshape(-1, 3)
+    red = hsd_channel_densities(flat)[:, 0]
+    disc, pixel = disc_pixels(background.shape, nuclei)
+    members = [pixel[disc == i] for i in range(len(nuclei))]
+    mean_red = np.array([red[m].mean() for m in members])
+    mean_density = np.array([flat[m, 2].mean() for m in members])
+    t_red = np.sort(mean_red)[(len(nuclei) - 1) // 10]  # the 10th and 2nd lower percentiles
+    t_density = np.sort(mean_density)[math.floor((len(nuclei) - 1) * 0.02)]
+    expected = np.zeros(len(flat), bool)
+    for m, r, d in zip(members, mean_red, mean_density, strict=True):
+        if r >= t_red and d >= t_density:
+            expected[m] = True
+    expected &= ~background.ravel() & (red >= t_red)
+    assert expected.sum() < sum(len(m) for m in members)  # some nuclei or pixels rejected
+    np.testing.assert_array_equal(hema, expected)
+    candidates = ~background.ravel()
+    candidates[pixel] = False
+    t_eosin = np.sort(red[candidates])[math.floor((candidates.sum() - 1) * 0.2)]
+    eligible = candidates & (red <= t_eosin)
+    assert not np.any(eosin & ~eligible)
+    assert eosin.sum() == min(hema.sum(), eligible.sum())
+
+
+def test_tile_without_seeds_is_labelled_zero():
+    tile = np.full((32, 32, 3), (235, 150, 190), dtype=np.uint8)  # no nuclei, no seeds
+    result = label_stain_classes(tile, 0.5, np.random.default_rng(0))
+    assert result.n_nuclei == 0 and result.labels.dtype == np.uint8
+    np.testing.assert_array_equal(result.labels, np.zeros((32, 32)))
+    np.testing.assert_array_equal(result.hsd, rgb_to_hsd(tile))
 
 
 # ---------------------------------------------------------------------- statistics and mapping
