@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from _support import he_tiles, read_rgb, require_data
 
 from stainstyle import MacenkoNormalizer, tile_status
@@ -105,7 +106,6 @@ def test_degenerate_single_stain_target_raises(as_tensor):
 
 
 def _tensor(array):
-    torch = pytest.importorskip("torch")
     return torch.from_numpy(array)
 
 

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 from _support import he_tiles
 
 from stainstyle import BackgroundTileWarning, MacenkoNormalizer
@@ -25,7 +26,6 @@ def test_concentration_scale_of_an_array(row):
 
 
 def test_concentration_scale_of_a_tensor_per_tile():
-    torch = pytest.importorskip("torch")
     scale = concentration_scale(torch.tensor(SOURCE, dtype=torch.float64), TARGET)
     assert isinstance(scale, torch.Tensor) and scale.dtype == torch.float64
     np.testing.assert_allclose(scale.numpy(), EXPECTED, rtol=1e-12)
