@@ -508,6 +508,45 @@ def read_report(path: Path, prog: str) -> Any | None:
         return None
 
 
+def run_or_render(
+    args: argparse.Namespace,
+    prog: str,
+    report_file: str,
+    run: Callable[[], tuple[Path, Any]],
+    write_reports: Callable[[Path, Any], str],
+) -> int:
+    """A benchmark's main: render a saved report again (``--report-from``) or run and save one.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The parsed options, with ``report_from`` (:func:`add_report_from`).
+    prog : str
+        The benchmark's name, for error messages.
+    report_file : str
+        File name of the JSON report under the output folder, e.g. ``"fidelity.json"``.
+    run : callable
+        Runs the benchmark; returns its output folder and its report.
+    write_reports : callable
+        ``(folder, report) -> text``: writes the human-readable files, returns what to print.
+
+    Returns
+    -------
+    int
+        The exit code: 0, or 2 when the saved report cannot be read.
+    """
+    if args.report_from is not None:
+        report = read_report(args.report_from, prog)
+        if report is None:
+            return 2
+        print(write_reports(args.report_from.parent, report))
+        return 0
+    out, report = run()
+    write_json(out / report_file, report)
+    print(write_reports(out, report))
+    return 0
+
+
 def add_report_from(parser: argparse.ArgumentParser, report: str, writes: str) -> None:
     """Add ``--report-from REPORT``: write the human-readable files again, without running.
 

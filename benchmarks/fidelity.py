@@ -64,8 +64,7 @@ from _common import (
     frozen_config,
     markdown_table,
     method_roster,
-    read_report,
-    write_json,
+    run_or_render,
     write_text,
 )
 from skimage.metrics import structural_similarity
@@ -599,17 +598,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or re-render a saved report); returns the exit code."""
     args = parse_args(argv)
     configure_logging("fidelity", "%(message)s")
-    if args.report_from is not None:
-        report = read_report(args.report_from, "fidelity")
-        if report is None:
-            return 2
-        print(write_reports(args.report_from.parent, report))
-        return 0
-    config = frozen_config(Config, args, QUICK)
-    report = run(config)
-    write_json(config.out / "fidelity.json", report)
-    print(write_reports(config.out, report))
-    return 0
+
+    def run_configured() -> tuple[Path, dict]:
+        config = frozen_config(Config, args, QUICK)
+        return config.out, run(config)
+
+    return run_or_render(args, "fidelity", "fidelity.json", run_configured, write_reports)
 
 
 if __name__ == "__main__":

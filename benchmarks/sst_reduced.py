@@ -49,8 +49,7 @@ from _common import (
     environment,
     frozen_config,
     markdown_table,
-    read_report,
-    write_json,
+    run_or_render,
     write_text,
 )
 
@@ -259,17 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark (or re-render a saved report); returns the exit code."""
     args = parse_args(argv)
     configure_logging("sst_reduced", "%(message)s")
-    if args.report_from is not None:
-        report = read_report(args.report_from, "sst_reduced")
-        if report is None:
-            return 2
-        print(write_reports(args.report_from.parent, report))
-        return 0
-    config = frozen_config(Config, args, QUICK)
-    report = run(config)
-    write_json(config.out / "sst_reduced.json", report)
-    print(write_reports(config.out, report))
-    return 0
+
+    def run_configured() -> tuple[Path, dict]:
+        config = frozen_config(Config, args, QUICK)
+        return config.out, run(config)
+
+    return run_or_render(args, "sst_reduced", "sst_reduced.json", run_configured, write_reports)
 
 
 if __name__ == "__main__":
