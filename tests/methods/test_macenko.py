@@ -323,16 +323,22 @@ def test_a_streamed_survey_sums_the_tissue_and_samples_every_stride_th_pixel(sma
     np.testing.assert_allclose(survey.every_sample, every[::stride], rtol=0, atol=1e-6)
 
 
-def test_streamed_percentiles_between_the_two_largest_values(small_chunks):
-    rng = np.random.default_rng(4)
-    images = rng.integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
-    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
-    survey = stream.survey()
+def _ranked_values(od):
+    """One value per pixel (n, 3) -> (n,) that orders pixels by all three densities."""
+    return od[:, 0] + 0.25 * od[:, 1] + 0.0625 * od[:, 2]
 
-    def values(od):
-        return od[:, 0] + 0.25 * od[:, 1] + 0.0625 * od[:, 2]
 
+def _streamed_random_images(module, seed):
+    """A stream over two random 70 x 90 images, its survey, and every pixel's density."""
+    images = np.random.default_rng(seed).integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
+    stream = module.ODStream(list(images), 240.0, 0.15)
     every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    return stream, stream.survey(), every
+
+
+def test_streamed_percentiles_between_the_two_largest_values(small_chunks):
+    stream, survey, every = _streamed_random_images(small_chunks, seed=4)
+    values = _ranked_values
     n = len(every)
     top = np.sort(values(every))[-2:]
     assert top[1] - top[0] > 1e-3
@@ -393,15 +399,8 @@ def test_sorted_percentiles_at_100_with_the_maximum_outside_the_sample():
 
 def test_streamed_percentiles_at_every_one_of_the_largest_ranks(small_chunks):
     # From ranks where the sampled bracket ends inside the sample to ranks where it runs past it.
-    rng = np.random.default_rng(12)
-    images = rng.integers(0, 256, (2, 70, 90, 3)).astype(np.uint8)
-    stream = small_chunks.ODStream(list(images), 240.0, 0.15)
-    survey = stream.survey()
-
-    def values(od):
-        return od[:, 0] + 0.25 * od[:, 1] + 0.0625 * od[:, 2]
-
-    every = np.concatenate([rgb_to_od(image.reshape(-1, 3)).astype(np.float32) for image in images])
+    stream, survey, every = _streamed_random_images(small_chunks, seed=12)
+    values = _ranked_values
     n = len(every)
     q = (100.0 * np.arange(n - 1600, n) / (n - 1)).tolist()
     (got,) = small_chunks.stream_percentiles(stream, survey, False, [(values, q, None)])
