@@ -304,7 +304,11 @@ def tissue_mask_tensor(
     torch.Tensor of shape (..., H, W), dtype bool
         The same pixels as :func:`tissue_mask` of the same values.
     """
+    import torch
+
     limit = max_tissue_intensity(io, od_threshold)
+    if limit < 0:  # compared with uint8 values, -1 would wrap around to 255
+        return torch.zeros(tiles.shape[:-1], dtype=torch.bool, device=tiles.device)
     high = tiles.amax(-1)
     stained = (high if every_channel else tiles.amin(-1)) <= limit
     return stained & (high > BLACK_MAX_INTENSITY)

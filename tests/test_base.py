@@ -116,6 +116,8 @@ def test_tensor_results_go_back_to_the_callers_device(source_tiles):
 
     for tensor in (torch.from_numpy(source_tiles), torch.from_numpy(source_tiles).half() / 255):
         tiles = as_tiles(tensor)
+        assert [source.device for source in tiles.sources] == [tensor.device] * len(tensor)
+        assert as_tiles(list(tensor)).sources[1].device == tensor.device
         for source in tiles.sources:
             source.device = torch.device("meta")
         out = tiles.restore([None, tiles.images[1].copy(), None])
@@ -355,7 +357,10 @@ def test_tiles_subset_keeps_layout_and_views():
     run = tiles.subset(np.array([1, 2]))
     assert run.layout == "batch" and len(run) == 2
     assert np.shares_memory(run.stacked, batch)
+    assert np.shares_memory(run.stack(np.array([0, 1])), batch)
     np.testing.assert_array_equal(run.stack(np.array([0, 1])), batch[1:3])
+    one = as_tiles(batch[2])  # one tile is stacked as a view too: no copy of a large image
+    assert np.shares_memory(one.stack(np.array([0])), batch)
     picked = tiles.subset(np.array([3, 0]))
     assert picked.stacked is None
     np.testing.assert_array_equal(picked.restore([None, None]), batch[[3, 0]])
@@ -569,6 +574,70 @@ def test_list_errors_name_the_container_and_the_element():
         as_tiles([tile, "tile"])
     with pytest.raises(ValueError, match=r"^X\[1\]: expected 3 \(RGB\) or 4 \(RGBA\) channels"):
         as_tiles([tile, np.zeros((4, 4, 2), np.uint8)])
+
+
+def test_errors_name_the_argument_the_count_and_the_fix():
+    from stainstyle._validation import as_tiles
+
+    dtype = (
+        r"^target: expected dtype uint8 \(0-255\) or float in \[0, 1\], got int16; "
+        r"convert with \.astype\(np\.uint8\) if the values are 0-255 intensities$"
+    )
+    with pytest.raises(ValueError, match=dtype):
+        as_tiles(np.zeros((4, 4, 3), np.int16), name="target")
+    with pytest.raises(ValueError, match="^target: expected a numpy array, .* got str$"):
+        as_tiles("tile.png", name="target")
+    rgba = np.full((4, 4, 4), 255, np.uint8)
+    rgba[0, :3, 3] = 0
+    with pytest.raises(ValueError, match="fully opaque; 3 pixels are transparent$"):
+        as_tiles(rgba)
+
+
+class _Detachable:
+    """Not a tensor, though it has the ``detach`` of one."""
+
+    def detach(self):
+        return self
+
+
+@pytest.mark.parametrize("impostor", [torch.device("cpu"), _Detachable()])
+def test_only_tensors_are_read_as_tensors(impostor):
+    # A torch object that is not a tensor, or any object with ``detach``, is rejected by name.
+    from stainstyle._validation import as_tiles
+
+    name = type(impostor).__name__
+    with pytest.raises(ValueError, match=f"^X: expected a numpy array, .* got {name}$"):
+        as_tiles(impostor)
+
+
+def test_float_rgba_comes_back_as_float_rgb():
+    from stainstyle._validation import as_tiles
+
+    rgba = np.ones((2, 4, 4, 4), np.float32)
+    rgba[..., :3] = 0.25
+    for x in (rgba, rgba[0]):
+        tiles = as_tiles(x)
+        unchanged = tiles.restore([None] * len(tiles))
+        assert unchanged.shape == x.shape[:-1] + (3,) and unchanged.dtype == np.float32
+        np.testing.assert_array_equal(unchanged, x[..., :3])
+
+
+def test_float_batch_temporaries_stay_strip_sized():
+    # A batch is quantized image by image, each in strips: a whole-batch float64 copy
+    # (here 50 MB) never exists.
+    import tracemalloc
+
+    from stainstyle._validation import as_tiles
+
+    batch = np.full((2, 1024, 1024, 3), 0.5, np.float32)
+    tracemalloc.start()
+    try:
+        tiles = as_tiles(batch)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - tiles.stacked.nbytes < 16 * 2**20
+    assert np.all(tiles.stacked == 128)
 
 
 def test_float_tiles_in_a_list_come_back_as_float_rgb():

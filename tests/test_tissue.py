@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 
+import stainstyle.tissue as tissue_module
 from stainstyle.tissue import (
+    SCREEN_STRIDE,
     UNIFORM_MAX_STD,
     is_background,
     is_uniform,
     masked_pixels,
     screen_background,
+    screen_tensors,
     screen_tiles,
     tissue_mask,
+    tissue_mask_tensor,
 )
+
+
+def screen_numpy(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return screen_tiles(tiles)
+
+
+def screen_torch(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return screen_tensors(torch.from_numpy(tiles))
+
+
+SCREENS = [screen_numpy, screen_torch]
+
+
+def expected_screen(tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The definition the screens shortcut: background and uniform from the full masks."""
+    full = tissue_mask(tiles)
+    background = is_background(full)
+    return background, ~background & is_uniform(tiles, full)
 
 
 def brute_force_uniform(tiles: np.ndarray, tissue: np.ndarray) -> np.ndarray:
@@ -46,8 +71,9 @@ def test_masked_pixels_equals_boolean_indexing():
     np.testing.assert_array_equal(masked_pixels(image, mask), image[mask])
 
 
+@pytest.mark.parametrize("screen", SCREENS)
 @pytest.mark.parametrize("size", [1, 5, 16, 64, 130])
-def test_screen_tiles_and_screen_background_equal_the_full_mask_tests(size):
+def test_screen_tiles_and_screen_background_equal_the_full_mask_tests(size, screen):
     rng = np.random.default_rng(size)
     n = 30
     tiles = np.full((n, size, size, 3), 240, dtype=np.uint8)  # glass
@@ -59,13 +85,122 @@ def test_screen_tiles_and_screen_background_equal_the_full_mask_tests(size):
         noise = rng.integers(0, spread + 1, (rows, size, 3))
         tiles[i, :rows] = np.clip(colour + noise, 0, 255).astype(np.uint8)
     tiles[0] = 0  # black padding
-    full = tissue_mask(tiles)
-    expected_background = is_background(full)
-    expected_uniform = ~expected_background & is_uniform(tiles, full)
-    background, uniform = screen_tiles(tiles)
+    expected_background, expected_uniform = expected_screen(tiles)
+    background, uniform = screen(tiles)
+    assert background.dtype == uniform.dtype == bool
     np.testing.assert_array_equal(background, expected_background)
     np.testing.assert_array_equal(uniform, expected_uniform)
-    np.testing.assert_array_equal(screen_background(tiles), expected_background)
+    only_background = screen_background(tiles)
+    assert only_background.dtype == bool
+    np.testing.assert_array_equal(only_background, expected_background)
+
+
+def sample_bound_tiles() -> np.ndarray:
+    """Tiles on which deciding from the screening sample alone would be wrong.
+
+    The screens decide a tile from its sample (every 4th pixel of every 4th row) only when the
+    sample's ``k`` tissue pixels, of variance ``v``, give ``k * v / (H * W) > 0.25``, a lower
+    bound of the whole tile's tissue variance. Each tile here is one the sample must leave to
+    the full masks, and its full answer differs from what a looser rule would say.
+
+    Returns
+    -------
+    ndarray of shape (6, 64, 64, 3), dtype uint8
+    """
+    tiles = np.empty((6, 64, 64, 3), dtype=np.uint8)
+    tiles[:] = (150, 100, 160)  # tissue of one colour
+    grid = (slice(None, None, SCREEN_STRIDE),) * 2
+    # 0: the sample's red varies by 2 levels around its mean: k * v = 256 * 4 is exactly the
+    # bound, so the sample does not decide; the tile's std is 0.5, uniform.
+    tiles[0][grid + (0,)] = np.where(np.indices((16, 16)).sum(0) % 2, 152, 148)
+    # 1: a 41x41 tile (padded with glass): 121 sample pixels, 50 at +2, 50 at -2, 21 at 0,
+    # a sample std of 1.82 (k * std**2 = 400 under the bound 420.25, k * 2 * std = 440 over
+    # it); the tile's std is 0.49, uniform.
+    tiles[1] = 240
+    tiles[1, :41, :41] = (150, 100, 160)
+    offsets = np.array([2] * 50 + [-2] * 50 + [0] * 21).reshape(11, 11)
+    tiles[1, :41:4, :41:4, 0] = 150 + offsets
+    # 2: glass with 50 tissue pixels on the sample grid, of two far-apart colours: varied, but
+    # too little tissue (100 pixels are needed): background.
+    tiles[2] = 240
+    dots = tiles[2][grid].reshape(-1, 3)
+    dots[:50:2], dots[1:50:2] = (60, 40, 120), (180, 60, 200)
+    tiles[2][grid] = dots.reshape(16, 16, 3)
+    # 3: varied tissue only off the sample grid (rows 1-3 of every 4): the sample is glass,
+    # the tile is varied tissue.
+    rng = np.random.default_rng(7)
+    tiles[3] = 240
+    off_grid = np.arange(64) % SCREEN_STRIDE != 0
+    tiles[3, off_grid] = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)
+    # 4: one colour, no variation at all: uniform.
+    # 5: the 64x64 version of 1 is varied: 256 sample pixels 2 levels off in red, all of them.
+    tiles[5][grid + (0,)] = 152
+    tiles[5][(slice(2, None, SCREEN_STRIDE),) * 2 + (0,)] = 148
+    return tiles
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screens_leave_tiles_the_sample_cannot_decide_to_the_full_masks(screen):
+    tiles = sample_bound_tiles()
+    background, uniform = expected_screen(tiles)
+    np.testing.assert_array_equal(background, [False, False, True, False, False, False])
+    np.testing.assert_array_equal(uniform, [True, True, False, False, True, False])
+    for order in (np.arange(6), np.arange(6)[::-1]):  # alone or beside any other tile
+        got = screen(np.ascontiguousarray(tiles[order]))
+        np.testing.assert_array_equal(got[0], background[order])
+        np.testing.assert_array_equal(got[1], uniform[order])
+    for i in range(6):
+        np.testing.assert_array_equal(screen(tiles[i : i + 1])[1], uniform[i : i + 1])
+    np.testing.assert_array_equal(screen_background(tiles), background)
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screens_decide_varied_tissue_from_the_sample_alone(monkeypatch, screen):
+    # Tissue varying by a few gray levels (std about 3) is decided from its sample: the full
+    # masks, the costly part, are never computed for it.
+    rng = np.random.default_rng(5)
+    tiles = (np.array([150, 100, 160]) + rng.integers(0, 11, (8, 64, 64, 3))).astype(np.uint8)
+    measured = []
+    for name in ("tissue_mask", "_tissue_spread"):
+        original = getattr(tissue_module, name)
+
+        def counted(x, *args, original=original, **kwargs):
+            measured.append(tuple(x.shape))
+            return original(x, *args, **kwargs)
+
+        monkeypatch.setattr(tissue_module, name, counted)
+    background, uniform = screen(tiles)
+    assert not background.any() and not uniform.any()
+    assert measured == [(8, 16, 16, 3)]  # the sample only
+    measured.clear()
+    assert not screen_background(tiles).any() and measured == [(8, 16, 16, 3)]
+
+
+def test_tissue_mask_tensor_equals_tissue_mask_on_every_boundary_level():
+    levels = [0, 1, 7, 8, 9, 100, 204, 205, 206, 254, 255]
+    pixels = np.array(np.meshgrid(levels, levels, levels), dtype=np.uint8).reshape(3, -1).T
+    tiles = pixels.reshape(11, 11, 11, 3)
+    for io, od in [(240.0, 0.15), (255.0, 0.5), (240.0, math.log(160.0)), (240.0, 10.0)]:
+        for every_channel in (False, True):
+            expected = tissue_mask(tiles, io, od, every_channel)
+            assert set(np.unique(expected.view(np.uint8))) <= {0, 1}  # a valid bool array
+            got = tissue_mask_tensor(torch.from_numpy(tiles), io, od, every_channel)
+            np.testing.assert_array_equal(got.numpy(), expected)
+
+
+def test_a_tissue_limit_of_zero_keeps_pixels_with_one_channel_at_zero():
+    # io * exp(-od) = 1.5: only intensity 0 reaches the threshold; (0, 255, 255) is tissue.
+    pixels = np.array([[[0, 255, 255], [1, 255, 255], [0, 0, 0]]], dtype=np.uint8)
+    od = math.log(160.0)
+    assert tissue_module.max_tissue_intensity(240.0, od) == 0
+    np.testing.assert_array_equal(tissue_mask(pixels, 240.0, od), [[True, False, False]])
+
+
+def test_no_intensity_reaches_an_unreachable_threshold():
+    tiles = np.zeros((2, 5, 7, 3), dtype=np.uint8)
+    assert tissue_module.max_tissue_intensity(240.0, 10.0) == -1
+    mask = tissue_mask(tiles, 240.0, 10.0)
+    assert mask.dtype == bool and mask.shape == (2, 5, 7) and not mask.any()
 
 
 @pytest.mark.parametrize("every_channel", [False, True])
@@ -90,7 +225,8 @@ def test_a_standard_deviation_of_exactly_the_limit_is_uniform():
     tissue = tissue_mask(tiles)
     assert UNIFORM_MAX_STD == 0.5
     np.testing.assert_array_equal(is_uniform(tiles, tissue), [True, False])
-    np.testing.assert_array_equal(screen_tiles(tiles)[1], [True, False])
+    for screen in SCREENS:
+        np.testing.assert_array_equal(screen(tiles)[1], [True, False])
     with pytest.raises(ValueError):
         is_uniform(tiles, tissue[:1])
 
@@ -104,3 +240,41 @@ def test_a_tile_with_exactly_the_minimum_tissue_is_not_background():
     tissue[0].flat[:needed] = True
     tissue[1].flat[: needed - 1] = True
     np.testing.assert_array_equal(is_background(tissue), [False, True, True])
+
+
+@pytest.mark.parametrize(
+    ("io", "od", "limit"),
+    [
+        (240.0, 0.15, 205),
+        (255.0, 0.5, 153),
+        (240.0, math.log(160.0), 0),
+        (240.0, 10.0, -1),
+        (1000.0, 0.0, 255),
+    ],
+)
+def test_max_tissue_intensity_is_clipped_to_the_uint8_range_and_minus_one(io, od, limit):
+    assert tissue_module.max_tissue_intensity(io, od) == limit
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "needed"), [(1, 1, 100), (40, 40, 100), (256, 256, 328), (100, 400, 200)]
+)
+def test_min_tissue_pixels_is_half_a_percent_of_the_tile_or_100(height, width, needed):
+    assert tissue_module.min_tissue_pixels(height, width) == needed
+
+
+def test_tissue_mask_of_a_large_strided_image_stays_strip_sized():
+    # A strided view of a large image is copied contiguous one strip at a time, never whole
+    # (here 12 MiB).
+    import tracemalloc
+
+    image = np.full((2048, 4096, 3), 120, dtype=np.uint8)
+    view = image[:, ::2]
+    tracemalloc.start()
+    try:
+        mask = tissue_mask(view)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert mask.all() and mask.shape == (2048, 2048)
+    assert peak - mask.nbytes < 8 * 2**20
