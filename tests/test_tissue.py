@@ -95,8 +95,8 @@ def test_screen_tiles_and_screen_background_equal_the_full_mask_tests(size, scre
     np.testing.assert_array_equal(only_background, expected_background)
 
 
-def sample_bound_tiles() -> np.ndarray:
-    """Tiles on which deciding from the screening sample alone would be wrong.
+def sample_bound_tiles() -> list[np.ndarray]:
+    """Batches of tiles on which deciding from the screening sample alone would be wrong.
 
     The screens decide a tile from its sample (every 4th pixel of every 4th row) only when the
     sample's ``k`` tissue pixels, of variance ``v``, give ``k * v / (H * W) > 0.25``, a lower
@@ -105,53 +105,55 @@ def sample_bound_tiles() -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (6, 64, 64, 3), dtype uint8
+    list of ndarray of shape (n, H, W, 3), dtype uint8
+        Five 64x64 tiles, then one 41x41 tile.
     """
-    tiles = np.empty((6, 64, 64, 3), dtype=np.uint8)
+    tiles = np.empty((5, 64, 64, 3), dtype=np.uint8)
     tiles[:] = (150, 100, 160)  # tissue of one colour
     grid = (slice(None, None, SCREEN_STRIDE),) * 2
     # 0: the sample's red varies by 2 levels around its mean: k * v = 256 * 4 is exactly the
     # bound, so the sample does not decide; the tile's std is 0.5, uniform.
     tiles[0][grid + (0,)] = np.where(np.indices((16, 16)).sum(0) % 2, 152, 148)
-    # 1: a 41x41 tile (padded with glass): 121 sample pixels, 50 at +2, 50 at -2, 21 at 0,
-    # a sample std of 1.82 (k * std**2 = 400 under the bound 420.25, k * 2 * std = 440 over
-    # it); the tile's std is 0.49, uniform.
-    tiles[1] = 240
-    tiles[1, :41, :41] = (150, 100, 160)
-    offsets = np.array([2] * 50 + [-2] * 50 + [0] * 21).reshape(11, 11)
-    tiles[1, :41:4, :41:4, 0] = 150 + offsets
-    # 2: glass with 50 tissue pixels on the sample grid, of two far-apart colours: varied, but
+    # 1: glass with 50 tissue pixels on the sample grid, of two far-apart colours: varied, but
     # too little tissue (100 pixels are needed): background.
-    tiles[2] = 240
-    dots = tiles[2][grid].reshape(-1, 3)
+    tiles[1] = 240
+    dots = tiles[1][grid].reshape(-1, 3)
     dots[:50:2], dots[1:50:2] = (60, 40, 120), (180, 60, 200)
-    tiles[2][grid] = dots.reshape(16, 16, 3)
-    # 3: varied tissue only off the sample grid (rows 1-3 of every 4): the sample is glass,
+    tiles[1][grid] = dots.reshape(16, 16, 3)
+    # 2: varied tissue only off the sample grid (rows 1-3 of every 4): the sample is glass,
     # the tile is varied tissue.
     rng = np.random.default_rng(7)
-    tiles[3] = 240
+    tiles[2] = 240
     off_grid = np.arange(64) % SCREEN_STRIDE != 0
-    tiles[3, off_grid] = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)
-    # 4: one colour, no variation at all: uniform.
-    # 5: the 64x64 version of 1 is varied: 256 sample pixels 2 levels off in red, all of them.
-    tiles[5][grid + (0,)] = 152
-    tiles[5][(slice(2, None, SCREEN_STRIDE),) * 2 + (0,)] = 148
-    return tiles
+    tiles[2, off_grid] = rng.integers(60, 200, (48, 64, 3), dtype=np.uint8)
+    # 3: one colour, no variation at all: uniform.
+    # 4: varied: half the sample 2 levels up in red and a quarter of the tile 2 levels down.
+    tiles[4][grid + (0,)] = 152
+    tiles[4][(slice(2, None, SCREEN_STRIDE),) * 2 + (0,)] = 148
+    # A 41x41 tile: 11 x 11 sample pixels, a little more than 1/16 of the tile. Its red has
+    # 50 at +2, 50 at -2 and 21 at 0: a sample std of 1.82 (k * std**2 = 400 under the bound
+    # 420.25, k * 2 * std = 440 over it); the tile's std is 0.49, uniform.
+    odd = np.full((1, 41, 41, 3), (150, 100, 160), dtype=np.uint8)
+    offsets = np.array([2] * 50 + [-2] * 50 + [0] * 21).reshape(11, 11)
+    odd[0, ::4, ::4, 0] = 150 + offsets
+    return [tiles, odd]
 
 
 @pytest.mark.parametrize("screen", SCREENS)
 def test_screens_leave_tiles_the_sample_cannot_decide_to_the_full_masks(screen):
-    tiles = sample_bound_tiles()
+    tiles, odd = sample_bound_tiles()
     background, uniform = expected_screen(tiles)
-    np.testing.assert_array_equal(background, [False, False, True, False, False, False])
-    np.testing.assert_array_equal(uniform, [True, True, False, False, True, False])
-    for order in (np.arange(6), np.arange(6)[::-1]):  # alone or beside any other tile
+    np.testing.assert_array_equal(background, [False, True, False, False, False])
+    np.testing.assert_array_equal(uniform, [True, False, False, True, False])
+    for order in (np.arange(5), np.arange(5)[::-1]):  # beside any other tile
         got = screen(np.ascontiguousarray(tiles[order]))
         np.testing.assert_array_equal(got[0], background[order])
         np.testing.assert_array_equal(got[1], uniform[order])
-    for i in range(6):
+    for i in range(5):
         np.testing.assert_array_equal(screen(tiles[i : i + 1])[1], uniform[i : i + 1])
     np.testing.assert_array_equal(screen_background(tiles), background)
+    np.testing.assert_array_equal(expected_screen(odd)[1], [True])
+    np.testing.assert_array_equal(screen(odd)[1], [True])
 
 
 @pytest.mark.parametrize("screen", SCREENS)
