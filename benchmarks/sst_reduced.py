@@ -3,7 +3,7 @@
 ``StainStyleTransfer(inference_scale=s)`` runs the generator on gray tiles reduced to a fraction
 ``s`` of their resolution and brings the colour back to full resolution with the detail of the
 full-resolution gray levels (:mod:`stainstyle.sst.reduced`). In each section one generator is
-trained once and transforms the same tiles at ``s`` = 1, 1/2 and 1/4: only inference differs.
+trained once and transforms the same tiles at ``s`` = 1 and 1/2: only inference differs.
 
 - **Fidelity** (the MITOS-ATYPIA scanner pairs, with ``benchmarks/fidelity.py``'s split,
   registration and metrics): SST trained for ``--sst-budget`` seconds on the Aperio fit tiles
@@ -59,7 +59,7 @@ from stainstyle.sst.reduced import SCALES
 logger = logging.getLogger("sst_reduced")
 
 #: Column label of each scale.
-SCALE_LABELS = {1.0: "SST", 0.5: "SST at 1/2 resolution", 0.25: "SST at 1/4 resolution"}
+SCALE_LABELS = {1.0: "SST", 0.5: "SST at 1/2 resolution"}
 
 QUICK = {"sst_budget": 2.0, "max_pairs": 8, "repeats": 1}
 

@@ -100,7 +100,7 @@ class StainStyleTransfer(StainNormalizer):
         Inference window; tiles larger than it are coloured in overlapping windows, blended.
         None uses :data:`~stainstyle.sst.inference.DEFAULT_WINDOW` (512) or the training crop
         size if that is larger, so that usual tiles go through the generator whole.
-    inference_scale : {1.0, 0.5, 0.25}, default=1.0
+    inference_scale : {1.0, 0.5}, default=1.0
         Fraction of the resolution at which ``transform`` runs the generator. Below 1 the
         generator colours a reduced copy of each gray tile (about ``inference_scale ** 2`` of
         the cost) and the colour is brought back to full resolution with the detail of the

@@ -63,11 +63,10 @@ def fitted(tiles):
     ).fit(tiles)
 
 
-@pytest.mark.parametrize("scale", [0.5, 0.25])
-def test_transform_at_reduced_resolution_keeps_shape_and_is_close_to_full(fitted, tiles, scale):
+def test_transform_at_reduced_resolution_keeps_shape_and_is_close_to_full(fitted, tiles):
     assert StainStyleTransfer().inference_scale == 1.0  # off by default
     full = fitted.transform(tiles)
-    fitted.set_params(inference_scale=scale)
+    fitted.set_params(inference_scale=0.5)
     try:
         reduced = fitted.transform(tiles)
     finally:
@@ -76,7 +75,7 @@ def test_transform_at_reduced_resolution_keeps_shape_and_is_close_to_full(fitted
     assert np.abs(reduced.astype(int) - full).mean() < 10
 
 
-@pytest.mark.parametrize("scale", [0.3, 2.0, 0])
+@pytest.mark.parametrize("scale", [0.25, 0.3, 2.0, 0])
 def test_other_scales_are_refused(fitted, tiles, scale):
     fitted.set_params(inference_scale=scale)
     try:
