@@ -11,11 +11,11 @@ synthetic 256x256 tiles:
   windowed colouring and blending included), best of ``--repeats``;
 - the reconstruction PSNR reached on held-out target tiles after the budget;
 - how close inference comes to the device's limit: the generator's GFLOP per megapixel
-  (counted by ``torch.utils.flop_counter``), a plain 3x3 convolution's GFLOP/s at the
-  generator's width on the same device (bfloat16 autocast on CUDA, as inference runs), the
-  compute limit they imply (MP/s), the generator's forward pass on whole tiles stacked in
-  tensors (32 per pass, as ``transform`` batches them), and ``transform``'s MP/s and GFLOP/s
-  as a share of that limit.
+  (counted by ``torch.utils.flop_counter``); the compute limit: the time its convolutions
+  take when each is run alone as a plain layer of the same shape, on the same device
+  (bfloat16 autocast on CUDA, as inference runs), as MP/s and GFLOP/s; the generator's
+  forward pass on whole tiles stacked in tensors (32 per pass, as ``transform`` batches
+  them); and ``transform``'s MP/s and GFLOP/s as a share of that limit.
 
     python benchmarks/sst_speed.py --out results/sst_speed [--device cuda] [--budget 60]
     python benchmarks/sst_speed.py --quick --out /tmp/sst_speed     # smoke run
@@ -24,6 +24,7 @@ synthetic 256x256 tiles:
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import sys
 import warnings
@@ -123,26 +124,57 @@ def inference_efficiency(
     cuda = device.type == "cuda"
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cuda)
     gray = torch.rand(len(held_out), 1, TILE, TILE, device=device) * 2 - 1
-    conv = torch.nn.Conv2d(sst.width_, sst.width_, 3, padding=1).to(device)
-    features = torch.rand(1, sst.width_, 4 * TILE, 4 * TILE, device=device)
+    batch = gray[:32]  # a forward pass of transform holds up to 32 such tiles
     with torch.inference_mode(), autocast:
         with FlopCounterMode(display=False) as counter:
             generator(gray[:1])
         gflop_per_mp = counter.get_total_flops() / 1e9 / (TILE * TILE / 1e6)
-        conv_s = best_time(lambda: conv(features), repeats + 1, device=device)
+        conv_s = convolutions_alone(generator, batch, repeats, device)
         whole_s = best_time(
             lambda: [generator(part) for part in gray.split(32)], repeats, device=device
         )
-    conv_gflop_per_s = 2 * 9 * sst.width_**2 * features[0, 0].numel() / conv_s / 1e9
-    limit = conv_gflop_per_s / gflop_per_mp
+    limit = batch.numel() / conv_s / 1e6
     return {
         "gflop_per_mp": significant(gflop_per_mp),
-        "conv_gflop_per_s": significant(conv_gflop_per_s),
+        "conv_gflop_per_s": significant(limit * gflop_per_mp),
         "limit_mp_per_s": significant(limit),
         "whole_tile_mp_per_s": significant(gray.numel() / whole_s / 1e6),
         "transform_gflop_per_s": significant(transform_mp_per_s * gflop_per_mp),
         "transform_of_limit": round(transform_mp_per_s / limit, 3),
     }
+
+
+def convolutions_alone(generator, batch, repeats: int, device) -> float:
+    """Seconds the generator's convolutions take on ``batch`` when each runs alone.
+
+    Every convolution of one forward pass (its channels, kernel, stride and input size) is run
+    again as a fresh plain layer on random input of its shape, and the best times summed: the
+    compute limit of the generator on this device, with nothing else (activations, skip
+    connections, pooling, copies) in the way. Small widths run far below a device's peak and
+    wide ones near it, so one convolution's rate would not do for all levels.
+    """
+    import torch
+
+    shapes = []
+
+    def record(module, inputs, _output):
+        shapes.append((module, tuple(inputs[0].shape)))
+
+    convolutions = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
+    hooks = [
+        m.register_forward_hook(record) for m in generator.modules() if isinstance(m, convolutions)
+    ]
+    try:
+        generator(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    total = 0.0
+    for module, shape in shapes:
+        plain = copy.deepcopy(module)
+        features = torch.rand(shape, device=device, dtype=batch.dtype)
+        total += best_time(lambda p=plain, f=features: p(f), repeats, device=device)
+    return total
 
 
 def run(config: Config) -> dict:
