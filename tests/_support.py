@@ -10,9 +10,10 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pytest
@@ -406,6 +407,23 @@ def as_format1(folder: Path) -> None:
     weights = (folder / "model.safetensors").read_bytes()
     config["weights_sha256"] = hashlib.sha256(weights).hexdigest()
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def traced_peak(function: Callable[[], Any]) -> tuple[Any, int]:
+    """``function()``'s result and the peak bytes Python and NumPy allocated while it ran.
+
+    NumPy reports its array buffers to ``tracemalloc`` (OpenCV's outputs are NumPy arrays too),
+    so the peak bounds the temporaries a call makes, beyond what existed before it.
+    """
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = function()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, peak
 
 
 def _virtual_memory_size() -> int | None:

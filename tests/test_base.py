@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _support import he_tiles, read_model_file, write_model_file
+from _support import he_tiles, read_model_file, traced_peak, write_model_file
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -625,17 +625,10 @@ def test_float_rgba_comes_back_as_float_rgb():
 def test_float_batch_temporaries_stay_strip_sized():
     # A batch is quantized image by image, each in strips: a whole-batch float64 copy
     # (here 50 MB) never exists.
-    import tracemalloc
-
     from stainstyle._validation import as_tiles
 
     batch = np.full((2, 1024, 1024, 3), 0.5, np.float32)
-    tracemalloc.start()
-    try:
-        tiles = as_tiles(batch)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    tiles, peak = traced_peak(lambda: as_tiles(batch))
     assert peak - tiles.stacked.nbytes < 16 * 2**20
     assert np.all(tiles.stacked == 128)
 

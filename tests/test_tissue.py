@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from _support import traced_peak
 
 import stainstyle.tissue as tissue_module
 from stainstyle.tissue import (
@@ -268,15 +269,7 @@ def test_min_tissue_pixels_is_half_a_percent_of_the_tile_or_100(height, width, n
 def test_tissue_mask_of_a_large_strided_image_stays_strip_sized():
     # A strided view of a large image is copied contiguous one strip at a time, never whole
     # (here 12 MiB).
-    import tracemalloc
-
     image = np.full((2048, 4096, 3), 120, dtype=np.uint8)
-    view = image[:, ::2]
-    tracemalloc.start()
-    try:
-        mask = tissue_mask(view)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    mask, peak = traced_peak(lambda: tissue_mask(image[:, ::2]))
     assert mask.all() and mask.shape == (2048, 2048)
     assert peak - mask.nbytes < 8 * 2**20

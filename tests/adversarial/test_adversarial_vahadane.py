@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from _support import he_tiles
+from _support import he_tiles, traced_peak
 
 from stainstyle import BackgroundTileWarning, VahadaneNormalizer, separate_stains, tile_status
 from stainstyle.separation import RUIFROK_HE, reconstruct
@@ -41,17 +41,10 @@ def test_streamed_image_equals_the_image_held_whole(fitted, small_chunks, monkey
 
 def test_huge_image_keeps_memory_bounded(fitted):
     # 4096 x 4096 (48 MB): above the in-memory limit, so optical densities are never all held.
-    import tracemalloc
-
     import cv2
 
     image = cv2.resize(he_tiles(1, 256, seed=3)[0], (4096, 4096), interpolation=cv2.INTER_LINEAR)
-    tracemalloc.start()
-    try:
-        out = fitted.transform(image)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    out, peak = traced_peak(lambda: fitted.transform(image))
     assert out.shape == image.shape
     assert peak < 3 * image.nbytes  # output (1x) plus strips and masks, not 12 bytes a pixel
 
