@@ -20,6 +20,36 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+#: Pixels of one block of per-pixel work on CPU tensors, all tiles of a batch together: few
+#: enough that a block's float temporaries stay in the CPU cache, as the numpy paths' strips
+#: (:data:`stainstyle.color.quantize.STRIP_PIXELS`) do.
+CPU_BLOCK_PIXELS = 1 << 16
+
+
+def pixel_blocks(n_tiles: int, n_pixels: int, device: torch.device) -> list[slice]:
+    """Slices of the pixel axis of ``n_tiles`` tiles of ``n_pixels`` pixels, one block each.
+
+    A chain of per-pixel operations on a whole batch writes and reads every temporary from
+    memory; on the CPU it runs several times faster block by block, each block's temporaries
+    staying in the cache. An accelerator gets one block: its kernels want large tensors.
+
+    Parameters
+    ----------
+    n_tiles, n_pixels : int
+        The batch's tiles and pixels per tile, the first two axes of ``(n_tiles, n_pixels, c)``.
+    device : torch.device
+        Where the work runs.
+
+    Returns
+    -------
+    list of slice
+        Consecutive slices covering ``range(n_pixels)``: ``CPU_BLOCK_PIXELS // n_tiles`` pixels
+        (at least one) per tile each on the CPU, one slice of all pixels elsewhere.
+    """
+    cpu = device.type == "cpu"
+    step = max(1, CPU_BLOCK_PIXELS // max(n_tiles, 1)) if cpu else max(n_pixels, 1)
+    return [slice(start, start + step) for start in range(0, n_pixels, step)]
+
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Clip to [0, 255], round half to even and cast; NaN becomes 0, +inf 255.
@@ -57,7 +87,8 @@ def masked_covariance(
     covariance : torch.Tensor of shape (n, c, c), dtype float64
         ``sum w (x - mean)(x - mean)^T / count``, centred in two passes (NaN for a tile
         without pixels). Sums are matrix products in the dtype of ``values`` (BLAS on the CPU,
-        cuBLAS on CUDA), divided in float64.
+        cuBLAS on CUDA) over blocks of pixels (:func:`pixel_blocks`), added and divided in
+        float64.
     """
     if mask is None:
         count = torch.full((len(values),), values.shape[1], dtype=torch.float64)
@@ -68,11 +99,15 @@ def masked_covariance(
         count = mask.sum(1).to(torch.float64)
         total = (weights[:, None] @ values)[:, 0]
     mean = total.to(torch.float64) / count[:, None]
-    centred = values - mean.to(values.dtype)[:, None]
-    if mask is not None:
-        centred.mul_(weights[..., None])  # masked out pixels add nothing (weights are 0 or 1)
-    covariance = (centred.transpose(1, 2) @ centred).to(torch.float64) / count[:, None, None]
-    return count, mean, covariance
+    centre = mean.to(values.dtype)[:, None]
+    n, pixels, channels = values.shape
+    covariance = torch.zeros((n, channels, channels), dtype=torch.float64, device=values.device)
+    for block in pixel_blocks(n, pixels, values.device):
+        centred = values[:, block] - centre
+        if mask is not None:  # masked out pixels add nothing (weights are 0 or 1)
+            centred.mul_(weights[:, block, None])
+        covariance += (centred.transpose(1, 2) @ centred).to(torch.float64)
+    return count, mean, covariance / count[:, None, None]
 
 
 def masked_moments(

@@ -44,8 +44,15 @@ def gray_normalize(rgb: np.ndarray) -> np.ndarray:
     if is_tensor(rgb):
         import torch
 
+        from stainstyle._torch_ops import pixel_blocks
+
         _check_rgb(tuple(rgb.shape), rgb.dtype == torch.uint8, rgb.dtype)
-        return _luma(rgb.to(torch.int32)).to(torch.uint8)
+        pixels = rgb.reshape(1, -1, 3)
+        gray = torch.empty(pixels.shape[:2], dtype=torch.uint8, device=rgb.device)
+        # In blocks of pixels: on the CPU the int32 temporaries stay cache-sized.
+        for block in pixel_blocks(1, pixels.shape[1], rgb.device):
+            gray[:, block] = _luma(pixels[:, block].to(torch.int32))
+        return gray.reshape(rgb.shape[:-1])
     rgb = np.asarray(rgb)
     _check_rgb(rgb.shape, rgb.dtype == np.uint8, rgb.dtype)
     pixels = rgb.reshape(-1, 3)

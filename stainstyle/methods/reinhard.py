@@ -178,15 +178,23 @@ class _RudermanTensors:
 
     lαβ is a linear map of log-LMS (:data:`LOG_LMS_TO_LAB`), so the statistics of lαβ come from
     the mean and covariance of log-LMS, and the mapping is one affine map per tile in log-LMS:
-    the lαβ values themselves are never formed.
+    the lαβ values themselves are never formed. Per-pixel chains run in blocks of pixels
+    (:func:`~stainstyle._torch_ops.pixel_blocks`), cache-sized on the CPU.
     """
 
     def __init__(self, batch: Any):
         import torch
 
+        from stainstyle._torch_ops import pixel_blocks
+
         self.shape = batch.shape
-        rgb = batch.clamp(min=1).reshape(len(batch), -1, 3).to(torch.float32)
-        self.log_lms = (rgb @ constant(torch, RGB_TO_LMS.T, rgb)).log_()
+        rgb = batch.reshape(len(batch), -1, 3)
+        self.blocks = pixel_blocks(*rgb.shape[:2], batch.device)
+        self.log_lms = torch.empty(rgb.shape, dtype=torch.float32, device=batch.device)
+        to_lms = constant(torch, RGB_TO_LMS.T, self.log_lms)
+        for block in self.blocks:
+            pixels = rgb[:, block].clamp(min=1).to(torch.float32)
+            self.log_lms[:, block] = (pixels @ to_lms).log_()
 
     def stats(self, mask: Any) -> tuple[Any, Any]:
         import torch
@@ -208,10 +216,15 @@ class _RudermanTensors:
         matrix = (to_log_lms * scale[:, None, :]) @ constant(torch, LOG_LMS_TO_LAB, scale)
         bias = shift @ to_log_lms.T
         dtype = self.log_lms.dtype
-        lms = (self.log_lms @ matrix.transpose(1, 2).to(dtype)).add_(bias[:, None].to(dtype))
-        lms.exp_()
-        rgb = lms @ constant(torch, LMS_TO_RGB.T, lms)
-        return to_uint8(rgb).reshape(self.shape)
+        shape = (len(self.log_lms), 3, 3)  # one map per tile, or one for all (given statistics)
+        matrix = matrix.transpose(1, 2).to(dtype).expand(shape)
+        bias = bias[:, None].to(dtype).expand(shape[0], 1, 3)
+        to_rgb = constant(torch, LMS_TO_RGB.T, self.log_lms)
+        out = torch.empty(self.log_lms.shape, dtype=torch.uint8, device=self.log_lms.device)
+        for block in self.blocks:
+            lms = torch.baddbmm(bias, self.log_lms[:, block], matrix).exp_()
+            out[:, block] = to_uint8(lms @ to_rgb)
+        return out.reshape(self.shape)
 
 
 class _CieTensors:
