@@ -51,6 +51,16 @@ def pixel_blocks(n_tiles: int, n_pixels: int, device: torch.device) -> list[slic
     return [slice(start, start + step) for start in range(0, n_pixels, step)]
 
 
+def count_true(mask: torch.Tensor) -> torch.Tensor:
+    """Per-row number of True values of a bool tensor ``(n, P)``, dtype int64.
+
+    ``mask.sum(1)`` reduces bools in int64; summing their bytes in int32 (exact below 2**31 per
+    row, int64 above) gives the same counts several times faster on the CPU.
+    """
+    dtype = torch.int32 if mask.shape[1] < 2**31 else torch.int64
+    return mask.view(torch.uint8).sum(1, dtype=dtype).to(torch.int64)
+
+
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Clip to [0, 255], round half to even and cast; NaN becomes 0, +inf 255.
 
@@ -96,7 +106,7 @@ def masked_covariance(
         total = values.sum(1)
     else:
         weights = mask.to(values.dtype)
-        count = mask.sum(1).to(torch.float64)
+        count = count_true(mask).to(torch.float64)
         total = (weights[:, None] @ values)[:, 0]
     mean = total.to(torch.float64) / count[:, None]
     centre = mean.to(values.dtype)[:, None]
@@ -158,7 +168,7 @@ def masked_percentiles(
     count = (
         torch.full((len(values),), values.shape[1], device=values.device)
         if mask is None
-        else mask.sum(1)
+        else count_true(mask)
     )
     last = (count - 1).clamp(min=0)[:, None]
     fraction = torch.as_tensor(q, dtype=torch.float64, device=values.device)[None] / 100.0

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stainstyle._torch_ops import masked_covariance, masked_percentiles, to_uint8
+from stainstyle._torch_ops import count_true, masked_covariance, masked_percentiles, to_uint8
 from stainstyle.color.od import od_lut
 from stainstyle.methods._stains import concentration_scale
 from stainstyle.separation import ClosedFormLasso
@@ -250,7 +250,7 @@ def vahadane_stains(
     """
     n = len(od)
     tissue = tissue_mask_tensor(pixels, io, beta, every_channel=False)
-    n_tissue = tissue.sum(1).cpu().numpy()
+    n_tissue = count_true(tissue).cpu().numpy()
     matrices = np.tile(_PLACEHOLDER, (n, 1, 1))
     degenerate = n_tissue < needed
     for i in np.flatnonzero(~degenerate):

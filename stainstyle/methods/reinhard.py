@@ -379,9 +379,12 @@ class ReinhardNormalizer(StainNormalizer):
 
     def _tensor_stats(self, batch: Any, tissue: Any) -> tuple[list, list, list]:
         """Per-tile pixel counts, means and spreads of a uint8 tensor batch, as lists."""
+        from stainstyle._torch_ops import count_true
+
         n = len(batch)
         mask = tissue.reshape(n, -1) if self._param("tissue_only") else None
-        counts = [batch.shape[1] * batch.shape[2]] * n if mask is None else mask.sum(1).tolist()
+        pixels = batch.shape[1] * batch.shape[2]
+        counts = [pixels] * n if mask is None else count_true(mask).tolist()
         mean, std = _TENSOR_SPACES[self.space](batch).stats(mask)
         return counts, mean.tolist(), std.tolist()
 
