@@ -512,7 +512,8 @@ def run_or_render(
     args: argparse.Namespace,
     prog: str,
     report_file: str,
-    run: Callable[[], tuple[Path, Any]],
+    make_config: Callable[[], Any],
+    run: Callable[[Any], Any],
     write_reports: Callable[[Path, Any], str],
 ) -> int:
     """A benchmark's main: render a saved report again (``--report-from``) or run and save one.
@@ -525,8 +526,10 @@ def run_or_render(
         The benchmark's name, for error messages.
     report_file : str
         File name of the JSON report under the output folder, e.g. ``"fidelity.json"``.
+    make_config : callable
+        Builds the run's configuration, with its output folder ``out``; called only to run.
     run : callable
-        Runs the benchmark; returns its output folder and its report.
+        ``config -> report``: runs the benchmark.
     write_reports : callable
         ``(folder, report) -> text``: writes the human-readable files, returns what to print.
 
@@ -541,10 +544,26 @@ def run_or_render(
             return 2
         print(write_reports(args.report_from.parent, report))
         return 0
-    out, report = run()
-    write_json(out / report_file, report)
-    print(write_reports(out, report))
+    config = make_config()
+    report = run(config)
+    write_json(config.out / report_file, report)
+    print(write_reports(config.out, report))
     return 0
+
+
+def parse_out_or_report(parser: argparse.ArgumentParser, argv: list[str] | None):
+    """Parse ``argv`` for a benchmark with :func:`add_report_from`: ``--out`` is required to run.
+
+    Returns
+    -------
+    argparse.Namespace
+        The options; the parser exits with a usage error when neither ``--out`` nor
+        ``--report-from`` is given.
+    """
+    args = parser.parse_args(argv)
+    if args.out is None and args.report_from is None:
+        parser.error("--out: required (unless --report-from)")
+    return args
 
 
 def add_report_from(parser: argparse.ArgumentParser, report: str, writes: str) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -64,6 +65,7 @@ from _common import (
     frozen_config,
     markdown_table,
     method_roster,
+    parse_out_or_report,
     run_or_render,
     write_text,
 )
@@ -588,10 +590,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help=f"smoke run: {QUICK} (overriding those options)"
     )
     add_report_from(parser, "fidelity.json", "fidelity.md")
-    args = parser.parse_args(argv)
-    if args.out is None and args.report_from is None:
-        parser.error("--out: required (unless --report-from)")
-    return args
+    return parse_out_or_report(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -599,11 +598,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("fidelity", "%(message)s")
 
-    def run_configured() -> tuple[Path, dict]:
-        config = frozen_config(Config, args, QUICK)
-        return config.out, run(config)
-
-    return run_or_render(args, "fidelity", "fidelity.json", run_configured, write_reports)
+    make_config = functools.partial(frozen_config, Config, args, QUICK)
+    return run_or_render(args, "fidelity", "fidelity.json", make_config, run, write_reports)
 
 
 if __name__ == "__main__":

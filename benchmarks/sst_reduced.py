@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import logging
 import sys
 import time
@@ -49,6 +50,7 @@ from _common import (
     environment,
     frozen_config,
     markdown_table,
+    parse_out_or_report,
     run_or_render,
     write_text,
 )
@@ -248,10 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help=f"smoke run: {QUICK} and Table 1's quick preset"
     )
     add_report_from(parser, "sst_reduced.json", "sst_reduced.md")
-    args = parser.parse_args(argv)
-    if args.out is None and args.report_from is None:
-        parser.error("--out: required (unless --report-from)")
-    return args
+    return parse_out_or_report(parser, argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,11 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging("sst_reduced", "%(message)s")
 
-    def run_configured() -> tuple[Path, dict]:
-        config = frozen_config(Config, args, QUICK)
-        return config.out, run(config)
-
-    return run_or_render(args, "sst_reduced", "sst_reduced.json", run_configured, write_reports)
+    make_config = functools.partial(frozen_config, Config, args, QUICK)
+    return run_or_render(args, "sst_reduced", "sst_reduced.json", make_config, run, write_reports)
 
 
 if __name__ == "__main__":
