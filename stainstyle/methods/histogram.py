@@ -32,7 +32,7 @@ def channel_histograms(tiles: np.ndarray, mask: np.ndarray | None = None) -> np.
     ndarray of shape (3, 256), dtype int64
     """
     if is_tensor(tiles):
-        counts, _ = _tile_histograms(
+        counts = _tile_histograms(
             tiles.reshape(1, -1, 3), None if mask is None else mask.reshape(1, -1)
         )
         return counts[0].cpu().numpy()
@@ -66,8 +66,8 @@ def match_cdf_lut(source_counts: np.ndarray, target_counts: np.ndarray) -> np.nd
     return float_to_uint8(mapped)
 
 
-def _tile_histograms(pixels: Any, mask: Any) -> tuple[Any, Any]:
-    """Per-tile channel histograms of uint8 tensor pixels, by one ``torch.bincount``.
+def _tile_histograms(pixels: Any, mask: Any) -> Any:
+    """Per-tile channel histograms of uint8 tensor pixels, by ``torch.bincount``.
 
     Parameters
     ----------
@@ -76,19 +76,54 @@ def _tile_histograms(pixels: Any, mask: Any) -> tuple[Any, Any]:
 
     Returns
     -------
-    counts : torch.Tensor of shape (n, 3, 256), dtype int64
-    bins : torch.Tensor of shape (n, P, 3), dtype int32
-        Each value's bin ``256 * (3 * tile + channel) + value``, the index of its entry in
-        per-tile lookup tables ``(n, 3, 256)`` flattened.
+    torch.Tensor of shape (n, 3, 256), dtype int64
     """
     import torch
 
     n = len(pixels)
+    outside = 3 * 256 * n  # the bin of masked-out values, dropped
+    counts = torch.zeros(outside + 1, dtype=torch.int64, device=pixels.device)
+    for block, bins in _blocks_of_bins(pixels):
+        if mask is not None:
+            bins = torch.where(mask[:, block, None], bins, outside)
+        counts += torch.bincount(bins.reshape(-1), minlength=outside + 1)
+    return counts[:outside].reshape(n, 3, 256)
+
+
+def _blocks_of_bins(pixels: Any):
+    """Yield ``(block, bins)`` over blocks of pixels ``(n, P, 3)`` uint8.
+
+    ``bins`` ``(n, B, 3)`` int32 holds each value's bin ``256 * (3 * tile + channel) + value``,
+    the index of its entry in per-tile lookup tables ``(n, 3, 256)`` flattened (int32 moves
+    half the memory of int64). The bin offsets are laid out once per block size, so that each
+    block's addition is a plain elementwise one.
+    """
+    import torch
+
+    from stainstyle._torch_ops import pixel_blocks
+
+    n, size = pixels.shape[:2]
+    blocks = pixel_blocks(n, size, pixels.device)
+    if not blocks:
+        return
+    step = blocks[0].stop - blocks[0].start
     offsets = torch.arange(0, 3 * 256 * n, 256, dtype=torch.int32, device=pixels.device)
-    bins = pixels.int() + offsets.reshape(n, 1, 3)  # int32: half the memory traffic of int64
-    counted = bins if mask is None else torch.where(mask[..., None], bins, 3 * 256 * n)
-    counts = torch.bincount(counted.reshape(-1), minlength=3 * 256 * n + 1)
-    return counts[: 3 * 256 * n].reshape(n, 3, 256), bins
+    offsets = offsets.reshape(n, 1, 3).expand(n, min(step, size), 3).contiguous()
+    for block in blocks:
+        values = pixels[:, block]
+        yield block, values.int().add_(offsets[:, : values.shape[1]])
+
+
+def _apply_luts(luts: Any, pixels: Any) -> Any:
+    """Per-tile lookup tables ``(n, 3, 256)`` uint8 applied to pixels ``(n, P, 3)`` uint8."""
+    import torch
+
+    table = luts.reshape(-1)
+    out = torch.empty_like(pixels)
+    for block, bins in _blocks_of_bins(pixels):
+        # index_select: several times faster than advanced indexing on the CPU
+        out[:, block] = torch.index_select(table, 0, bins.reshape(-1)).reshape(bins.shape)
+    return out
 
 
 def _match_cdf_luts(source_counts: Any, target_counts: np.ndarray) -> Any:
@@ -247,13 +282,11 @@ class HistogramSpecification(StainNormalizer):
         n = len(batch)
         pixels = batch.reshape(n, -1, 3)
         mask = None if tissue is None else tissue.reshape(n, -1)
-        counts, bins = _tile_histograms(pixels, mask)
         if context is None:
-            luts = _match_cdf_luts(counts, self.target_counts_)
+            luts = _match_cdf_luts(_tile_histograms(pixels, mask), self.target_counts_)
         else:
             luts = torch.as_tensor(context.T, device=batch.device).expand(n, 3, 256)
-        # index_select: several times faster than advanced indexing on the CPU
-        out = torch.index_select(luts.reshape(-1), 0, bins.reshape(-1)).reshape(bins.shape)
+        out = _apply_luts(luts.contiguous(), pixels)
         if mask is not None:
             out = torch.where(mask[..., None], out, pixels)
         return out.reshape(batch.shape), np.zeros(n, dtype=bool)
