@@ -95,22 +95,20 @@ def _blocks_of_bins(pixels: Any):
 
     ``bins`` ``(n, B, 3)`` int32 holds each value's bin ``256 * (3 * tile + channel) + value``,
     the index of its entry in per-tile lookup tables ``(n, 3, 256)`` flattened (int32 moves
-    half the memory of int64). The bin offsets are laid out once per block size, so that each
-    block's addition is a plain elementwise one.
+    half the memory of int64). The bin offsets are laid out once, for the first block (the
+    widest), so that each block's addition is a plain elementwise one.
     """
     import torch
 
     from stainstyle._torch_ops import pixel_blocks
 
-    n, size = pixels.shape[:2]
-    blocks = pixel_blocks(n, size, pixels.device)
-    if not blocks:
-        return
-    step = blocks[0].stop - blocks[0].start
-    offsets = torch.arange(0, 3 * 256 * n, 256, dtype=torch.int32, device=pixels.device)
-    offsets = offsets.reshape(n, 1, 3).expand(n, min(step, size), 3).contiguous()
-    for block in blocks:
+    n = len(pixels)
+    tile_offsets = torch.arange(0, 3 * 256 * n, 256, dtype=torch.int32, device=pixels.device)
+    offsets = None
+    for block in pixel_blocks(n, pixels.shape[1], pixels.device):
         values = pixels[:, block]
+        if offsets is None:
+            offsets = tile_offsets.reshape(n, 1, 3).expand(values.shape).contiguous()
         yield block, values.int().add_(offsets[:, : values.shape[1]])
 
 
