@@ -174,34 +174,34 @@ _SPACES = {"lab_ruderman": _RudermanPixels, "lab_cie": _CiePixels}
 
 
 class _RudermanTensors:
-    """A batch of uint8 tensor tiles in log-LMS, the torch twin of :class:`_RudermanPixels`.
+    """A batch of uint8 tensor tiles seen in log-LMS, the torch twin of :class:`_RudermanPixels`.
 
     lαβ is a linear map of log-LMS (:data:`LOG_LMS_TO_LAB`), so the statistics of lαβ come from
     the mean and covariance of log-LMS, and the mapping is one affine map per tile in log-LMS:
-    the lαβ values themselves are never formed. Per-pixel chains run in blocks of pixels
-    (:func:`~stainstyle._torch_ops.pixel_blocks`), cache-sized on the CPU.
+    the lαβ values themselves are never formed. Nor are the log-LMS values of the whole batch:
+    each pass converts the pixels block by block
+    (:func:`~stainstyle._torch_ops.pixel_blocks`, cache-sized on the CPU).
     """
 
     def __init__(self, batch: Any):
         import torch
 
-        from stainstyle._torch_ops import pixel_blocks
-
         self.shape = batch.shape
-        rgb = batch.reshape(len(batch), -1, 3)
-        self.blocks = pixel_blocks(*rgb.shape[:2], batch.device)
-        self.log_lms = torch.empty(rgb.shape, dtype=torch.float32, device=batch.device)
-        to_lms = constant(torch, RGB_TO_LMS.T, self.log_lms)
-        for block in self.blocks:
-            pixels = rgb[:, block].clamp(min=1).to(torch.float32)
-            self.log_lms[:, block] = (pixels @ to_lms).log_()
+        self.rgb = batch.reshape(len(batch), -1, 3)
+        self.to_lms = torch.as_tensor(RGB_TO_LMS.T, dtype=torch.float32, device=batch.device)
+
+    def log_lms(self, rgb: Any) -> Any:
+        """``log(LMS)`` ``(n, b, 3)`` float32 of uint8 pixels ``(n, b, 3)``, zeros as ones."""
+        import torch
+
+        return (rgb.clamp(min=1).to(torch.float32) @ self.to_lms).log_()
 
     def stats(self, mask: Any) -> tuple[Any, Any]:
         import torch
 
         from stainstyle._torch_ops import masked_covariance
 
-        _, mean, covariance = masked_covariance(self.log_lms, mask)
+        _, mean, covariance = masked_covariance(self.rgb, mask, self.log_lms)
         to_lab = constant(torch, LOG_LMS_TO_LAB, mean)
         variance = (to_lab @ covariance @ to_lab.T).diagonal(dim1=1, dim2=2)
         return mean @ to_lab.T, variance.clamp(min=0).sqrt()
@@ -210,19 +210,19 @@ class _RudermanTensors:
         """``lab * scale + shift`` per tile and channel ``(n, 3)``, back in uint8 RGB."""
         import torch
 
-        from stainstyle._torch_ops import to_uint8
+        from stainstyle._torch_ops import pixel_blocks, to_uint8
 
         to_log_lms = constant(torch, LAB_TO_LOG_LMS, scale)
         matrix = (to_log_lms * scale[:, None, :]) @ constant(torch, LOG_LMS_TO_LAB, scale)
         bias = shift @ to_log_lms.T
-        dtype = self.log_lms.dtype
-        shape = (len(self.log_lms), 3, 3)  # one map per tile, or one for all (given statistics)
-        matrix = matrix.transpose(1, 2).to(dtype).expand(shape)
-        bias = bias[:, None].to(dtype).expand(shape[0], 1, 3)
-        to_rgb = constant(torch, LMS_TO_RGB.T, self.log_lms)
-        out = torch.empty(self.log_lms.shape, dtype=torch.uint8, device=self.log_lms.device)
-        for block in self.blocks:
-            lms = torch.baddbmm(bias, self.log_lms[:, block], matrix).exp_()
+        n = len(self.rgb)
+        shape = (n, 3, 3)  # one map per tile, or one for all (given statistics)
+        matrix = matrix.transpose(1, 2).to(torch.float32).expand(shape)
+        bias = bias[:, None].to(torch.float32).expand(n, 1, 3)
+        to_rgb = constant(torch, LMS_TO_RGB.T, self.to_lms)
+        out = torch.empty(self.rgb.shape, dtype=torch.uint8, device=self.rgb.device)
+        for block in pixel_blocks(*self.rgb.shape[:2], self.rgb.device):
+            lms = torch.baddbmm(bias, self.log_lms(self.rgb[:, block]), matrix).exp_()
             out[:, block] = to_uint8(lms @ to_rgb)
         return out.reshape(self.shape)
 

@@ -357,15 +357,19 @@ def test_stains_off_the_positive_octant_agree_on_both_backends():
     )
 
 
-def test_tensor_optical_density_is_the_float32_table():
-    """Every uint8 intensity maps to its float32 optical density, as the numpy path's."""
+def test_tensor_optical_density_matches_the_float32_table():
+    """Every uint8 intensity maps to the numpy path's float32 optical density, to its rounding.
+
+    The torch path computes ``ln(io) - ln(I + 1)`` in float32; the table rounds the float64
+    value once. They differ by at most one unit in the last place of values below 8 (4.8e-7).
+    """
     from stainstyle.color.od import od_lut
     from stainstyle.methods._stain_tensors import optical_density
 
     pixels = torch.arange(256, dtype=torch.uint8).reshape(1, -1, 1).expand(1, 256, 3)
     od = optical_density(pixels, 250.0)
     assert od.dtype == torch.float32 and od.shape == (1, 256, 3)
-    np.testing.assert_array_equal(od[0, :, 1].numpy(), od_lut(250.0, np.float32))
+    np.testing.assert_allclose(od[0, :, 1].numpy(), od_lut(250.0, np.float32), rtol=0, atol=4.8e-7)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
