@@ -188,6 +188,7 @@ def test_tissue_mask_tensor_equals_tissue_mask_on_every_boundary_level():
             expected = tissue_mask(tiles, io, od, every_channel)
             assert set(np.unique(expected.view(np.uint8))) <= {0, 1}  # a valid bool array
             got = tissue_mask_tensor(torch.from_numpy(tiles), io, od, every_channel)
+            assert got.dtype == torch.bool and got.shape == expected.shape
             np.testing.assert_array_equal(got.numpy(), expected)
 
 
