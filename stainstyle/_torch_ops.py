@@ -159,7 +159,7 @@ def masked_covariance(
 def _provisional_centre(
     convert: Callable[[torch.Tensor], torch.Tensor], values: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
-    """``(n, 1, c)``: the mean of every 64th pixel (of its masked ones where there are some).
+    """``(n, 1, c)``: the mean of every :data:`SAMPLE_STRIDE`-th pixel (of the masked ones if any).
 
     Rounded to an integer: the differences of integer pixels (uint8 intensities) from it are
     exact, and so are their moments where they are small (a uniform tile's spread, decided
