@@ -1,5 +1,6 @@
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import torch
 from _support import read_rgb, require_data
@@ -90,3 +91,42 @@ def test_slide_statistics_map_every_tile_with_the_pooled_histogram(target_tiles,
     lut = np.stack([match_cdf_lut(source_counts[c], target_counts[c]) for c in range(3)])
     expected = np.stack([lut[c][source_tiles[..., c]] for c in range(3)], axis=-1)
     np.testing.assert_array_equal(normalizer.transform(source_tiles, source=statistics), expected)
+
+
+def test_large_tiles_are_looked_up_by_byte_pairs_as_by_single_bytes():
+    """A 1024 x 1024 image goes through the pair tables; odd layouts take the single-byte path.
+
+    Both give each tile's own table applied to every pixel, as OpenCV's ``LUT`` does.
+    """
+    from stainstyle.methods import histogram
+
+    rng = np.random.default_rng(7)
+    side = 1024
+    images = rng.integers(0, 256, (3, side, side, 3), dtype=np.uint8)
+    luts = rng.integers(0, 256, (3, 3, 256), dtype=np.uint8)
+    tensor = torch.from_numpy(images)
+    cases = {
+        "two large tiles": (tensor[:2].reshape(2, -1, 3), luts[:2], True),
+        "a tile at an even offset": (tensor[1:2].reshape(1, -1, 3), luts[1:2], True),
+        "an odd number of pixels": (
+            tensor.reshape(1, -1, 3)[:, : side * side + 1],
+            luts[:1],
+            False,
+        ),
+        "strided pixels": (
+            torch.from_numpy(rng.integers(0, 256, (1, side * side, 4), dtype=np.uint8))[..., :3],
+            luts[:1],
+            False,
+        ),
+        "an odd byte offset": (
+            tensor.reshape(-1)[1:].narrow(0, 0, 3 * side * side).reshape(1, -1, 3),
+            luts[:1],
+            False,
+        ),
+    }
+    for name, (pixels, tables, by_pairs) in cases.items():
+        assert histogram._pairs_fit(pixels) == by_pairs, name
+        got = histogram._apply_luts(torch.from_numpy(tables), pixels).numpy()
+        for tile, table, mapped in zip(pixels.numpy(), tables, got, strict=True):
+            expected = cv2.LUT(tile[None], table.T[:, None, :].copy())[0]
+            np.testing.assert_array_equal(mapped, expected, err_msg=name)
