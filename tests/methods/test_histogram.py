@@ -94,7 +94,7 @@ def test_slide_statistics_map_every_tile_with_the_pooled_histogram(target_tiles,
 
 
 def test_large_tiles_are_looked_up_by_byte_pairs_as_by_single_bytes():
-    """A 1024 x 1024 image goes through the pair tables; odd layouts take the single-byte path.
+    """Large images go through the pair tables; odd layouts take the single-byte path.
 
     Both give each tile's own table applied to every pixel, as OpenCV's ``LUT`` does.
     """
@@ -108,6 +108,16 @@ def test_large_tiles_are_looked_up_by_byte_pairs_as_by_single_bytes():
     cases = {
         "two large tiles": (tensor[:2].reshape(2, -1, 3), luts[:2], True),
         "a tile at an even offset": (tensor[1:2].reshape(1, -1, 3), luts[1:2], True),
+        "a tile two bytes in": (
+            tensor.reshape(-1)[2:].narrow(0, 0, 3 * side * side).reshape(1, -1, 3),
+            luts[:1],
+            True,
+        ),
+        "a 2048 x 2048 image: two blocks of pairs": (
+            tensor[:2].reshape(1, -1, 3).repeat(1, 2, 1),
+            luts[:1],
+            True,
+        ),
         "an odd number of pixels": (
             tensor.reshape(1, -1, 3)[:, : side * side + 1],
             luts[:1],
