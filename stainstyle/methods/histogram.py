@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import cv2
@@ -153,10 +154,12 @@ def _pairs_fit(pixels: Any) -> bool:
     """Whether tiles ``(n, P, 3)`` are looked up by byte pairs.
 
     They are when they are large CPU tiles whose bytes read as whole 16-bit pairs: an even
-    number of them, starting at an even offset.
+    number of them, starting at an even offset, on a little-endian machine (the first byte of
+    a pair is its low byte).
     """
     return (
-        pixels.device.type == "cpu"
+        sys.byteorder == "little"
+        and pixels.device.type == "cpu"
         and pixels.shape[1] >= PAIR_LOOKUP_PIXELS
         and pixels.shape[1] % 2 == 0
         and pixels.is_contiguous()
@@ -188,7 +191,7 @@ def _apply_lut_by_pairs(lut: Any, tile: Any, out: Any) -> None:
 
 
 def _pair_blocks(n_pairs: int, start: int) -> list[slice]:
-    """Strided slices ``start::3`` of ``n_pairs`` pairs, in blocks of 2^20 pairs each."""
+    """Strided slices ``start::3`` of ``n_pairs`` pairs, 2^20 of them a block."""
     step = 3 << 20
     return [slice(origin + start, origin + step, 3) for origin in range(0, n_pairs, step)]
 
