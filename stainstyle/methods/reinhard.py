@@ -210,19 +210,18 @@ class _RudermanTensors:
         """``lab * scale + shift`` per tile and channel ``(n, 3)``, back in uint8 RGB."""
         import torch
 
-        from stainstyle._torch_ops import pixel_blocks, to_uint8
+        from stainstyle._torch_ops import per_tile_product, pixel_blocks, to_uint8
 
         to_log_lms = constant(torch, LAB_TO_LOG_LMS, scale)
         matrix = (to_log_lms * scale[:, None, :]) @ constant(torch, LOG_LMS_TO_LAB, scale)
         bias = shift @ to_log_lms.T
-        n = len(self.rgb)
-        shape = (n, 3, 3)  # one map per tile, or one for all (given statistics)
-        matrix = matrix.transpose(1, 2).to(torch.float32).expand(shape)
-        bias = bias[:, None].to(torch.float32).expand(n, 1, 3)
+        # one map per tile, or one for all (given statistics)
+        matrix = matrix.transpose(1, 2).to(torch.float32)
+        bias = bias[:, None].to(torch.float32)
         to_rgb = constant(torch, LMS_TO_RGB.T, self.to_lms)
         out = torch.empty(self.rgb.shape, dtype=torch.uint8, device=self.rgb.device)
         for block in pixel_blocks(*self.rgb.shape[:2], self.rgb.device):
-            lms = torch.baddbmm(bias, self.log_lms(self.rgb[:, block]), matrix).exp_()
+            lms = per_tile_product(self.log_lms(self.rgb[:, block]), matrix).add_(bias).exp_()
             out[:, block] = to_uint8(lms @ to_rgb)
         return out.reshape(self.shape)
 
